@@ -1,0 +1,1 @@
+"""Shared core of the serving benchmark: data, model, codecs, inference, topology."""
