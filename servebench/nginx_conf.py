@@ -1,0 +1,69 @@
+"""Render nginx/nginx.conf.template from the topology's knobs, and optionally run nginx.
+
+    python -m servebench.nginx_conf [--prefix DIR] [--exec]
+
+Both runtimes use this, so nginx sees the same configuration natively and in
+its container. ``${msec}`` and other nginx variables pass through untouched:
+only names this module knows are substituted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from servebench import topology
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
+TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+
+
+def render(prefix: Path, env: dict[str, str] | None = None) -> str:
+    k = topology.knobs(env)
+    mb = int((env or os.environ).get("SB_MAX_BODY_MB", "16"))
+    values = {
+        "PREFIX": str(prefix),
+        "SB_LISTEN": k["SB_LISTEN"],
+        "SB_PORT": k["SB_PORT"],
+        "SB_FRONTEND_PORT": k["SB_FRONTEND_PORT"],
+        "SB_MAX_BODY": f"{mb}m",
+        "msec": "${msec}",  # nginx's own variable
+    }
+    text = TEMPLATE.read_text()
+    for name, value in values.items():
+        text = text.replace("${%s}" % name, value)
+    return text
+
+
+def write(prefix: Path, env: dict[str, str] | None = None) -> Path:
+    prefix = prefix.resolve()
+    for d in TEMP_DIRS:
+        (prefix / d).mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # A root master runs workers as nobody; they write request bodies here.
+            shutil.chown(prefix / d, user="nobody")
+    conf = prefix / "nginx.conf"
+    conf.write_text(render(prefix, env))
+    return conf
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--prefix", type=Path, default=Path(os.environ.get("SB_NGINX_PREFIX", "/tmp/servebench-nginx")))
+    p.add_argument("--exec", action="store_true", help="replace this process with nginx in the foreground")
+    args = p.parse_args(argv)
+    conf = write(args.prefix)
+    if not args.exec:
+        print(conf)
+        return 0
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if nginx is None:
+        print("nginx is not installed: `apt-get install nginx-light` (or run `make setup`)", file=sys.stderr)
+        return 127
+    os.execv(nginx, [nginx, "-p", str(args.prefix.resolve()), "-c", str(conf), "-e", str(args.prefix.resolve() / "error.log"), "-g", "daemon off;"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The native runtime: the topology's services as local processes on 127.0.0.1.
+
+    python -m servebench.stack up ARCH     # start, wait until healthy, print the URL
+    python -m servebench.stack down        # stop exactly what `up` started
+    python -m servebench.stack status
+
+What was started is written to ``<run dir>/stack.json`` (default ``run/``,
+``SB_RUN_DIR``): per service its pid (a process group leader), port, command
+and log. ``down`` and the harness's resource sampler read it.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from servebench import topology
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 120.0
+
+
+class StackError(RuntimeError):
+    """Something stops the stack from starting; the message says what to do."""
+
+
+@dataclass
+class StackState:
+    run_dir: Path
+    doc: dict
+
+    @property
+    def arch(self) -> str:
+        return self.doc["arch"]
+
+    @property
+    def url(self) -> str:
+        return self.doc["url"]
+
+    def pids(self) -> dict[str, int]:
+        return {name: svc["pid"] for name, svc in self.doc["services"].items()}
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """Each service's live process tree (leader and descendants)."""
+        trees = {}
+        for name, pid in self.pids().items():
+            try:
+                leader = psutil.Process(pid)
+                trees[name] = [leader, *leader.children(recursive=True)]
+            except psutil.NoSuchProcess:
+                trees[name] = []
+        return trees
+
+    def alive(self) -> bool:
+        return all(_alive(pid) for pid in self.pids().values())
+
+
+def run_dir(path: str | Path | None = None) -> Path:
+    return Path(path or os.environ.get("SB_RUN_DIR") or REPO_ROOT / "run").resolve()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        p = psutil.Process(pid)
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def state(path: str | Path | None = None) -> StackState | None:
+    f = run_dir(path) / "stack.json"
+    if not f.is_file():
+        return None
+    return StackState(run_dir(path), json.loads(f.read_text()))
+
+
+def _port_owner(port: int) -> str:
+    try:
+        for conn in psutil.net_connections("tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return ""
+
+
+def _check_port_free(host: str, port: int, knob: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise StackError(
+                f"port {port} ({knob}) on {host} is already in use{_port_owner(port)}: "
+                f"stop that process, run `make down`, or choose another port with {knob}=..."
+            ) from None
+
+
+def _executable(name: str) -> str:
+    """Prefer the tools of the Python running us (the project's virtual environment)."""
+    if name == "python":
+        return sys.executable
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        raise StackError(f"{name} not found on PATH")
+    return found
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def preflight(arch: str) -> None:
+    """Fail early, with what to do, when a required program is missing."""
+    if topology.BACKEND_OF[arch] == "tfserving" and not shutil.which("tensorflow_model_server"):
+        raise StackError(
+            f"ARCH={arch} needs TensorFlow Serving, and no `tensorflow_model_server` is on PATH. "
+            "Install it from Google's apt repository (package tensorflow-model-server), or run the "
+            "tfserving profile under docker compose (RUNTIME=docker), which uses the official "
+            "tensorflow/serving image. Nothing is substituted for it. See services/tfserving/README.md."
+        )
+    if not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
+        raise StackError("nginx is not installed: run `make setup` (it installs Debian's nginx-light) or `apt-get install nginx-light`")
+
+
+def _service_env(svc: topology.Service, base_env: dict[str, str], rdir: Path) -> dict[str, str]:
+    env = dict(base_env)
+    for key, template in svc.environment.items():
+        env[key] = topology.resolve(template, base_env)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + base_env["PYTHONPATH"] if base_env.get("PYTHONPATH") else "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if svc is topology.NGINX:
+        env["SB_NGINX_PREFIX"] = str(rdir / "nginx")
+    if svc is topology.TFSERVING:
+        from servebench import tfserving
+
+        conf = rdir / "tfserving" / "models.config"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(tfserving.render_models_config(str(REPO_ROOT / "models" / topology.MODEL_NAME)))
+        env["SB_TFSERVING_MODELS_CONFIG"] = str(conf)
+        if topology.knobs(base_env)["SB_TFSERVING_BATCHING"] == "true":
+            env["SB_TFSERVING_BATCHING_CONFIG"] = str(REPO_ROOT / "services" / "tfserving" / "batching.config")
+    return env
+
+
+def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = None,
+       timeout_s: float = START_TIMEOUT_S, log=print) -> StackState:
+    topology.check_arch(arch)
+    base_env = dict(os.environ if env is None else env)
+    base_env["ARCH"] = arch
+    rdir = run_dir(path)
+    existing = state(rdir)
+    if existing is not None:
+        if any(_alive(pid) for pid in existing.pids().values()):
+            raise StackError(f"a {existing.arch} stack is already running (state in {rdir}): run `make down` first")
+        (rdir / "stack.json").unlink()
+    preflight(arch)
+    services = topology.services_for(arch)
+    knob_values = topology.knobs(base_env)
+    for svc in services:
+        _check_port_free("127.0.0.1", topology.port(svc, base_env), svc.port_knob)
+    (rdir / "logs").mkdir(parents=True, exist_ok=True)
+    doc = {
+        "arch": arch,
+        "runtime": "native",
+        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "url": topology.base_url(base_env),
+        "knobs": knob_values,
+        "services": {},
+    }
+    st = StackState(rdir, doc)
+    try:
+        for svc in services:
+            _launch(st, svc, base_env, timeout_s)
+            log(f"  {svc.name:<10} healthy on 127.0.0.1:{st.doc['services'][svc.name]['port']} "
+                f"(pid {st.doc['services'][svc.name]['pid']})")
+    except BaseException:
+        down(rdir, log=lambda *_: None)
+        raise
+    return st
+
+
+def _launch(st: StackState, svc: topology.Service, base_env: dict[str, str], timeout_s: float) -> None:
+    """Start one service, record it in stack.json, and wait until it is healthy."""
+    rdir = st.run_dir
+    senv = _service_env(svc, base_env, rdir)
+    argv = [topology.resolve(a, senv) for a in svc.command]
+    argv[0] = _executable(argv[0])
+    logfile = rdir / "logs" / f"{svc.name}.log"
+    with logfile.open("ab") as out:
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=senv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    port = topology.port(svc, base_env)
+    # Only the topology's own variables are kept: enough to restart, no secrets from the caller's env.
+    kept = {k: senv[k] for k in sorted(set(topology.KNOBS) | {"ARCH"}) if k in senv}
+    st.doc["services"][svc.name] = {"pid": proc.pid, "port": port, "command": argv, "log": str(logfile), "env": kept}
+    (rdir / "stack.json").write_text(json.dumps(st.doc, indent=2))
+    health = f"http://127.0.0.1:{port}{svc.health_path}"
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(health):
+        if proc.poll() is not None:
+            raise StackError(f"{svc.name} exited with code {proc.returncode} while starting; "
+                             f"last lines of {logfile}:\n{_log_tail(logfile)}")
+        if time.monotonic() > deadline:
+            raise StackError(f"{svc.name} did not become healthy at {health} within {timeout_s:.0f} s; "
+                             f"last lines of {logfile}:\n{_log_tail(logfile)}")
+        time.sleep(0.2)
+
+
+def stop_service(st: StackState, name: str) -> None:
+    """Stop one service of a running stack (fault tests; the rest keeps running)."""
+    _stop(st.doc["services"][name]["pid"])
+
+
+def restart_service(st: StackState, name: str, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Start one service again with the settings it was started with."""
+    old = st.doc["services"][name]
+    _stop(old["pid"])
+    _launch(st, topology.SERVICES[name], {**os.environ, **old["env"]}, timeout_s)
+
+
+def _stop(pid: int, grace_s: float = 10.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # reap our own child so it does not linger as a zombie
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def down(path: str | Path | None = None, log=print) -> bool:
+    st = state(path)
+    if st is None:
+        log("no native stack is running")
+        return False
+    for name in reversed(list(st.doc["services"])):
+        _stop(st.doc["services"][name]["pid"])
+        log(f"  stopped {name}")
+    (st.run_dir / "stack.json").unlink(missing_ok=True)
+    return True
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    u = sub.add_parser("up")
+    u.add_argument("arch", choices=topology.ARCHES)
+    sub.add_parser("down")
+    sub.add_parser("status")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            print(f"starting {args.arch} natively ...")
+            st = up(args.arch)
+            print(f"{args.arch} is up: POST {st.url}/v1/predict  (logs in {st.run_dir / 'logs'}; stop with `make down`)")
+        elif args.cmd == "down":
+            down()
+        else:
+            st = state()
+            if st is None:
+                print("no native stack is running")
+                return 1
+            for name, svc in st.doc["services"].items():
+                print(f"{name:<10} pid {svc['pid']:<8} port {svc['port']:<6} {'up' if _alive(svc['pid']) else 'DEAD'}")
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

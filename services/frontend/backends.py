@@ -1,0 +1,162 @@
+"""What the Django front end hands a request to, one class per architecture.
+
+Each backend takes the client's body and content type and returns an
+:class:`servebench.endpoint.Reply` whose body is the common prediction
+response, whatever runs the model. Built once per gunicorn worker.
+"""
+from __future__ import annotations
+
+import time
+
+import urllib3
+
+from servebench import codecs, endpoint
+from servebench.settings import Settings
+
+
+def error(status: int, message: str, backend: str) -> endpoint.Reply:
+    return endpoint.Reply(status, codecs.error_body(message, backend=backend), "")
+
+
+class EmbeddedBackend:
+    """The model inside the Django process."""
+
+    name = "embedded"
+
+    def __init__(self, settings: Settings):
+        from servebench.inference import InferenceCore
+
+        self.core = InferenceCore.from_settings(settings)
+        self.max_batch = settings.max_batch
+
+    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
+        return endpoint.predict(self.core, body, content_type, self.max_batch)
+
+    def health(self) -> bool:
+        return True
+
+    def info(self) -> dict:
+        return {"model": self.core.info()}
+
+    def close(self) -> None:
+        pass
+
+
+class ModelServerBackend:
+    """A Flask or FastAPI model server: the body is forwarded as is, never decoded here."""
+
+    def __init__(self, settings: Settings):
+        self.name = settings.arch
+        self.address = settings.backend_address()
+        host, port = self.address.rsplit(":", 1)
+        self.pool = urllib3.HTTPConnectionPool(
+            host,
+            int(port),
+            maxsize=settings.backend_pool_size,
+            block=False,
+            # One reconnect covers a keep-alive connection the backend closed.
+            retries=urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
+            timeout=urllib3.Timeout(connect=2.0, read=settings.backend_timeout_s),
+        )
+
+    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
+        start = time.perf_counter()
+        try:
+            resp = self.pool.urlopen(
+                "POST", "/v1/predict", body=body,
+                headers={"Content-Type": content_type or ""}, preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            return self._failure(exc)
+        forward_ms = (time.perf_counter() - start) * 1000.0
+        if resp.status >= 500:
+            return error(502, f"backend {self.name} failed with HTTP {resp.status}", self.name)
+        return endpoint.Reply(
+            resp.status,
+            resp.data,
+            endpoint.join_timing(resp.headers.get("Server-Timing", ""), endpoint.timing_entry("forward", forward_ms)),
+        )
+
+    def _failure(self, exc: Exception) -> endpoint.Reply:
+        reason = getattr(exc, "reason", None) or exc
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
+            return error(502, f"backend {self.name} unreachable at {self.address}", self.name)
+        if isinstance(reason, urllib3.exceptions.TimeoutError):
+            return error(504, f"backend {self.name} at {self.address} timed out", self.name)
+        return error(502, f"backend {self.name} at {self.address} failed: {type(reason).__name__}", self.name)
+
+    def health(self) -> bool:
+        try:
+            return self.pool.urlopen("GET", "/healthz", retries=False, timeout=2.0).status == 200
+        except urllib3.exceptions.HTTPError:
+            return False
+
+    def info(self) -> dict:
+        try:
+            resp = self.pool.urlopen("GET", "/v1/info", retries=False, timeout=2.0)
+            import json
+
+            return {"backend": json.loads(resp.data)} if resp.status == 200 else {}
+        except (urllib3.exceptions.HTTPError, ValueError):
+            return {}
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class TFServingBackend:
+    """TensorFlow Serving over REST or gRPC: decoded here, since TF Serving takes its own formats."""
+
+    def __init__(self, settings: Settings):
+        from servebench import tfserving
+
+        self.name = settings.arch
+        self.max_batch = settings.max_batch
+        self.address = settings.backend_address()
+        self._error_type = tfserving.TFServingError
+        if settings.arch == "tfserving-grpc":
+            self.client = tfserving.GrpcClient(self.address, timeout_s=settings.backend_timeout_s)
+        else:
+            host, port = self.address.rsplit(":", 1)
+            self.client = tfserving.RestClient(host, int(port), timeout_s=settings.backend_timeout_s,
+                                               pool_size=settings.backend_pool_size)
+        # TF Serving always serves REST too; its model-status endpoint is the health check for both.
+        self._health = tfserving.RestClient(settings.backend_host, settings.tfserving_rest_port, pool_size=1)
+
+    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
+        start = time.perf_counter()
+        try:
+            images = codecs.decode(body, content_type, self.max_batch)
+        except codecs.CodecError as exc:
+            return endpoint.Reply(exc.status, codecs.error_body(exc.message), "")
+        decode_ms = (time.perf_counter() - start) * 1000.0
+        try:
+            pred, forward_ms = self.client.predict(images)
+        except self._error_type as exc:
+            return error(exc.status, f"backend {self.name} at {self.address}: {exc}", self.name)
+        return endpoint.Reply(
+            200,
+            codecs.encode_predictions(pred),
+            endpoint.join_timing(endpoint.timing_entry("decode", decode_ms), endpoint.timing_entry("forward", forward_ms)),
+        )
+
+    def health(self) -> bool:
+        return bool(self._health.health())
+
+    def info(self) -> dict:
+        return {"address": self.address}
+
+    def close(self) -> None:
+        self.client.close()
+        self._health.close()
+
+
+def build(settings: Settings):
+    if settings.arch == "embedded":
+        return EmbeddedBackend(settings)
+    if settings.arch in ("flask", "fastapi"):
+        return ModelServerBackend(settings)
+    if settings.arch in ("tfserving-rest", "tfserving-grpc"):
+        return TFServingBackend(settings)
+    raise ValueError(f"unknown SB_ARCH {settings.arch!r}")
