@@ -17,15 +17,20 @@ writes ``stack.json`` beside it): per service its container, port and command.
 :meth:`ComposeState.processes` reads each container's host PID (``State.Pid``)
 so the harness's psutil sampler measures containers as it measures processes.
 
+``up`` first rebuilds the arch's images, so the containers run the checkout's
+code (seconds when only the code changed: every other layer is cached).
+
 Settings: ``SB_COMPOSE`` (the compose command, e.g. ``docker-compose``),
-``SB_COMPOSE_PROJECT`` (default ``servebench``), ``BASE_IMAGE``,
-``SB_DOCKER_BUILD=0`` (``up`` uses the images as they are instead of
-rebuilding them, which is quick when only the code changed).
+``SB_COMPOSE_PROJECT`` (default ``servebench``), ``BASE_IMAGE`` (default: the
+public ``python:3.11-slim-bookworm``, or ``servebench/base:bookworm`` from
+``make base-image`` when only that one is here), ``SB_DOCKER_BUILD=0`` (``up``
+uses the images as they are, building only missing ones).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import shlex
@@ -35,7 +40,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -54,20 +59,23 @@ STOP_GRACE_S = 10
 PULL_TIMEOUT_S = 300.0
 PROFILES = tuple(dict.fromkeys(topology.PROFILE_OF.values()))
 BUILT = tuple(name for name, svc in topology.SERVICES.items() if svc.dockerfile)
+PUBLIC_BASE = "python:3.11-slim-bookworm"
+OFFLINE_BASE = "servebench/base:bookworm"  # docker/base-image.sh (make base-image)
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 
 
 # ------------------------------------------------------------ docker plumbing
 def _run(argv: list[str], env: dict[str, str] | None = None, timeout: float | None = 60.0,
-         capture: bool = True) -> subprocess.CompletedProcess:
+         capture: bool = True, merge: bool = True) -> subprocess.CompletedProcess:
+    """Run a docker command; ``merge`` folds stderr into stdout (for messages), else stdout alone (for JSON)."""
     try:
         return subprocess.run(argv, env=env, cwd=REPO_ROOT, timeout=timeout, text=True,
                               stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.STDOUT if capture else None)
+                              stderr=(subprocess.STDOUT if merge else subprocess.PIPE) if capture else None)
     except FileNotFoundError:
         raise StackError(f"{argv[0]} not found: install Docker (Debian: apt-get install docker.io docker-compose)") from None
-    except subprocess.TimeoutExpired as exc:
+    except subprocess.TimeoutExpired:
         raise StackError(f"`{shlex.join(argv)}` did not finish within {timeout:.0f} s") from None
 
 
@@ -88,16 +96,21 @@ def _require_engine() -> None:
 def compose_command(env: dict[str, str] | None = None) -> list[str]:
     """``docker compose`` (v2) when present, else ``docker-compose`` (v1); SB_COMPOSE overrides."""
     env = os.environ if env is None else env
-    if env.get("SB_COMPOSE"):
-        return shlex.split(env["SB_COMPOSE"])
+    return list(_find_compose(env.get("SB_COMPOSE", "")))
+
+
+@functools.lru_cache(maxsize=None)
+def _find_compose(override: str) -> tuple[str, ...]:
+    if override:
+        return tuple(shlex.split(override))
     try:
         if subprocess.run(["docker", "compose", "version"], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL, timeout=20).returncode == 0:
-            return ["docker", "compose"]
+            return ("docker", "compose")
     except (FileNotFoundError, subprocess.TimeoutExpired):
         pass
     if shutil.which("docker-compose"):
-        return ["docker-compose"]
+        return ("docker-compose",)
     raise StackError("neither `docker compose` (v2) nor `docker-compose` (v1) is installed: "
                      "install the compose plugin, or Debian's docker-compose")
 
@@ -120,12 +133,12 @@ def _image_present(image: str) -> bool:
 def _inspect(ids: list[str]) -> list[dict]:
     if not ids:
         return []
-    res = _run(["docker", "inspect", *ids], timeout=30)
+    res = _run(["docker", "inspect", *ids], timeout=30, merge=False)
     if res.returncode != 0:
         # Some ids are gone: inspect them one by one and keep those that exist.
         found = []
         for cid in ids:
-            one = _run(["docker", "inspect", cid], timeout=30)
+            one = _run(["docker", "inspect", cid], timeout=30, merge=False)
             if one.returncode == 0:
                 found += json.loads(one.stdout)
         return found
@@ -137,9 +150,9 @@ def project_containers(project: str, all_states: bool = True) -> dict[str, dict]
     argv = ["docker", "ps", "-q", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}"]
     if all_states:
         argv.insert(2, "-a")
-    res = _run(argv, timeout=30)
+    res = _run(argv, timeout=30, merge=False)
     if res.returncode != 0:
-        raise StackError(f"`docker ps` failed: {res.stdout.strip()}")
+        raise StackError(f"`docker ps` failed: {res.stderr.strip()}")
     return {c["Config"]["Labels"].get(SERVICE_LABEL, c["Name"].lstrip("/")): c for c in _inspect(res.stdout.split())}
 
 
@@ -151,7 +164,7 @@ def _logs_tail(cid: str, lines: int = 20) -> str:
 def _compose_env(base_env: dict[str, str]) -> dict[str, str]:
     """What compose substitutes into docker-compose.yml: the knobs, plus what the native runner derives."""
     env = dict(base_env)
-    env.setdefault("BASE_IMAGE", "python:3.11-slim-bookworm")
+    env.setdefault("BASE_IMAGE", PUBLIC_BASE)
     # As stack.py does: TF Serving gets its batching file (mounted at /models) only with batching on.
     if topology.knobs(env)["SB_TFSERVING_BATCHING"] == "true":
         env.setdefault("SB_TFSERVING_BATCHING_CONFIG", "/models/batching.config")
@@ -168,6 +181,7 @@ def _images() -> dict[str, str]:
 class ComposeState:
     run_dir: Path
     doc: dict
+    _pids: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def arch(self) -> str:
@@ -178,10 +192,18 @@ class ComposeState:
         return self.doc["url"]
 
     def pids(self) -> dict[str, int]:
-        """Each service's container main process as a host PID (0 when not running)."""
+        """Each service's container main process as a host PID (0 when not running).
+
+        The sampler calls this several times a second: ``docker inspect`` runs
+        only when a known PID is gone (a container stopped or restarted).
+        """
+        if self._pids and all(pid and psutil.pid_exists(pid) for pid in self._pids.values()):
+            return dict(self._pids)
         ids = {name: svc["container"] for name, svc in self.doc["services"].items()}
-        live = {c["Id"]: c["State"].get("Pid", 0) for c in _inspect(list(ids.values()))}
-        return {name: live.get(cid, 0) for name, cid in ids.items()}
+        live = {c["Id"]: c["State"].get("Pid", 0) if c["State"].get("Running") else 0
+                for c in _inspect(list(ids.values()))}
+        self._pids = {name: live.get(cid, 0) for name, cid in ids.items()}
+        return dict(self._pids)
 
     def processes(self) -> dict[str, list[psutil.Process]]:
         """Each service's live process tree on the host (the container's main process and descendants)."""
@@ -215,11 +237,27 @@ def copy_certs(log=print) -> None:
         log(res.stdout.strip())
 
 
+def base_image(env: dict[str, str] | None = None) -> str:
+    """BASE_IMAGE when set; else the public Python image, or the offline one when only it is here."""
+    env = os.environ if env is None else env
+    if env.get("BASE_IMAGE"):
+        return env["BASE_IMAGE"]
+    if not _image_present(PUBLIC_BASE) and _image_present(OFFLINE_BASE):
+        return OFFLINE_BASE
+    return PUBLIC_BASE
+
+
 def build(services: list[str] | tuple[str, ...] | None = None, env: dict[str, str] | None = None,
-          log=print, timeout_s: float = 1800.0) -> None:
-    """Build the images of ``services`` (default: all built ones), on BASE_IMAGE."""
+          log=print, timeout_s: float = 1800.0, quiet: bool = False) -> None:
+    """Build the images of ``services`` (default: all built ones) on :func:`base_image`.
+
+    Cached layers make a rebuild after a code change take seconds; the Python
+    dependency layer is built once and shared by the three Python services.
+    ``quiet`` keeps the build output unless the build fails.
+    """
     _require_engine()
-    base_env = _compose_env(dict(os.environ if env is None else env))
+    env = dict(os.environ if env is None else env)
+    base_env = _compose_env({**env, "BASE_IMAGE": base_image(env)})
     services = list(services or BUILT)
     unknown = [s for s in services if s not in BUILT]
     if unknown:
@@ -227,14 +265,14 @@ def build(services: list[str] | tuple[str, ...] | None = None, env: dict[str, st
     base = base_env["BASE_IMAGE"]
     if not _image_present(base) and _run(["docker", "pull", base], timeout=PULL_TIMEOUT_S).returncode != 0:
         raise StackError(f"base image {base} is not present and cannot be pulled: build one offline with "
-                         "`make base-image` and set BASE_IMAGE=servebench/base:bookworm")
+                         f"`make base-image` and set BASE_IMAGE={OFFLINE_BASE}")
     copy_certs(log)
     log(f"building {', '.join(services)} on {base} ...")
-    # The Python services share their dependency layer: build one first so the others hit its cache.
-    argv = [*_compose(base_env, PROFILES, project_name(base_env)), "build"]
-    res = _run(argv + services, env=base_env, timeout=timeout_s, capture=False)
+    argv = [*_compose(base_env, PROFILES, project_name(base_env)), "build", *services]
+    res = _run(argv, env=base_env, timeout=timeout_s, capture=quiet)
     if res.returncode != 0:
-        raise StackError(f"`{shlex.join(argv + services)}` failed (exit {res.returncode}); see its output above")
+        output = f":\n{res.stdout.strip()[-3000:]}" if quiet else "; see its output above"
+        raise StackError(f"`{shlex.join(argv)}` failed (exit {res.returncode}){output}")
 
 
 def config(profile: str, env: dict[str, str] | None = None) -> str:
@@ -304,7 +342,8 @@ def _http_ok(url: str) -> bool:
 def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = None,
        timeout_s: float = START_TIMEOUT_S, log=print, build_images: bool | None = None) -> ComposeState:
     topology.check_arch(arch)
-    base_env = _compose_env(dict(os.environ if env is None else env))
+    given_env = dict(os.environ if env is None else env)
+    base_env = _compose_env(given_env)
     base_env["ARCH"] = arch
     project = project_name(base_env)
     rdir = run_dir(path)
@@ -324,18 +363,16 @@ def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = N
     for svc in services:
         _check_port_free("127.0.0.1", topology.port(svc, base_env), svc.port_knob)
     names = [svc.name for svc in services]
+    if topology.TFSERVING.name in names:  # before any build: refuse early when it cannot run
+        _ensure_tfserving_image(log)
     to_build = [n for n in names if n in BUILT]
     if build_images is None:
         build_images = base_env.get("SB_DOCKER_BUILD", "1") != "0"
     images = _images()
-    if build_images:
-        build(to_build, env=base_env, log=log)
-    else:
-        missing = [n for n in to_build if not _image_present(images[n])]
-        if missing:
-            build(missing, env=base_env, log=log)
-    if topology.TFSERVING.name in names:
-        _ensure_tfserving_image(log)
+    missing = [n for n in to_build if not _image_present(images[n])]
+    if build_images or missing:
+        build(to_build if build_images else missing, env=given_env, log=log, quiet=True)
+    base_env["BASE_IMAGE"] = base_image(given_env)
 
     rdir.mkdir(parents=True, exist_ok=True)
     profile = topology.PROFILE_OF[arch]
@@ -370,6 +407,7 @@ def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = N
                 "container": c["Id"],
                 "name": c["Name"].lstrip("/"),
                 "image": c["Config"]["Image"],
+                "image_id": c["Image"],
                 "pid": c["State"]["Pid"],
                 "port": topology.port(svc, base_env),
                 "command": c["Config"]["Cmd"],

@@ -60,26 +60,43 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         _threads_configured = True
 
 
+CALL_PATHS = ("signature", "keras-predict")
+
+
 class InferenceCore:
-    def __init__(self, base: Path | str, version: int | None = None, intra_op_threads: int = 1, inter_op_threads: int = 1):
+    """``call_path="keras-predict"`` calls ``model.predict`` on the Keras file instead of the
+    signature: the slow path many tutorials (and, by its numbers, the study) use. It is a
+    knob so that its cost can be measured in the same stack, never the default."""
+
+    def __init__(self, base: Path | str, version: int | None = None, intra_op_threads: int = 1,
+                 inter_op_threads: int = 1, call_path: str = "signature"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import tensorflow as tf
 
+        if call_path not in CALL_PATHS:
+            raise ValueError(f"unknown call path {call_path!r}: choose one of {', '.join(CALL_PATHS)}")
         configure_threads(intra_op_threads, inter_op_threads)
         self.path = find_version(Path(base), version)
         self.name = Path(base).name
         self.version = int(self.path.name)
+        self.call_path = call_path
         self._tf = tf
-        loaded = tf.saved_model.load(str(self.path))
-        self._loaded = loaded  # keeps the variables alive
-        self._fn = loaded.signatures[SIGNATURE]
+        if call_path == "keras-predict":
+            import keras
+
+            self._keras = keras.models.load_model(Path(base).parent / f"{self.name}.keras")
+        else:
+            loaded = tf.saved_model.load(str(self.path))
+            self._loaded = loaded  # keeps the variables alive
+            self._fn = loaded.signatures[SIGNATURE]
         self.intra_op_threads = tf.config.threading.get_intra_op_parallelism_threads()
         self.inter_op_threads = tf.config.threading.get_inter_op_parallelism_threads()
         self.warm_up()
 
     @classmethod
     def from_settings(cls, settings) -> "InferenceCore":
-        return cls(settings.model_base, settings.model_version, settings.intra_op_threads, settings.inter_op_threads)
+        return cls(settings.model_base, settings.model_version, settings.intra_op_threads,
+                   settings.inter_op_threads, settings.call_path)
 
     def warm_up(self, batch_sizes=(1, 8)) -> None:
         # The first calls trace and allocate; pay that before the first request.
@@ -88,6 +105,9 @@ class InferenceCore:
                 self.predict(np.zeros((n, *IMAGE_SHAPE), np.uint8))
 
     def predict(self, images: np.ndarray) -> Prediction:
+        if self.call_path == "keras-predict":
+            probs = self._keras.predict(images.astype(np.float32), verbose=0)
+            return Prediction(classes=probs.argmax(axis=1), probabilities=probs)
         out = self._fn(**{INPUT_KEY: self._tf.constant(images, dtype=self._tf.uint8)})
         return Prediction(classes=out["classes"].numpy(), probabilities=out["probabilities"].numpy())
 
@@ -104,5 +124,6 @@ class InferenceCore:
             "path": str(self.path),
             "intra_op_threads": self.intra_op_threads,
             "inter_op_threads": self.inter_op_threads,
+            "call_path": self.call_path,
             "tensorflow": self._tf.__version__,
         }

@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     model_version: int | None = Field(None, description="None: the highest version present")
     intra_op_threads: int = Field(1, description="TensorFlow threads inside one op")
     inter_op_threads: int = Field(1, description="TensorFlow ops run in parallel")
+    call_path: str = Field("signature", description="signature (compiled graph) or keras-predict (model.predict)")
     max_batch: int = Field(256, description="largest batch a request may carry")
     max_body_bytes: int = Field(16 * 1024 * 1024, description="largest request body the front end accepts")
     # Where the front end forwards to

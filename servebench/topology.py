@@ -35,6 +35,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     "SB_BACKEND_THREADS": ("4", "threads per Flask worker / inference threads per FastAPI worker"),
     "SB_INTRA_OP_THREADS": ("1", "TensorFlow intra-op threads per model process"),
     "SB_INTER_OP_THREADS": ("1", "TensorFlow inter-op threads per model process"),
+    "SB_CALL_PATH": ("signature", "how a model process calls the model: signature or keras-predict (the slow path)"),
     "SB_BACKEND_TIMEOUT_S": ("10", "seconds the front end waits for a backend"),
     "SB_MAX_BATCH": ("256", "largest batch one request may carry"),
     "SB_TFSERVING_BATCHING": ("false", "TF Serving server-side batching (services/tfserving/batching.config)"),
@@ -72,6 +73,7 @@ def _model_env() -> dict[str, str]:
         "SB_INTRA_OP_THREADS": ref("SB_INTRA_OP_THREADS"),
         "SB_INTER_OP_THREADS": ref("SB_INTER_OP_THREADS"),
         "SB_MAX_BATCH": ref("SB_MAX_BATCH"),
+        "SB_CALL_PATH": ref("SB_CALL_PATH"),
     }
 
 
@@ -106,7 +108,8 @@ FRONTEND = Service(
         "SB_FASTAPI_PORT": ref("SB_FASTAPI_PORT"),
         "SB_TFSERVING_REST_PORT": ref("SB_TFSERVING_REST_PORT"),
         "SB_TFSERVING_GRPC_PORT": ref("SB_TFSERVING_GRPC_PORT"),
-        "SB_BACKEND_TIMEOUT_S": ref("SB_BACKEND_TIMEOUT_S"),
+        "SB_CALL_PATH": ("signature", "how a model process calls the model: signature or keras-predict (the slow path)"),
+    "SB_BACKEND_TIMEOUT_S": ref("SB_BACKEND_TIMEOUT_S"),
         **_model_env(),
     },
     dockerfile="services/frontend/Dockerfile",
@@ -233,7 +236,12 @@ def compose_document() -> dict:
             spec["image"] = svc.image
         spec["profiles"] = list(svc.profiles)
         spec["network_mode"] = "host"
-        spec["command"] = list(svc.command)
+        if svc.dockerfile:
+            spec["command"] = list(svc.command)
+        else:
+            # The official image's entrypoint adds its own model flags; run the server directly.
+            spec["entrypoint"] = [svc.command[0]]
+            spec["command"] = list(svc.command[1:])
         env = dict(svc.environment)
         if svc is FRONTEND or svc is FLASK or svc is FASTAPI:
             env["SB_MODEL_BASE"] = "/app/models/" + MODEL_NAME

@@ -1,0 +1,169 @@
+"""The architectures under docker compose, for real: images built, containers
+up on loopback (host networking), CIFAR-10 test images through nginx in every
+codec, predictions compared with the in-process core's.
+
+Needs a Docker engine (``bash .ci/docker-engine.sh start``); skipped otherwise.
+The base image is ``BASE_IMAGE`` when set, else ``servebench/base:bookworm``
+(built offline by ``docker/base-image.sh`` when missing and possible), else
+the public ``python:3.11-slim-bookworm`` when present locally.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from servebench import codecs, compose, runtime, topology
+from tests.integration.conftest import stack_env
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+OFFLINE_BASE = "servebench/base:bookworm"
+PUBLIC_BASE = "python:3.11-slim-bookworm"
+ARCHES = ["embedded", "flask", "fastapi"]
+PROJECT = f"sbtest{os.getpid()}"
+QUIET = lambda *_: None  # noqa: E731
+
+if not compose.engine_answers():
+    pytest.skip("no Docker engine answers (`docker info`): start one with `bash .ci/docker-engine.sh start` "
+                "(see ../shared/MACHINES.md)", allow_module_level=True)
+try:
+    compose.compose_command()
+except compose.StackError as exc:
+    pytest.skip(str(exc), allow_module_level=True)
+
+
+def _have(image: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def base_image() -> str:
+    if os.environ.get("BASE_IMAGE"):
+        return os.environ["BASE_IMAGE"]
+    if _have(OFFLINE_BASE):
+        return OFFLINE_BASE
+    if _have(PUBLIC_BASE):
+        return PUBLIC_BASE
+    if os.geteuid() == 0 and shutil.which("debootstrap"):
+        subprocess.run(["bash", str(REPO / "docker" / "base-image.sh")], check=True, timeout=900)
+        return OFFLINE_BASE
+    pytest.skip(f"no base image: set BASE_IMAGE, or build {OFFLINE_BASE} with `make base-image` (needs debootstrap)")
+
+
+@pytest.fixture(scope="module")
+def images(base_image) -> str:
+    """Every service's image, built once (the Python dependency layer is shared)."""
+    compose.build(env={**os.environ, "BASE_IMAGE": base_image}, log=QUIET)
+    return base_image
+
+
+def docker_env(base_image: str) -> dict[str, str]:
+    """Free, non-default ports for every service and a project of our own."""
+    return stack_env(BASE_IMAGE=base_image, SB_COMPOSE_PROJECT=PROJECT, SB_BACKEND_TIMEOUT_S="5")
+
+
+@pytest.fixture(scope="module", params=ARCHES)
+def docker_stack(request, images, tmp_path_factory):
+    run = tmp_path_factory.mktemp(f"docker-{request.param}")
+    st = compose.up(request.param, env=docker_env(images), path=run, log=QUIET, build_images=False)
+    yield st
+    compose.down(run, log=QUIET)
+
+
+def post(st, body: bytes, content_type: str | None, timeout: float = 30):
+    conn = http.client.HTTPConnection("127.0.0.1", st.doc["services"]["nginx"]["port"], timeout=timeout)
+    conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": content_type} if content_type else {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+@pytest.fixture(scope="module")
+def reference(core, test_split):
+    images = test_split.images[:9]
+    return images, core.predict(images)
+
+
+def test_the_runtime_switch_picks_compose():
+    assert runtime.get("docker") is compose
+
+
+def test_state_describes_the_containers(docker_stack):
+    doc = docker_stack.doc
+    assert doc["runtime"] == "docker" and doc["project"] == PROJECT
+    assert set(doc["services"]) == {svc.name for svc in topology.services_for(docker_stack.arch)}
+    for name, svc in doc["services"].items():
+        assert len(svc["container"]) == 64, name
+        assert svc["port"] == topology.port(topology.SERVICES[name], {k: str(v) for k, v in doc["knobs"].items()})
+    assert compose.state(docker_stack.run_dir).doc == doc
+
+
+@pytest.mark.parametrize("codec", codecs.CODECS)
+def test_predictions_match_in_process_core(docker_stack, reference, codec):
+    images, expected = reference
+    for start, batch in ((0, images[:1]), (1, images[1:9])):
+        body, ctype = codecs.encode(batch, codec)
+        status, data = post(docker_stack, body, ctype)
+        assert status == 200, data
+        got = codecs.decode_predictions(data)
+        np.testing.assert_array_equal(got.classes, expected.classes[start:start + len(batch)])
+        np.testing.assert_allclose(got.probabilities, expected.probabilities[start:start + len(batch)], atol=2e-6)
+
+
+# The same answers as natively (tests/integration/test_architectures.py).
+BAD_INPUTS = [
+    ("content type", b"hello", "text/plain", 415, "unsupported content type"),
+    ("malformed json", b'{"instances": [', codecs.JSON, 400, "malformed JSON"),
+    ("wrong shape", json.dumps({"instances": np.zeros((1, 28, 28, 3), int).tolist()}).encode(), codecs.JSON, 400,
+     "wrong shape"),
+    ("batch too large", b"\x00" * 3072 * 257, codecs.OCTET, 413, "batch too large"),
+]
+
+
+@pytest.mark.parametrize("name,body,ctype,status,phrase", BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_gets_the_native_4xx(docker_stack, name, body, ctype, status, phrase):
+    got, data = post(docker_stack, body, ctype)
+    assert got == status, data
+    assert phrase in json.loads(data)["error"]
+
+
+def test_sampler_sees_each_containers_processes(docker_stack):
+    trees = docker_stack.processes()
+    assert set(trees) == set(docker_stack.doc["services"])
+    for name, procs in trees.items():
+        assert procs, f"no host process for {name}"
+        leader = procs[0]
+        cid = docker_stack.doc["services"][name]["container"]
+        assert cid in Path(f"/proc/{leader.pid}/cgroup").read_text(), f"{name}: pid {leader.pid} is not in its container"
+        assert sum(p.memory_info().rss for p in procs) > 0
+        leader.cpu_percent(None)  # what the harness's sampler calls
+
+
+def test_down_leaves_nothing_running(docker_stack):
+    assert compose.down(docker_stack.run_dir, log=QUIET) is True
+    assert compose.project_containers(PROJECT) == {}
+    assert compose.state(docker_stack.run_dir) is None
+    assert docker_stack.processes() == {name: [] for name in docker_stack.doc["services"]}
+
+
+def test_tfserving_profile_is_valid():
+    seen = compose.config("tfserving", env={**os.environ, "SB_TFSERVING_BATCHING": "true"})
+    assert "tensorflow/serving" in seen and "/models/cifar10_cnn" in seen and "/models/batching.config" in seen
+
+
+@pytest.mark.skipif(_have(topology.TFSERVING.image), reason="the TF Serving image is present here")
+@pytest.mark.parametrize("arch", ["tfserving-rest", "tfserving-grpc"])
+def test_tfserving_is_refused_clearly_without_its_image(arch, tmp_path):
+    with pytest.raises(compose.StackError, match="official image .* cannot be pulled"):
+        compose.up(arch, env=stack_env(SB_COMPOSE_PROJECT=PROJECT), path=tmp_path, log=QUIET)
+    assert compose.state(tmp_path) is None
+    assert compose.project_containers(PROJECT) == {}
