@@ -99,6 +99,8 @@ def _port_owner(port: int) -> str:
 
 def _check_port_free(host: str, port: int, knob: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers do: connections in TIME_WAIT from a previous run must not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
