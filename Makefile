@@ -33,13 +33,14 @@ EPOCHS ?= 12
 export ARCH
 
 .PHONY: help setup test test-unit test-integration train export evaluate bench-model \
-        up down status bench bench-all load load-ui report compose-file base-image images clean
+        up down status bench bench-all bench-study load load-ui report compose-file base-image images clean
 
 help:
 	@echo "make setup                    venv + pinned dependencies (+ nginx from Debian when root)"
 	@echo "make test                     all tests (unit, integration; docker ones when an engine runs)"
 	@echo "make bench ARCH=fastapi       send the CIFAR-10 test set through a stack; results/<run-id>/"
 	@echo "make bench-all                every architecture that can run here, same settings"
+	@echo "make bench-study              the committed results' runs (reference, workloads, sweeps) + report"
 	@echo "make load ARCH=flask          locust load test (headless); make load-ui for the web UI"
 	@echo "make report                   results/summary.csv, plots and results/report.html"
 	@echo "make bench-model              in-process reference (the physical limit)"
@@ -102,6 +103,10 @@ bench: $(VENV)/.installed
 
 bench-all: $(VENV)/.installed
 	$(PY) -m bench.run --arch all $(BENCH_ARGS)
+
+# The runs behind the committed results (bench/campaign.py), then the report.
+bench-study: $(VENV)/.installed
+	$(PY) -m bench.campaign --runtime $(RUNTIME) --n $(N)
 
 load: $(VENV)/.installed
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --users $(USERS) --spawn-rate $(SPAWN_RATE) \

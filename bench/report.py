@@ -74,7 +74,7 @@ DPI = 120
 COLUMNS = [
     "run_id", "kind", "arch", "runtime", "interrupted",
     "n", "batch", "codec", "concurrency", "rate", "arrivals", "repeats", "warmup", "seed",
-    "users", "spawn_rate", "duration", "workers",
+    "users", "spawn_rate", "duration", "workers", "call_path",
     "requests", "ok", "errors", "errors_by_status", "accuracy",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_max_ms",
     "throughput_images_per_s", "requests_per_s", "wall_s",
@@ -161,8 +161,17 @@ class Run:
         return (self.created, self.run_id)  # run ids start with a UTC time too
 
     @property
+    def call_path(self) -> str:
+        return str(dig(self.doc, "stack", "knobs", "SB_CALL_PATH") or "signature")
+
+    @property
+    def n(self) -> int:
+        return int(number(self.settings.get("n")) or 0)
+
+    @property
     def default_workload(self) -> bool:
-        return self.batch == 1 and self.concurrency == 1 and self.rate is None
+        # keras-predict runs measure a pitfall; they never stand for an architecture.
+        return self.batch == 1 and self.concurrency == 1 and self.rate is None and self.call_path == "signature"
 
     @property
     def complete_bench(self) -> bool:
@@ -218,12 +227,12 @@ def arch_order(run: Run) -> tuple:
 
 
 def comparison_runs(runs: list[Run]) -> list[Run]:
-    """The newest complete default-workload bench run per (arch, runtime, codec)."""
+    """Per (arch, runtime, codec): the complete default-workload bench run with the most images, newest first."""
     best: dict[tuple, Run] = {}
     for run in runs:
         if run.complete_bench and run.default_workload:
             key = (run.arch, run.runtime, run.codec)
-            if key not in best or run.newest_key > best[key].newest_key:
+            if key not in best or (run.n, run.newest_key) > (best[key].n, best[key].newest_key):
                 best[key] = run
     return sorted(best.values(), key=arch_order)
 
@@ -335,6 +344,7 @@ def summary_row(run: Run) -> dict:
     for key in ("n", "batch", "codec", "concurrency", "rate", "arrivals", "repeats", "warmup", "seed",
                 "users", "spawn_rate", "duration", "workers"):
         row[key] = s.get(key)
+    row["call_path"] = run.call_path
     row["requests"] = dig(doc, "requests", "count", default=dig(doc, "locust", "requests"))
     row["ok"] = dig(doc, "requests", "ok")
     row["errors"], row["errors_by_status"] = errors_of(doc)
@@ -687,7 +697,7 @@ def load_points(runs: list[Run], by: str) -> dict[tuple, dict]:
     """(arch, runtime, codec, batch) -> {x: newest complete run}; by is 'concurrency' or 'rate'."""
     series: dict[tuple, dict] = {}
     for run in runs:
-        if not run.complete_bench:
+        if not run.complete_bench or run.call_path != "signature":
             continue
         if by == "concurrency" and run.rate is None:
             x = run.concurrency
@@ -1041,6 +1051,28 @@ figure{margin:1.5em 0}figure img{max-width:100%;border:1px solid #eee}figcaption
 """
 
 
+def call_path_section(runs: list[Run], selected: list[Run]) -> str:
+    """The same stack with model.predict per request: where the study's milliseconds come from."""
+    slow: dict[tuple, Run] = {}
+    for run in runs:
+        if run.complete_bench and run.call_path != "signature" and run.batch == 1 and run.concurrency == 1 \
+                and run.rate is None:
+            slow[(run.arch, run.runtime)] = run  # runs are oldest first: the newest wins
+    if not slow:
+        return "<p>No <code>SB_CALL_PATH=keras-predict</code> runs yet (<code>make bench-study</code> makes them).</p>"
+    fast = {(r.arch, r.runtime): r for r in selected if r.codec == "json"}
+    rows = []
+    for (arch, runtime), run in sorted(slow.items()):
+        p50_slow = number(dig(run.doc, "latency_ms", "p50"))
+        base = fast.get((arch, runtime))
+        p50_fast = number(dig(base.doc, "latency_ms", "p50")) if base else None
+        model_slow = number(dig(run.doc, "hops_ms", "model"))
+        rows.append([arch, runtime, fmt(p50_fast, " ms"), fmt(p50_slow, " ms"), fmt(model_slow, " ms"),
+                     fmt(p50_slow / p50_fast if p50_slow and p50_fast else None, "x"), run.run_id])
+    return table(["arch", "runtime", "p50, signature (default)", "p50, keras-predict", "model hop, keras-predict",
+                  "slowdown", "run"], rows)
+
+
 def write_html(path: Path, runs: list[Run], rows: list[dict], selected: list[Run], load_used: list[str],
                reference: dict | None, notes: list[str]) -> None:
     names = labels(selected)
@@ -1057,8 +1089,9 @@ def write_html(path: Path, runs: list[Run], rows: list[dict], selected: list[Run
 Every run is in <a href="summary.csv">summary.csv</a>.</p>
 
 <h2>Runs behind the comparison plots</h2>
-<p>Per (arch, runtime, codec): the newest complete bench run with the default workload
-(batch 1, concurrency 1, no rate). Interrupted runs are never plotted.
+<p>Per (arch, runtime, codec): the complete bench run with the default workload
+(batch 1, concurrency 1, no rate, the model called through its signature) and the most images,
+the newest of those. Interrupted runs are never plotted.
 Architectures {NOT_MEASURED}: {html.escape(not_here)}.</p>
 <ul>{chosen}</ul>
 {settings_table(selected)}
@@ -1066,6 +1099,12 @@ Architectures {NOT_MEASURED}: {html.escape(not_here)}.</p>
 {"<h3>Notes</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>" if notes else ""}
 {("<p class='bad'>Interrupted (listed, not plotted): " + html.escape(", ".join(interrupted)) + "</p>")
  if interrupted else ""}
+
+<h2>How the server calls the model</h2>
+<p>The same stacks with <code>SB_CALL_PATH=keras-predict</code>: every request calls Keras's
+<code>model.predict</code> (as tutorials, and by its numbers the study, do) instead of the SavedModel's
+compiled signature. This is a measured pitfall, never one of the compared architectures.</p>
+{call_path_section(runs, selected)}
 
 <h2>Our numbers beside the study's</h2>
 <p>Source: {html.escape(studies.SOURCE)}. Their machine: {html.escape(studies.HARDWARE["cpu"])},

@@ -233,3 +233,20 @@ def test_study_numbers_match_their_conclusions():
     assert studies.seconds_per_image("fastapi") == pytest.approx(0.0531959)
     assert studies.cpu_percent_of_one_core("embedded") == pytest.approx(173.6)
     assert set(studies.TABLE4) == set(studies.TABLE3_SECONDS) == set(studies.NAMES)
+
+
+def test_slow_call_path_runs_never_stand_for_an_architecture(tmp_path):
+    make_bench(tmp_path, "FAKE-1-fastapi", "fastapi", "2026-01-01T00:00:01+00:00", n=1000)
+    make_bench(tmp_path, "FAKE-2-fastapi-slow", "fastapi", "2026-01-01T00:00:02+00:00", n=1000)
+    doc = json.loads((tmp_path / "FAKE-2-fastapi-slow" / "summary.json").read_text())
+    doc["stack"]["knobs"]["SB_CALL_PATH"] = "keras-predict"
+    (tmp_path / "FAKE-2-fastapi-slow" / "summary.json").write_text(json.dumps(doc))
+    make_bench(tmp_path, "FAKE-3-fastapi-small", "fastapi", "2026-01-01T00:00:03+00:00", n=100)
+    runs, _ = report.load_runs(tmp_path)
+    chosen = report.comparison_runs(runs)
+    # The slow path is excluded, and the run with the most images wins over a newer, smaller one.
+    assert [r.run_id for r in chosen] == ["FAKE-1-fastapi"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        report.main(["--results", str(tmp_path)])
+    page = (tmp_path / "report.html").read_text()
+    assert "FAKE-2-fastapi-slow" in page.split("How the server calls the model")[1].split("<h2>")[0]

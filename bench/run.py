@@ -1,0 +1,361 @@
+"""`make bench`: send the CIFAR-10 test set through a stack's nginx and record what it costs.
+
+    python -m bench.run --arch embedded|flask|fastapi|tfserving-rest|tfserving-grpc|all
+        [--runtime native|docker] [--n 10000] [--batch 1] [--codec json]
+        [--concurrency 1] [--rate R --arrivals constant|poisson] [--repeats 1] [--warmup 50]
+
+The stack is brought up if none is running (and down again afterwards); a
+running stack of the same arch is used as it is. Bodies are encoded first,
+then the harness's own overhead is measured (:mod:`bench.overhead`), then
+``--warmup`` requests are sent and not counted, then the N images are sent
+``--repeats`` times: closed loop with ``--concurrency`` connections, or open
+loop at ``--rate`` requests/s (:mod:`bench.client`).
+
+Writes ``results/<run-id>/`` (``results/latest`` points at it):
+
+- ``requests.csv``: one row per request; times in s from the run's origin,
+  ``latency_ms`` from the scheduled time, labels as space-separated classes,
+  the Server-Timing components in ms and nginx's upstream header time in ms;
+- ``resources.csv``: CPU and memory per service and for the client, 5 times a
+  second (:mod:`bench.resources`);
+- ``summary.json``: settings, stack, provenance, accuracy, errors, latency,
+  throughput, Table 3, per-hop medians (``hops_ms``, defined in
+  :mod:`bench.timing`), resources, harness overhead and the ratio to the
+  in-process reference (``results/reference.json``, from ``make bench-model``).
+
+Table 3 is the study's: the elapsed time until the first 1, 10, 100, 1,000 and
+10,000 images were answered in each pass, mean and spread over the repeats
+(sequential only with concurrency 1 and no rate). Ctrl-C or SIGTERM stops
+sending; the rows are kept and the summary says ``"interrupted": true``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench import client, overhead, provenance, resources, results, target, timing
+from servebench import codecs, data, runtime as runtimes, topology
+
+TABLE3_SIZES = (1, 10, 100, 1000, 10000)
+OPEN_LOOP_CONNECTIONS = 16  # the most requests in flight at once in the open loop, at least
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", required=True, choices=(*topology.ARCHES, "all"))
+    p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
+    p.add_argument("--n", type=int, default=10000, help="images to send per pass (CIFAR-10 test set: at most 10000)")
+    p.add_argument("--batch", type=int, default=1, help="images per request")
+    p.add_argument("--codec", default="json", choices=codecs.CODECS, help="request body format")
+    p.add_argument("--concurrency", type=int, default=1, help="closed loop: requests in flight (1: sequential)")
+    p.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
+    p.add_argument("--arrivals", default="constant", choices=("constant", "poisson"), help="open-loop inter-arrival times")
+    p.add_argument("--connections", type=int, default=None,
+                   help=f"open loop: connection pool (default: max(concurrency, {OPEN_LOOP_CONNECTIONS}))")
+    p.add_argument("--repeats", type=int, default=1, help="passes over the N images")
+    p.add_argument("--warmup", type=int, default=50, help="requests sent first and not counted")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals")
+    p.add_argument("--overhead-requests", type=int, default=1000, help="requests for the harness-overhead measurement")
+    p.add_argument("--sample-hz", type=float, default=resources.DEFAULT_HZ, help="resource samples per second")
+    p.add_argument("--out", type=Path, default=results.DEFAULT_ROOT, help="results folder")
+    p.add_argument("--run-dir", default=None, help="the stack's state folder (default: SB_RUN_DIR or run/)")
+    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if not 1 <= args.n <= 10000:
+        p.error("--n must be 1..10000 (the CIFAR-10 test set)")
+    if args.batch < 1 or args.concurrency < 1 or args.repeats < 1 or args.warmup < 0:
+        p.error("--batch, --concurrency and --repeats must be at least 1, --warmup at least 0")
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be positive")
+    if args.connections is None:
+        args.connections = max(args.concurrency, OPEN_LOOP_CONNECTIONS) if args.rate else args.concurrency
+    return args
+
+
+def settings_of(args) -> dict:
+    return {
+        "n": args.n, "batch": args.batch, "codec": args.codec, "concurrency": args.concurrency,
+        "rate": args.rate, "arrivals": args.arrivals if args.rate else None,
+        "open_loop_connections": args.connections if args.rate else None,
+        "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
+        "mode": ("open" if args.rate else "closed"), "sample_hz": args.sample_hz,
+    }
+
+
+class Recorder:
+    """Collects results as they come: a flushed CSV row each, kept in memory for the summary."""
+
+    def __init__(self, log: results.CsvLog, origin: float, bar):
+        self.log = log
+        self.origin = origin
+        self.bar = bar
+        self.repeat = 0
+        self.results: list[tuple[int, client.Result]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, r: client.Result) -> None:
+        row = results.request_row(self.repeat, r, self.origin)
+        with self._lock:
+            self.results.append((self.repeat, r))
+            self.log.row(row)
+            self.bar.update(r.request.images)
+
+
+class Bench:
+    """One architecture's run: warm-up, passes, resources, summary."""
+
+    def __init__(self, args, arch: str, st, requests: list[client.Request], harness: dict):
+        self.args = args
+        self.arch = arch
+        self.st = st
+        self.requests = requests
+        self.harness = harness
+        self.client = client.Client(st.url)
+        self.passes: list[dict] = []
+        self.run_dir: Path | None = None
+
+    def warm_up(self) -> None:
+        if not self.args.warmup:
+            return
+        statuses: dict[int, int] = {}
+
+        def count(r: client.Result) -> None:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+
+        sample = [self.requests[i % len(self.requests)] for i in range(self.args.warmup)]
+        self.client.closed_loop(sample, min(self.args.connections, len(sample)), count, threading.Event())
+        if set(statuses) != {200}:
+            print(f"  warm-up answers by status: {statuses}", file=sys.stderr)
+
+    def measure(self, run_dir: Path) -> dict:
+        args, self.run_dir = self.args, run_dir
+        self.stack = target.stack_record(self.st)
+        # Replaced at the end: a run killed outright still says it did not finish.
+        results.write_json(run_dir / "summary.json", {**self._header(interrupted=True), "running": True})
+        origin = time.perf_counter()
+        bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=args.no_progress,
+                   dynamic_ncols=True, mininterval=0.5)
+        req_log = results.CsvLog(run_dir / "requests.csv", results.REQUEST_COLUMNS)
+        res_log = results.CsvLog(run_dir / "resources.csv", resources.COLUMNS)
+        recorder = Recorder(req_log, origin, bar)
+        sampler = resources.Sampler(lambda: {**self.st.processes(), "client": resources.client_process()},
+                                    res_log, hz=args.sample_hz, origin=origin)
+        stop = threading.Event()
+        interrupted = False
+        try:
+            with sampler:
+                for repeat in range(args.repeats):
+                    recorder.repeat = repeat
+                    self._pass(repeat, recorder, stop)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            if self.passes and self.passes[-1]["end"] is None:
+                self.passes[-1]["end"] = time.perf_counter()
+        finally:
+            bar.close()
+            req_log.close()
+            res_log.close()
+            self.client.close()
+        doc = self.summary(recorder.results, sampler, interrupted)
+        results.write_json(run_dir / "summary.json", doc)
+        return doc
+
+    def _pass(self, repeat: int, recorder: Recorder, stop: threading.Event) -> None:
+        args = self.args
+        record = {"repeat": repeat, "start": time.perf_counter(), "end": None}
+        self.passes.append(record)
+        if args.rate:
+            offsets = client.arrival_offsets(len(self.requests), args.rate, args.arrivals, args.seed + repeat)
+            start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
+            record["start"] = start
+            self.client.open_loop(self.requests, offsets, args.connections, recorder, stop, start)
+        else:
+            self.client.closed_loop(self.requests, args.concurrency, recorder, stop)
+        record["end"] = time.perf_counter()
+
+    # ------------------------------------------------------------ summary
+    def _header(self, interrupted: bool) -> dict:
+        return {
+            "kind": "bench",
+            "run_id": self.run_dir.name,
+            "arch": self.arch,
+            "runtime": self.args.runtime,
+            "interrupted": interrupted,
+            "settings": settings_of(self.args),
+            "stack": self.stack,
+            "provenance": provenance.record(),
+            "harness_overhead_ms": self.harness.get("median_ms"),
+            "harness_overhead": self.harness,
+        }
+
+    def summary(self, rows, sampler, interrupted: bool) -> dict:
+        args = self.args
+        doc = self._header(interrupted)
+        rs = [r for _, r in rows]
+        ok = [r for r in rs if r.ok]
+        errors: dict[str, int] = {}
+        for r in rs:
+            if r.status != 200:
+                errors[str(r.status)] = errors.get(str(r.status), 0) + 1
+        images_checked = sum(r.request.images for r in ok)
+        wall = sum((p["end"] or p["start"]) - p["start"] for p in self.passes)
+        latency = [r.latency_ms for r in ok]
+        doc.update({
+            "data": {"source": "CIFAR-10 test set", "images": args.n},
+            "requests": {
+                "count": len(rs), "ok": len(ok), "errors_by_status": errors,
+                "invalid_answers": sum(1 for r in rs if r.status == 200 and r.error),
+                "images": sum(r.request.images for r in rs),
+            },
+            "accuracy": results.rounded(sum(r.correct for r in ok) / images_checked, 6) if images_checked else None,
+            "latency_ms": results.latency_stats(latency),
+            "throughput_images_per_s": results.rounded(images_checked / wall, 2) if wall > 0 else None,
+            "wall_s": results.rounded(wall, 3),
+            "passes": [self._pass_summary(p, [r for rep, r in rows if rep == p["repeat"]]) for p in self.passes],
+            "table3": self._table3(rows),
+            "table3_sequential": args.concurrency == 1 and not args.rate,
+            "hops_ms": self._hops(ok),
+            "resources": sampler.summary(sum(r.request.images for r in rs)),
+            "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3),
+            "reference": self._reference(results.latency_stats(latency)["p50"]),
+        })
+        if args.rate:
+            lag = [(r.sent - r.scheduled) * 1000.0 for r in rs]
+            doc["schedule_lag_ms"] = {k: v for k, v in results.latency_stats(lag).items() if k in ("p50", "p99", "max")}
+        return doc
+
+    def _pass_summary(self, p: dict, rs: list[client.Result]) -> dict:
+        wall = (p["end"] or p["start"]) - p["start"]
+        images = sum(r.request.images for r in rs if r.ok)
+        return {"repeat": p["repeat"], "wall_s": results.rounded(wall, 3), "requests": len(rs), "images_ok": images,
+                "images_per_s": results.rounded(images / wall, 2) if wall > 0 else None,
+                "complete": p["end"] is not None and len(rs) == len(self.requests)}
+
+    def _table3(self, rows) -> dict:
+        """Time from a pass's start until its first k images were answered, over the passes."""
+        per_k: dict[int, list[float]] = {k: [] for k in TABLE3_SIZES if k <= self.args.n}
+        for p in self.passes:
+            rs = sorted((r for rep, r in rows if rep == p["repeat"]), key=lambda r: r.end)
+            if not rs:
+                continue
+            done = np.cumsum([r.request.images for r in rs])
+            for k in per_k:
+                at = int(np.searchsorted(done, k))  # first answer that brings the count to k
+                if at < len(rs):
+                    per_k[k].append(rs[at].end - p["start"])
+        return {str(k): results.mean_stdev(v) for k, v in per_k.items() if v}
+
+    @staticmethod
+    def _hops(ok: list[client.Result]) -> dict:
+        per_hop: dict[str, list] = {h: [] for h in timing.HOPS}
+        for r in ok:
+            for h, v in timing.hops(r.latency_ms, r.upstream_header_ms, r.server_timing).items():
+                per_hop[h].append(v)
+        return {h: results.median(v) for h, v in per_hop.items()}
+
+    def _reference(self, p50: float | None) -> dict | None:
+        path = Path(self.args.out) / "reference.json"
+        try:
+            ref_p50 = json.loads(path.read_text())["latency_ms"]["p50"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return {"path": str(path), "p50_ms": ref_p50,
+                "ratio_p50": results.rounded(p50 / ref_p50, 3) if p50 and ref_p50 else None}
+
+
+# ------------------------------------------------------------------ output
+def print_table(doc: dict, run_dir: Path) -> None:
+    req, lat, s = doc["requests"], doc["latency_ms"], doc["settings"]
+    mode = (f"open loop {s['rate']:g} req/s {s['arrivals']}" if s["rate"] else f"concurrency {s['concurrency']}")
+    print(f"\n{doc['arch']} ({doc['runtime']}): {req['images']} images in {req['count']} requests, batch {s['batch']}, "
+          f"{s['codec']}, {mode}, {s['repeats']} pass(es)" + ("  INTERRUPTED" if doc["interrupted"] else ""))
+    errors = ", ".join(f"{k}: {v}" for k, v in req["errors_by_status"].items()) or "none"
+    acc = doc["accuracy"]
+    print(f"  accuracy {acc:.4f}" if acc is not None else "  accuracy -", f"  errors {errors}"
+          f"  throughput {doc['throughput_images_per_s']} images/s  wall {doc['wall_s']} s")
+    if lat["p50"] is not None:
+        ref = doc["reference"]
+        vs = f"   in-process reference p50 {ref['p50_ms']} ms: x{ref['ratio_p50']}" if ref and ref.get("ratio_p50") else ""
+        print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}  mean {lat['mean']}{vs}")
+    hops = "  ".join(f"{h} {v}" for h, v in doc["hops_ms"].items() if v is not None)
+    print(f"  hops (median ms): {hops}")
+    if doc["table3"]:
+        print("  Table 3 (s): " + "  ".join(f"{k}: {v['mean_s']}±{v['stdev_s']}" for k, v in doc["table3"].items()))
+    print(f"  {'service':<10}{'cpu %':>8}{'cpu-s/img':>11}{'RSS MB':>9}{'max':>8}{'PSS MB':>9}")
+    for name, r in doc["resources"].items():
+        print(f"  {name:<10}{_fmt(r['cpu_percent_mean']):>8}{_fmt(r['cpu_seconds_per_image'], 5):>11}"
+              f"{_fmt(r['rss_mb_mean']):>9}{_fmt(r['rss_mb_max']):>8}{_fmt(r['pss_mb_mean']):>9}")
+    h = doc["harness_overhead"]
+    print(f"  harness overhead {h.get('median_ms')} ms/request (target < {overhead.TARGET_MS}; "
+          f"sampler used {doc['sampler_cpu_seconds']} CPU-s)")
+    print(f"  results in {run_dir}")
+
+
+def _fmt(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# ------------------------------------------------------------------ main
+def bench_arch(args, arch: str, requests: list[client.Request]) -> dict:
+    harness = overhead.measure(requests, n=args.overhead_requests)
+    print(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
+    with target.stack_for(arch, args.runtime, args.run_dir) as (st, _started):
+        bench = Bench(args, arch, st, requests, harness)
+        bench.warm_up()
+        run_dir = results.new_run_dir(f"bench-{arch}", args.out)
+        doc = bench.measure(run_dir)
+        print_table(doc, run_dir)
+    return doc
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.arch == "all":
+        arches, skipped = target.runnable_arches(args.runtime)
+        for arch, why in skipped.items():
+            print(f"skipping {arch}: {why}")
+        other = target.running(args.runtime, args.run_dir)
+        if other is not None:
+            print(f"error: a {other.arch} stack is running; --arch all brings each stack up itself: "
+                  f"`make down RUNTIME={args.runtime}` first", file=sys.stderr)
+            return 1
+    else:
+        arches = [args.arch]
+    try:
+        split = data.load_test(args.data_dir, limit=args.n)
+    except data.DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar = (lambda it: tqdm(it, desc=f"encoding ({args.codec})", unit="req", leave=False, disable=args.no_progress))
+    requests = client.prepare(split.images, split.labels, args.batch, args.codec, progress=bar)
+    failed = []
+    with target.sigterm_as_interrupt():
+        for arch in arches:
+            try:
+                doc = bench_arch(args, arch, requests)
+            except KeyboardInterrupt:
+                print("\ninterrupted", file=sys.stderr)
+                return 130
+            except runtimes.get(args.runtime).StackError as exc:
+                print(f"error: {arch}: {exc}", file=sys.stderr)
+                failed.append(arch)
+                continue
+            if doc["interrupted"]:
+                return 130
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

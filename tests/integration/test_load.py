@@ -1,0 +1,48 @@
+"""`make load`: a short headless locust run against a real native stack writes its files."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import load
+from servebench import data
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def embedded(start_stack):
+    if data.default_dir() is None:
+        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
+    return start_stack("embedded")
+
+
+def aggregated(run_dir: Path) -> dict:
+    with (run_dir / "locust_stats.csv").open(newline="") as f:
+        return next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_headless_locust_run_writes_its_csvs(embedded, tmp_path, workers):
+    rc = load.main(["--arch", "embedded", "--run-dir", str(embedded.run_dir), "--out", str(tmp_path),
+                    "--users", "2", "--spawn-rate", "2", "--duration", "4s", "--workers", str(workers),
+                    "--images", "100"])
+    assert rc == 0
+    run_dir = (tmp_path / "latest").resolve()
+    for name in ("locust_stats.csv", "locust_failures.csv", "locust_stats_history.csv", "locust.html",
+                 "resources.csv", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    row = aggregated(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["kind"] == "load" and summary["interrupted"] is False
+    assert summary["settings"]["workers"] == workers
+    # locust's CSV holds the final totals, the same the summary reports
+    assert int(row["Request Count"]) == summary["locust"]["requests"] > 0
+    assert int(row["Failure Count"]) == summary["locust"]["failures"] == 0
+    assert summary["images_checked"] == summary["locust"]["requests"]
+    assert 0.5 < summary["accuracy"] <= 1.0  # the model scores about 0.77 on CIFAR-10
+    assert set(summary["resources"]) == set(embedded.doc["services"]) | {"client"}
+    assert summary["resources"]["client"]["n_procs_max"] >= 1 + workers
