@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 
-from bench import reference, report, run, target
+from bench import report, run, target
 from servebench import runtime as runtimes
 
 RATES = (50, 100, 150)
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
     p.add_argument("--n", type=int, default=10000)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--arch", action="append", help="only these architectures (repeatable); default: all that run here")
+    p.add_argument("--no-reference", action="store_true", help="keep results/reference.json as it is")
     p.add_argument("--slow-path-n", type=int, default=300, help="images for the keras-predict runs")
     args = p.parse_args(argv)
     n = min(args.n, 200) if args.quick else args.n
@@ -56,9 +59,13 @@ def main(argv=None) -> int:
         return 1
 
     ref_args = ["--calls", "200", "--codec-calls", "50", "--batch-images", "256"] if args.quick else []
-    if reference.main(ref_args) != 0:
+    # Its own process: TensorFlow loaded here would count as the client's memory in every run.
+    if not args.no_reference and subprocess.run(
+            [sys.executable, "-m", "bench.reference", "--no-progress", *ref_args]).returncode != 0:
         return 1
     arches, skipped = target.runnable_arches(args.runtime)
+    if args.arch:
+        arches = [a for a in arches if a in args.arch]
     for arch, why in skipped.items():
         print(f"skipping {arch}: {why}")
     common = ["--runtime", args.runtime, "--no-progress"] + (["--overhead-requests", "200"] if args.quick else [])

@@ -429,6 +429,9 @@ def ms(x: float) -> str:
     return f"{x:.3g} ms" if x < 1000 else f"{x:,.0f} ms"
 
 
+CODEC_LINES = {"json": "-", "b64": "-.", "raw": "--", "npy": ":"}  # one colour per arch, one line per codec
+
+
 def plot_table3(selected: list[Run], path: Path) -> Path:
     """Ours per arch at the Table 3 sizes, theirs, and the ratios between architectures."""
     fig, (ours, theirs, ratios) = plt.subplots(1, 3, figsize=(17, 5.4), layout="constrained")
@@ -442,7 +445,8 @@ def plot_table3(selected: list[Run], path: Path) -> Path:
         y = np.array([t3[n][0] / n * 1000 for n in ns])
         err = np.array([(t3[n][1] or 0.0) / n * 1000 for n in ns])
         ours.errorbar(ns, y, yerr=[np.minimum(err, 0.9 * y), err], marker="o", capsize=3,
-                      color=ARCH_COLORS.get(run.arch), label=names[run.run_id])
+                      color=ARCH_COLORS.get(run.arch), linestyle=CODEC_LINES.get(run.codec, "-"),
+                      label=names[run.run_id])
         drawn = True
     if drawn:
         ours.set_xscale("log")
@@ -562,7 +566,7 @@ def plot_resources(selected: list[Run], path: Path) -> Path:
         highest = 0.0
         for i, (_, run) in enumerate(cats):
             if run is None:
-                ax.text(i, 0.03, NOT_MEASURED.replace(" ", "\n", 1), ha="center", va="bottom", fontsize=9,
+                ax.text(i, 0.03, NOT_MEASURED.replace(" ", "\n"), ha="center", va="bottom", fontsize=8,
                         color="#555555", transform=ax.get_xaxis_transform())
                 continue
             res = resources_of(run)
@@ -581,7 +585,8 @@ def plot_resources(selected: list[Run], path: Path) -> Path:
             highest = max(highest, bottom, client or 0)
         ax.set_ylim(0, max(highest, 1) * 1.15)
         ax.set_xlim(-0.6, len(cats) - 0.4)
-        ax.set_xticks(x, [wrap_label(c[0]) for c in cats], fontsize=9)
+        # Long "arch (runtime, codec)" labels: one part per line, so neighbours never overlap.
+        ax.set_xticks(x, [c[0].replace(" (", "\n(").replace(", ", ",\n").replace("-", "-\n") for c in cats], fontsize=8)
         ax.set_ylabel(unit)
         ax.set_xlabel("architecture (left bar: server services stacked, total on top; right: client)")
         ax.grid(True, axis="y", alpha=0.3)
@@ -764,8 +769,8 @@ def plot_load(runs: list[Run], reference: dict | None, path: Path) -> tuple[Path
                  Line2D([], [], color="black", ls="--", marker="o", mfc="none", label="p99 (hollow, dashed)")]
         if ref:
             style.append(Line2D([], [], color="black", ls=":", label=f"in-process reference p50 {ms(ref)}"))
-        fig.legend(handles=list(legend.values()) + style, loc="outside lower center", ncol=len(legend) + len(style),
-                   fontsize=9)
+        handles = list(legend.values()) + style
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=9)
     fig.suptitle("Latency under load: newest complete run per architecture and load level", fontsize=13)
     return save(fig, path), used
 

@@ -3,8 +3,8 @@
     python -m servebench.nginx_conf [--prefix DIR] [--exec]
 
 Both runtimes use this, so nginx sees the same configuration natively and in
-its container. ``${msec}`` and other nginx variables pass through untouched:
-only names this module knows are substituted.
+its container. nginx's own ``$variables`` pass through untouched: only the
+``${NAME}`` placeholders this module knows are substituted.
 """
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ def render(prefix: Path, env: dict[str, str] | None = None) -> str:
         "SB_PORT": k["SB_PORT"],
         "SB_FRONTEND_PORT": k["SB_FRONTEND_PORT"],
         "SB_MAX_BODY": f"{mb}m",
-        "msec": "${msec}",  # nginx's own variable
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -31,7 +31,8 @@ KNOBS: dict[str, tuple[str, str]] = {
     "SB_TFSERVING_REST_PORT": ("8501", "TF Serving REST port"),
     "SB_FRONTEND_WORKERS": ("2", "gunicorn worker processes for Django"),
     "SB_FRONTEND_THREADS": ("4", "threads per Django worker (gthread)"),
-    "SB_BACKEND_WORKERS": ("1", "worker processes of the Flask/FastAPI model server"),
+    # Two, like the front end's workers: embedded then runs as many model copies as flask/fastapi.
+    "SB_BACKEND_WORKERS": ("2", "worker processes of the Flask/FastAPI model server"),
     "SB_BACKEND_THREADS": ("4", "threads per Flask worker / inference threads per FastAPI worker"),
     "SB_INTRA_OP_THREADS": ("1", "TensorFlow intra-op threads per model process"),
     "SB_INTER_OP_THREADS": ("1", "TensorFlow inter-op threads per model process"),
