@@ -46,7 +46,7 @@ from pathlib import Path
 import psutil
 
 from servebench import topology
-from servebench.stack import StackError, _check_port_free, run_dir
+from servebench.stack import StackError, StackState, _check_port_free, run_dir
 
 __all__ = ["StackError", "ComposeState", "up", "down", "state", "build", "config"]
 
@@ -178,18 +178,10 @@ def _images() -> dict[str, str]:
 
 # ------------------------------------------------------------------ state
 @dataclass
-class ComposeState:
-    run_dir: Path
-    doc: dict
+class ComposeState(StackState):
+    """The native state's API; only how a service's host PID is found differs."""
+
     _pids: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def arch(self) -> str:
-        return self.doc["arch"]
-
-    @property
-    def url(self) -> str:
-        return self.doc["url"]
 
     def pids(self) -> dict[str, int]:
         """Each service's container main process as a host PID (0 when not running).
@@ -204,20 +196,6 @@ class ComposeState:
                 for c in _inspect(list(ids.values()))}
         self._pids = {name: live.get(cid, 0) for name, cid in ids.items()}
         return dict(self._pids)
-
-    def processes(self) -> dict[str, list[psutil.Process]]:
-        """Each service's live process tree on the host (the container's main process and descendants)."""
-        trees = {}
-        for name, pid in self.pids().items():
-            try:
-                leader = psutil.Process(pid) if pid else None
-                trees[name] = [leader, *leader.children(recursive=True)] if leader else []
-            except psutil.NoSuchProcess:
-                trees[name] = []
-        return trees
-
-    def alive(self) -> bool:
-        return all(self.pids().values())
 
 
 def state(path: str | Path | None = None) -> ComposeState | None:

@@ -54,18 +54,18 @@ class StackState:
         return {name: svc["pid"] for name, svc in self.doc["services"].items()}
 
     def processes(self) -> dict[str, list[psutil.Process]]:
-        """Each service's live process tree (leader and descendants)."""
+        """Each service's live process tree (leader and descendants); a PID of 0 means not running."""
         trees = {}
         for name, pid in self.pids().items():
             try:
-                leader = psutil.Process(pid)
-                trees[name] = [leader, *leader.children(recursive=True)]
+                leader = psutil.Process(pid) if pid else None
+                trees[name] = [leader, *leader.children(recursive=True)] if leader else []
             except psutil.NoSuchProcess:
                 trees[name] = []
         return trees
 
     def alive(self) -> bool:
-        return all(_alive(pid) for pid in self.pids().values())
+        return all(pid and _alive(pid) for pid in self.pids().values())
 
 
 def run_dir(path: str | Path | None = None) -> Path:

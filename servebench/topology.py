@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 ARCHES = ("embedded", "flask", "fastapi", "tfserving-rest", "tfserving-grpc")
+PYTHON_DOCKERFILE = "docker/python-service.Dockerfile"  # one image recipe for every Python service
 MODEL_NAME = "cifar10_cnn"
 
 # Every knob, its default, and what it sets. Names are the same as make
@@ -113,7 +114,7 @@ FRONTEND = Service(
     "SB_BACKEND_TIMEOUT_S": ref("SB_BACKEND_TIMEOUT_S"),
         **_model_env(),
     },
-    dockerfile="services/frontend/Dockerfile",
+    dockerfile=PYTHON_DOCKERFILE,
     profiles=("embedded", "flask", "fastapi", "tfserving"),
 )
 
@@ -128,7 +129,7 @@ FLASK = Service(
         "--threads", ref("SB_BACKEND_THREADS"),
     ),
     environment=_model_env(),
-    dockerfile="services/flask_backend/Dockerfile",
+    dockerfile=PYTHON_DOCKERFILE,
     profiles=("flask",),
 )
 
@@ -142,7 +143,7 @@ FASTAPI = Service(
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
     ),
     environment={**_model_env(), "SB_BACKEND_THREADS": ref("SB_BACKEND_THREADS")},
-    dockerfile="services/fastapi_backend/Dockerfile",
+    dockerfile=PYTHON_DOCKERFILE,
     profiles=("fastapi",),
 )
 

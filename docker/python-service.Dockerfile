@@ -1,9 +1,7 @@
-# Image of the Flask model server (gunicorn). Its command, environment, port and
-# healthcheck come from docker-compose.yml (generated from servebench/topology.py).
-#
-# Everything down to the pip install is the same in the three Python services'
-# Dockerfiles, so the Python dependency layer is built once and shared
-# (tests/unit/test_topology.py keeps the prefixes identical).
+# Image of every Python service: the Django front end, the Flask and the FastAPI
+# model servers. They differ only in command, environment, port and healthcheck,
+# which come from docker-compose.yml (generated from servebench/topology.py),
+# so the Python dependency layer is built once and shared.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 # Extra CA certificates for a proxy (docker/certs/*.crt, copied in by `make images`, never committed).
@@ -15,7 +13,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 TF_CPP_MIN_LOG_LEVEL=2
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install -q -r /tmp/requirements.txt
-# ---- end of the shared prefix
 
 WORKDIR /app
 ENV PYTHONPATH=/app
