@@ -2,9 +2,9 @@
 
     python -m bench.campaign [--runtime native] [--n 10000] [--quick]
 
-So that another machine can repeat exactly what we measured: the in-process
-reference, then for every architecture that can run here, with one stack per
-architecture kept up across its runs:
+So that another machine can repeat exactly what we measured: for every
+architecture that can run here, first a fresh in-process reference, then, with
+one stack per architecture kept up across its runs:
 
 1. the study's workload: N images, one per request, sequentially, JSON;
 2. Table 3 with spread: the first 1,000 images, 3 passes;
@@ -59,10 +59,6 @@ def main(argv=None) -> int:
         return 1
 
     ref_args = ["--calls", "200", "--codec-calls", "50", "--batch-images", "256"] if args.quick else []
-    # Its own process: TensorFlow loaded here would count as the client's memory in every run.
-    if not args.no_reference and subprocess.run(
-            [sys.executable, "-m", "bench.reference", "--no-progress", *ref_args]).returncode != 0:
-        return 1
     arches, skipped = target.runnable_arches(args.runtime)
     if args.arch:
         arches = [a for a in arches if a in args.arch]
@@ -70,6 +66,13 @@ def main(argv=None) -> int:
         print(f"skipping {arch}: {why}")
     common = ["--runtime", args.runtime, "--no-progress"] + (["--overhead-requests", "200"] if args.quick else [])
     for arch in arches:
+        # A fresh reference right before each architecture, so that its ratios compare
+        # numbers taken minutes apart, not half an hour (shared machines drift).
+        # Its own process: TensorFlow loaded here would count as the client's memory.
+        os.environ.pop("SB_CALL_PATH", None)  # the reference is always the signature path
+        if not args.no_reference and subprocess.run(
+                [sys.executable, "-m", "bench.reference", "--no-progress", *ref_args]).returncode != 0:
+            return 1
         for call_path in ("signature", "keras-predict"):
             os.environ["SB_CALL_PATH"] = call_path
             rt.up(arch)
