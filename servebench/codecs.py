@@ -74,7 +74,7 @@ def _from_instances(instances, max_batch: int) -> np.ndarray:
     if len(instances) > max_batch:
         raise CodecError(f"batch too large: {len(instances)} images, the limit is {max_batch}", status=413)
     try:
-        # int64 first so that floats, bools and out-of-range values can be named.
+        # Let numpy infer the dtype, so that floats, bools and out-of-range values can be named.
         arr = np.asarray(instances)
     except ValueError as exc:  # ragged nesting
         raise CodecError(f"wrong shape: instances are not a regular array ({exc})") from None

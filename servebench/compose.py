@@ -1,10 +1,9 @@
 """The docker runtime: the topology's services as containers, through docker compose.
 
     python -m servebench.compose build [SERVICE ...]   # images (make images)
-    python -m servebench.compose up ARCH               # start, wait until healthy, print the URL
-    python -m servebench.compose down                  # remove the project's containers
-    python -m servebench.compose status
     python -m servebench.compose config [PROFILE]      # validate docker-compose.yml
+
+``make up|down|status RUNTIME=docker`` go through :mod:`servebench.runtime`.
 
 The same API as :mod:`servebench.stack` (``up / down / state / StackError``),
 so the harness runs either. ``docker compose`` (v2) is used when present, else
@@ -434,35 +433,16 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build")
     b.add_argument("services", nargs="*", help=f"default: all of {', '.join(BUILT)}")
-    u = sub.add_parser("up")
-    u.add_argument("arch", choices=topology.ARCHES)
-    sub.add_parser("down")
-    sub.add_parser("status")
     c = sub.add_parser("config")
     c.add_argument("profile", nargs="?", choices=PROFILES)
     args = p.parse_args(argv)
     try:
         if args.cmd == "build":
             build(args.services or None)
-        elif args.cmd == "up":
-            print(f"starting {args.arch} in containers ...", flush=True)
-            st = up(args.arch)
-            print(f"{args.arch} is up: POST {st.url}/v1/predict  (stop with `make down RUNTIME=docker`)")
-        elif args.cmd == "down":
-            down()
-        elif args.cmd == "config":
+        else:
             for profile in [args.profile] if args.profile else PROFILES:
                 config(profile)
                 print(f"docker-compose.yml is valid for profile {profile}")
-        else:
-            st = state()
-            if st is None:
-                print("no docker stack is running")
-                return 1
-            for name, pid in st.pids().items():
-                svc = st.doc["services"][name]
-                print(f"{name:<10} container {svc['container'][:12]} pid {pid or '-':<8} port {svc['port']:<6} "
-                      f"{'up' if pid else 'DEAD'}")
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

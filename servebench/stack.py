@@ -1,16 +1,11 @@
 """The native runtime: the topology's services as local processes on 127.0.0.1.
 
-    python -m servebench.stack up ARCH     # start, wait until healthy, print the URL
-    python -m servebench.stack down        # stop exactly what `up` started
-    python -m servebench.stack status
-
-What was started is written to ``<run dir>/stack.json`` (default ``run/``,
+Driven through :mod:`servebench.runtime` (``make up|down|status``). What was started is written to ``<run dir>/stack.json`` (default ``run/``,
 ``SB_RUN_DIR``): per service its pid (a process group leader), port, command
 and log. ``down`` and the harness's resource sampler read it.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
@@ -279,35 +274,3 @@ def down(path: str | Path | None = None, log=print) -> bool:
         log(f"  stopped {name}")
     (st.run_dir / "stack.json").unlink(missing_ok=True)
     return True
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    u = sub.add_parser("up")
-    u.add_argument("arch", choices=topology.ARCHES)
-    sub.add_parser("down")
-    sub.add_parser("status")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "up":
-            print(f"starting {args.arch} natively ...")
-            st = up(args.arch)
-            print(f"{args.arch} is up: POST {st.url}/v1/predict  (logs in {st.run_dir / 'logs'}; stop with `make down`)")
-        elif args.cmd == "down":
-            down()
-        else:
-            st = state()
-            if st is None:
-                print("no native stack is running")
-                return 1
-            for name, svc in st.doc["services"].items():
-                print(f"{name:<10} pid {svc['pid']:<8} port {svc['port']:<6} {'up' if _alive(svc['pid']) else 'DEAD'}")
-    except StackError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
