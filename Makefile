@@ -23,11 +23,18 @@ RATE ?=
 ARRIVALS ?= constant
 REPEATS ?= 1
 WARMUP ?= 50
+RESULTS ?= results
 # locust
 USERS ?= 4
 SPAWN_RATE ?= 4
 DURATION ?= 30s
 WORKERS ?= 0
+# soak (bench/soak.py); DURATION's 30s default is locust's, so a plain `make soak` runs SOAK_DURATION
+SOAK_DURATION ?= 10m
+SOAK_LOAD ?= 0.70
+SOAK_RATE ?=
+SOAK_PROBE ?= 15s
+SOAK_CONCURRENCY ?= 8
 # training
 EPOCHS ?= 12
 export ARCH
@@ -42,6 +49,8 @@ help:
 	@echo "make bench-all                every architecture that can run here, same settings"
 	@echo "make bench-study              the committed results' runs (reference, workloads, sweeps) + report"
 	@echo "make load ARCH=flask          locust load test (headless); make load-ui for the web UI"
+	@echo "make soak ARCH=flask          DURATION (10m) at SOAK_LOAD (0.70) x measured capacity, or SOAK_RATE req/s:"
+	@echo "                              RSS growth per service (goal < 5% after 1 min), errors; SOAK_PROBE SOAK_CONCURRENCY"
 	@echo "make report                   results/summary.csv, plots and results/report.html"
 	@echo "make bench-model              in-process reference (the physical limit)"
 	@echo "make up|down|status ARCH=...  the stack alone (RUNTIME=native|docker)"
@@ -96,7 +105,8 @@ status: $(VENV)/.installed
 	$(PY) -m servebench.runtime status --runtime $(RUNTIME)
 
 BENCH_ARGS = --runtime $(RUNTIME) --n $(N) --batch $(BATCH) --codec $(CODEC) --concurrency $(CONCURRENCY) \
-             $(if $(RATE),--rate $(RATE) --arrivals $(ARRIVALS),) --repeats $(REPEATS) --warmup $(WARMUP)
+             $(if $(RATE),--rate $(RATE) --arrivals $(ARRIVALS),) --repeats $(REPEATS) --warmup $(WARMUP) \
+             --out $(RESULTS)
 
 bench: $(VENV)/.installed
 	$(PY) -m bench.run --arch $(ARCH) $(BENCH_ARGS)
@@ -114,6 +124,13 @@ load: $(VENV)/.installed
 
 load-ui: $(VENV)/.installed
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --ui --codec $(CODEC) --batch $(BATCH)
+
+.PHONY: soak
+soak: $(VENV)/.installed
+	$(PY) -m bench.soak --arch $(ARCH) --runtime $(RUNTIME) \
+	  --duration $(if $(filter file,$(origin DURATION)),$(SOAK_DURATION),$(DURATION)) \
+	  --load $(SOAK_LOAD) $(if $(SOAK_RATE),--rate $(SOAK_RATE),) --probe $(SOAK_PROBE) \
+	  --probe-concurrency $(SOAK_CONCURRENCY) --n $(N) --batch $(BATCH) --codec $(CODEC) --warmup $(WARMUP)
 
 report: $(VENV)/.installed
 	$(PY) -m bench.report

@@ -41,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import client, overhead, provenance, resources, results, target, timing
-from servebench import codecs, data, runtime as runtimes, topology
+from servebench import codecs, data, interrupts, runtime as runtimes, topology
 
 TABLE3_SIZES = (1, 10, 100, 1000, 10000)
 OPEN_LOOP_CONNECTIONS = 16  # the most requests in flight at once in the open loop, at least
@@ -91,7 +91,12 @@ def settings_of(args) -> dict:
 
 
 class Recorder:
-    """Collects results as they come: a flushed CSV row each, kept in memory for the summary."""
+    """Collects results as they come: a flushed CSV row each, kept in memory for the summary.
+
+    A result is counted exactly when its row is written, under one lock; once
+    :meth:`close` has run, answers still arriving (in flight at an interrupt)
+    are neither written nor counted, so the summary and the CSV always agree.
+    """
 
     def __init__(self, log: results.CsvLog, origin: float, bar):
         self.log = log
@@ -100,13 +105,23 @@ class Recorder:
         self.repeat = 0
         self.results: list[tuple[int, client.Result]] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def __call__(self, r: client.Result) -> None:
         row = results.request_row(self.repeat, r, self.origin)
         with self._lock:
-            self.results.append((self.repeat, r))
+            if self._closed:
+                return
             self.log.row(row)
-            self.bar.update(r.request.images)
+            self.results.append((self.repeat, r))
+        self.bar.update(r.request.images)
+
+    def close(self) -> list[tuple[int, client.Result]]:
+        """Stop recording, close the CSV, and return exactly the results it holds."""
+        with self._lock:
+            self._closed = True
+            self.log.close()
+            return list(self.results)
 
 
 class Bench:
@@ -160,13 +175,16 @@ class Bench:
             stop.set()
             if self.passes and self.passes[-1]["end"] is None:
                 self.passes[-1]["end"] = time.perf_counter()
-        finally:
-            bar.close()
-            req_log.close()
+        # Whatever arrives now (Ctrl-C again, SIGTERM), what was measured is written whole.
+        with interrupts.shielded():
+            stop.set()
+            rows = recorder.close()
+            sampler.stop()
             res_log.close()
+            bar.close()
             self.client.close()
-        doc = self.summary(recorder.results, sampler, interrupted)
-        results.write_json(run_dir / "summary.json", doc)
+            doc = self.summary(rows, sampler, interrupted)
+            results.write_json(run_dir / "summary.json", doc)
         return doc
 
     def _pass(self, repeat: int, recorder: Recorder, stop: threading.Event) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import http.client
 import json
 import shutil
-import signal
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from servebench import interrupts, topology
 from servebench import runtime as runtimes
-from servebench import topology
 
 
 def runnable_arches(runtime: str) -> tuple[list[str], dict[str, str]]:
@@ -48,9 +47,11 @@ def stack_for(arch: str, runtime: str = "native", run_dir=None, log=print):
         if st.arch != arch:
             raise rt.StackError(f"a {st.arch} stack is running ({runtime}), not {arch}: "
                                 f"stop it first (`make down RUNTIME={runtime}`) or use ARCH={st.arch}")
-        dead = [name for name, procs in st.processes().items() if not procs]
-        if dead:
-            raise rt.StackError(f"the running {arch} stack has lost {', '.join(dead)}: `make down` and try again")
+        broken = {name: health for name, (health, _) in st.health().items() if health != "up"}
+        if broken:
+            what = ", ".join(f"{name} {health}" for name, health in broken.items())
+            raise rt.StackError(f"the running {arch} stack is not whole ({what}): "
+                                f"`make down RUNTIME={runtime}` and try again")
         log(f"using the running {arch} stack at {st.url}")
     else:
         log(f"starting {arch} ({runtime}) ...")
@@ -60,8 +61,9 @@ def stack_for(arch: str, runtime: str = "native", run_dir=None, log=print):
         yield st, started
     finally:
         if started:
-            log(f"stopping the {arch} stack it started ...")
-            rt.down(run_dir)
+            with interrupts.shielded():  # the stop always finishes; Ctrl-C again only hurries it
+                log(f"stopping the {arch} stack it started ...")
+                rt.down(run_dir)
 
 
 def front_end_info(url: str, timeout_s: float = 5.0) -> dict:
@@ -93,21 +95,6 @@ def stack_record(st) -> dict:
     }
 
 
-@contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM ends a run as Ctrl-C does (rows kept, summary written, stack brought down).
-
-    Only the first signal interrupts; a second one while cleaning up is ignored.
-    """
-    state = {"fired": False}
-
-    def handler(signum, frame):
-        if not state["fired"]:
-            state["fired"] = True
-            raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    """SIGTERM ends a run as Ctrl-C does (see :mod:`servebench.interrupts`)."""
+    return interrupts.sigterm_as_interrupt()

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import psutil
 
-from servebench import topology
+from servebench import interrupts, topology
 from servebench.stack import StackError, StackState, _check_port_free, run_dir
 
 __all__ = ["StackError", "ComposeState", "up", "down", "state", "build", "config"]
@@ -402,6 +402,11 @@ def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = N
 
 def down(path: str | Path | None = None, log=print, project: str | None = None) -> bool:
     """Remove every container of the project (all profiles); True when something was there."""
+    with interrupts.shielded():  # a second Ctrl-C never leaves containers behind
+        return _down(path, log, project)
+
+
+def _down(path, log, project) -> bool:
     st = state(path)
     project = project or (st.doc["project"] if st else project_name())
     if not engine_answers():

@@ -44,8 +44,20 @@ def main(argv=None) -> int:
             if st is None:
                 print(f"no {args.runtime} stack is running")
                 return 1
-            for name, procs in st.processes().items():
-                print(f"{name:<10} {'up' if procs else 'DEAD':<5} pids {[p.pid for p in procs]}")
+            healthy = True
+            for name, (health, procs) in st.health().items():
+                pids = [p.pid for p in procs]
+                if health == "up":
+                    print(f"{name:<10} up        pids {pids}")
+                elif health == "degraded":
+                    healthy = False
+                    print(f"{name:<10} DEGRADED  master gone, {len(procs)} orphaned process(es) still running "
+                          f"{pids}: `make down RUNTIME={args.runtime}` stops them")
+                else:
+                    healthy = False
+                    print(f"{name:<10} DEAD")
+            if not healthy:
+                return 1
     except rt.StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -22,10 +22,15 @@ from pathlib import Path
 
 import psutil
 
-from servebench import topology
+from servebench import interrupts, topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 10.0
+HURRIED_GRACE_S = 1.0
+# Every process of a native stack carries this in its environment, so `down` finds what a
+# run killed outright left behind, even processes that escaped their group.
+STACK_MARKER = "SERVEBENCH_STACK_DIR"
 
 
 class StackError(RuntimeError):
@@ -49,18 +54,44 @@ class StackState:
         return {name: svc["pid"] for name, svc in self.doc["services"].items()}
 
     def processes(self) -> dict[str, list[psutil.Process]]:
-        """Each service's live process tree (leader and descendants); a PID of 0 means not running."""
-        trees = {}
+        """Each service's live processes: its master and descendants, or what is left of its group."""
+        return {name: group_processes(pid) for name, pid in self.pids().items()}
+
+    def health(self) -> dict[str, tuple[str, list[psutil.Process]]]:
+        """Per service: "up" (master alive), "degraded" (master gone, workers left), or "dead"."""
+        out = {}
         for name, pid in self.pids().items():
-            try:
-                leader = psutil.Process(pid) if pid else None
-                trees[name] = [leader, *leader.children(recursive=True)] if leader else []
-            except psutil.NoSuchProcess:
-                trees[name] = []
-        return trees
+            procs = group_processes(pid)
+            state = "up" if pid and _alive(pid) else ("degraded" if procs else "dead")
+            out[name] = (state, procs)
+        return out
 
     def alive(self) -> bool:
         return all(pid and _alive(pid) for pid in self.pids().values())
+
+
+def group_processes(pid: int) -> list[psutil.Process]:
+    """The live processes of the group ``pid`` leads (each service is started as a group leader).
+
+    While the leader lives: it and its descendants. Once it is gone: whatever is left
+    in its process group (workers orphaned by a killed master).
+    """
+    if not pid:
+        return []
+    if _alive(pid):
+        try:
+            leader = psutil.Process(pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return left
 
 
 def run_dir(path: str | Path | None = None) -> Path:
@@ -174,8 +205,11 @@ def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = N
     rdir = run_dir(path)
     existing = state(rdir)
     if existing is not None:
-        if any(_alive(pid) for pid in existing.pids().values()):
-            raise StackError(f"a {existing.arch} stack is already running (state in {rdir}): run `make down` first")
+        live = {name: state for name, (state, _) in existing.health().items() if state != "dead"}
+        if live:
+            what = ", ".join(f"{name} {state}" for name, state in live.items())
+            raise StackError(f"a {existing.arch} stack is still running ({what}; state in {rdir}): "
+                             "run `make down` first")
         (rdir / "stack.json").unlink()
     preflight(arch)
     services = topology.services_for(arch)
@@ -209,15 +243,18 @@ def _launch(st: StackState, svc: topology.Service, base_env: dict[str, str], tim
     senv = _service_env(svc, base_env, rdir)
     argv = [topology.resolve(a, senv) for a in svc.command]
     argv[0] = _executable(argv[0])
+    senv[STACK_MARKER] = str(rdir)
     logfile = rdir / "logs" / f"{svc.name}.log"
-    with logfile.open("ab") as out:
-        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=senv, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
     port = topology.port(svc, base_env)
     # Only the topology's own variables are kept: enough to restart, no secrets from the caller's env.
     kept = {k: senv[k] for k in sorted(set(topology.KNOBS) | {"ARCH"}) if k in senv}
-    st.doc["services"][svc.name] = {"pid": proc.pid, "port": port, "command": argv, "log": str(logfile), "env": kept}
-    (rdir / "stack.json").write_text(json.dumps(st.doc, indent=2))
+    with interrupts.shielded():  # a process that is started is also recorded, so `down` finds it
+        with logfile.open("ab") as out:
+            proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=senv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        st.doc["services"][svc.name] = {"pid": proc.pid, "port": port, "command": argv, "log": str(logfile),
+                                        "env": kept}
+        _write_state(st)
     health = f"http://127.0.0.1:{port}{svc.health_path}"
     deadline = time.monotonic() + timeout_s
     while not _healthy(health):
@@ -242,7 +279,17 @@ def restart_service(st: StackState, name: str, timeout_s: float = START_TIMEOUT_
     _launch(st, topology.SERVICES[name], {**os.environ, **old["env"]}, timeout_s)
 
 
-def _stop(pid: int, grace_s: float = 10.0) -> None:
+def _write_state(st: StackState) -> None:
+    tmp = st.run_dir / "stack.json.tmp"
+    tmp.write_text(json.dumps(st.doc, indent=2))
+    os.replace(tmp, st.run_dir / "stack.json")
+
+
+def _stop(pid: int, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM the service's process group, then SIGKILL what is left after the grace period.
+
+    The group outlives its leader: workers of a killed master are still in it.
+    """
     try:
         os.killpg(pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
@@ -257,20 +304,55 @@ def _stop(pid: int, grace_s: float = 10.0) -> None:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
+        if interrupts.hurry():  # Ctrl-C again: a second for a clean exit, then SIGKILL
+            deadline = min(deadline, time.monotonic() + HURRIED_GRACE_S)
         time.sleep(0.1)
     try:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def leftovers(rdir: Path) -> list[psutil.Process]:
+    """Processes started for the stack in ``rdir`` that are still alive, whatever their group."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(STACK_MARKER) == str(rdir):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found
 
 
 def down(path: str | Path | None = None, log=print) -> bool:
-    st = state(path)
-    if st is None:
-        log("no native stack is running")
-        return False
-    for name in reversed(list(st.doc["services"])):
-        _stop(st.doc["services"][name]["pid"])
-        log(f"  stopped {name}")
-    (st.run_dir / "stack.json").unlink(missing_ok=True)
-    return True
+    """Stop every service of the stack in ``path``, and anything a dead run left behind there.
+
+    It always finishes: further Ctrl-C only shortens the grace periods.
+    """
+    rdir = run_dir(path)
+    with interrupts.shielded():
+        st = state(rdir)
+        stopped = False
+        if st is not None:
+            for name in reversed(list(st.doc["services"])):
+                _stop(st.doc["services"][name]["pid"])
+                log(f"  stopped {name}")
+            stopped = True
+        stray = leftovers(rdir)
+        for proc in stray:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if stray:
+            psutil.wait_procs(stray, timeout=5)
+            log(f"  stopped {len(stray)} stray process(es) of an earlier run: {[p.pid for p in stray]}")
+        (rdir / "stack.json").unlink(missing_ok=True)
+        if not stopped and not stray:
+            log("no native stack is running")
+        return stopped or bool(stray)

@@ -43,10 +43,11 @@ DT_FLOAT, DT_UINT8, DT_INT64 = 1, 4, 9
 class TFServingError(RuntimeError):
     """A call to TF Serving that failed; ``status`` is what the front end answers."""
 
-    def __init__(self, message: str, status: int = 502):
+    def __init__(self, message: str, status: int = 502, detail: str = ""):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.detail = detail or message  # without the address: what a client of the front end may see
 
 
 def upstream_error(address: str, upstream_status: int, detail: str) -> TFServingError:
@@ -59,7 +60,7 @@ def upstream_error(address: str, upstream_status: int, detail: str) -> TFServing
     other failure of the upstream is a bad gateway.
     """
     status = upstream_status if 400 <= upstream_status < 500 or upstream_status == 504 else 502
-    return TFServingError(f"tfserving at {address}: {detail}", status)
+    return TFServingError(f"tfserving at {address}: {detail}", status, detail)
 
 
 # TF Serving's status-code -> HTTP table (model_servers/http_server.cc,

@@ -6,9 +6,13 @@ response, whatever runs the model. Built once per gunicorn worker.
 """
 from __future__ import annotations
 
+import http.client
+import json
+import threading
 import time
 
 import urllib3
+import urllib3.connection
 
 from servebench import codecs, endpoint
 from servebench.settings import Settings
@@ -42,6 +46,26 @@ class EmbeddedBackend:
         pass
 
 
+_NO_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+class _CountingConnection(urllib3.connection.HTTPConnection):
+    """Remembers, per thread, whether the request it just sent went out on a reused connection."""
+
+    local = threading.local()
+
+    def request(self, *args, **kwargs):
+        sent = getattr(self, "_sb_requests", 0)
+        _CountingConnection.local.reused = sent > 0
+        self._sb_requests = sent + 1
+        return super().request(*args, **kwargs)
+
+
+def _closed_without_answer(exc: Exception) -> bool:
+    reason = exc.args[1] if isinstance(exc, urllib3.exceptions.ProtocolError) and len(exc.args) > 1 else None
+    return isinstance(reason, _NO_ANSWER)
+
+
 class ModelServerBackend:
     """A Flask or FastAPI model server: the body is forwarded as is, never decoded here."""
 
@@ -49,24 +73,29 @@ class ModelServerBackend:
         self.name = settings.arch
         self.address = settings.backend_address()
         host, port = self.address.rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.timeout = urllib3.Timeout(connect=2.0, read=settings.backend_timeout_s)
         self.pool = urllib3.HTTPConnectionPool(
-            host,
-            int(port),
-            maxsize=settings.backend_pool_size,
-            block=False,
-            # One reconnect covers a keep-alive connection the backend closed.
+            self.host, self.port, maxsize=settings.backend_pool_size, block=False, timeout=self.timeout,
+            # Reconnecting is safe: nothing was sent. Answers that never came are handled in forward().
             retries=urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
-            timeout=urllib3.Timeout(connect=2.0, read=settings.backend_timeout_s),
         )
+        self.pool.ConnectionCls = _CountingConnection
 
     def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
         start = time.perf_counter()
+        headers = {"Content-Type": content_type or ""}
         try:
-            resp = self.pool.urlopen(
-                "POST", "/v1/predict", body=body,
-                headers={"Content-Type": content_type or ""}, preload_content=True,
-            )
-        except urllib3.exceptions.HTTPError as exc:
+            try:
+                resp = self.pool.urlopen("POST", "/v1/predict", body=body, headers=headers, preload_content=True)
+            except urllib3.exceptions.ProtocolError as exc:
+                # A kept-alive connection the backend had closed (idle timeout, a worker that exited
+                # after its last answer) fails without an answer: once more, on a new connection.
+                # A new connection that dies is the backend's failure and is not retried.
+                if not (_closed_without_answer(exc) and getattr(_CountingConnection.local, "reused", False)):
+                    raise
+                resp = self._once_on_new_connection(body, headers)
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
             return self._failure(exc)
         forward_ms = (time.perf_counter() - start) * 1000.0
         if resp.status >= 500:
@@ -77,14 +106,30 @@ class ModelServerBackend:
             endpoint.join_timing(resp.headers.get("Server-Timing", ""), endpoint.timing_entry("forward", forward_ms)),
         )
 
+    def _once_on_new_connection(self, body: bytes, headers: dict):
+        conn = urllib3.connection.HTTPConnection(self.host, self.port, timeout=self.timeout.read_timeout)
+        try:
+            conn.timeout = self.timeout.connect_timeout
+            conn.connect()
+            conn.sock.settimeout(self.timeout.read_timeout)
+            conn.request("POST", "/v1/predict", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.data  # read it all before the connection closes
+            return resp
+        finally:
+            conn.close()
+
     def _failure(self, exc: Exception) -> endpoint.Reply:
+        # Clients learn which backend failed and how, never its internal address.
         reason = getattr(exc, "reason", None) or exc
         # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
-        if isinstance(reason, urllib3.exceptions.NewConnectionError):
-            return error(502, f"backend {self.name} unreachable at {self.address}", self.name)
-        if isinstance(reason, urllib3.exceptions.TimeoutError):
-            return error(504, f"backend {self.name} at {self.address} timed out", self.name)
-        return error(502, f"backend {self.name} at {self.address} failed: {type(reason).__name__}", self.name)
+        if isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
+            return error(502, f"backend {self.name} unreachable", self.name)
+        if isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError)):
+            return error(504, f"backend {self.name} timed out", self.name)
+        if _closed_without_answer(exc) or isinstance(reason, _NO_ANSWER):
+            return error(502, f"backend {self.name} closed the connection without answering", self.name)
+        return error(502, f"backend {self.name} failed: {type(reason).__name__}", self.name)
 
     def health(self) -> bool:
         try:
@@ -95,8 +140,6 @@ class ModelServerBackend:
     def info(self) -> dict:
         try:
             resp = self.pool.urlopen("GET", "/v1/info", retries=False, timeout=2.0)
-            import json
-
             return {"backend": json.loads(resp.data)} if resp.status == 200 else {}
         except (urllib3.exceptions.HTTPError, ValueError):
             return {}
@@ -134,7 +177,9 @@ class TFServingBackend:
         try:
             pred, forward_ms = self.client.predict(images)
         except self._error_type as exc:
-            return error(exc.status, f"backend {self.name} at {self.address}: {exc}", self.name)
+            # A 4xx is about the request and TF Serving's words help; a 5xx names only the backend.
+            what = exc.detail if exc.status < 500 else ("timed out" if exc.status == 504 else "failed or unreachable")
+            return error(exc.status, f"backend {self.name}: {what}", self.name)
         return endpoint.Reply(
             200,
             codecs.encode_predictions(pred),
@@ -145,7 +190,7 @@ class TFServingBackend:
         return bool(self._health.health())
 
     def info(self) -> dict:
-        return {"address": self.address}
+        return {}
 
     def close(self) -> None:
         self.client.close()

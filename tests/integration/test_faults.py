@@ -1,0 +1,191 @@
+"""Faults while requests flow: what clients see, and that the stack recovers by itself.
+
+For each runnable architecture: kill a backend worker, kill the backend's
+master, kill a Django worker, reload nginx. Clients may see 502/503/504 while
+a part is gone, never another 5xx, never a wrong answer, and good answers
+again afterwards without restarting the front end.
+"""
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import psutil
+import pytest
+
+from servebench import codecs, stack
+from tests.integration.conftest import port_of
+
+pytestmark = pytest.mark.integration
+ARCHES = ["embedded", "flask", "fastapi"]
+BACKEND = {"flask": "flask", "fastapi": "fastapi"}
+GONE = {502, 503, 504}
+RECOVERY_S = 60.0
+
+
+@pytest.fixture(scope="module", params=ARCHES)
+def arch_stack(request, start_stack):
+    return start_stack(request.param, SB_BACKEND_TIMEOUT_S="3")
+
+
+@pytest.fixture(scope="module")
+def reference(core, test_split):
+    images = test_split.images[:16]
+    return images, core.predict(images).classes
+
+
+@dataclass
+class Traffic:
+    """Closed-loop clients on keep-alive connections, bounded in time; every answer is checked."""
+
+    st: stack.StackState
+    images: np.ndarray
+    expected: np.ndarray
+    clients: int = 2
+    seen: list = field(default_factory=list)  # (monotonic time, status, correct or None)
+
+    def __post_init__(self):
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._loop, args=(k,), daemon=True) for k in range(self.clients)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=30)
+
+    def _loop(self, k: int) -> None:
+        port = port_of(self.st, "nginx")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        deadline = time.monotonic() + 120  # bounded whatever happens
+        i = k
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            j = i % len(self.images)
+            body, ctype = codecs.encode(self.images[j:j + 1], "raw")
+            status, correct = self._send(conn, body, ctype, int(self.expected[j]))
+            if status == -1:  # a kept-alive connection closed by a graceful nginx reload: reconnect
+                conn.close()
+                status, correct = self._send(conn, body, ctype, int(self.expected[j]))
+            with self._lock:
+                self.seen.append((time.monotonic(), status, correct))
+            i += self.clients
+            if status != 200:
+                time.sleep(0.05)
+        conn.close()
+
+    @staticmethod
+    def _send(conn, body, ctype, expected: int) -> tuple[int, bool | None]:
+        try:
+            conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": ctype})
+            resp = conn.getresponse()
+            data = resp.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            conn.close()
+            return -1, None
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return 0, None
+        if resp.status != 200:
+            return resp.status, None
+        return 200, codecs.decode_predictions(data).classes[0] == expected
+
+    def count_after(self, t: float) -> int:
+        with self._lock:
+            return sum(1 for when, _, _ in self.seen if when > t)
+
+    def wait_for_good_answers(self, since: float, n: int = 10, timeout_s: float = RECOVERY_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                tail = [s for when, s, _ in self.seen if when > since][-n:]
+            if len(tail) == n and all(s == 200 for s in tail):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no recovery within {timeout_s:.0f} s: {Counter(s for _, s, _ in self.seen)}")
+
+    def check(self, allowed: set[int]) -> Counter:
+        statuses = Counter(s for _, s, _ in self.seen)
+        assert not [c for _, s, c in self.seen if s == 200 and not c], "a wrong answer"
+        assert set(statuses) <= {200} | allowed, statuses
+        return statuses
+
+
+def _workers(st, name: str) -> list[psutil.Process]:
+    return psutil.Process(st.doc["services"][name]["pid"]).children(recursive=False)
+
+
+def _run_with_fault(arch_stack, reference, fault, allowed: set[int]) -> Counter:
+    images, expected = reference
+    with Traffic(arch_stack, images, expected) as traffic:
+        traffic.wait_for_good_answers(since=0.0, n=5)
+        t = time.monotonic()
+        fault()
+        traffic.wait_for_good_answers(since=t + 0.5)
+    statuses = traffic.check(allowed)
+    assert arch_stack.health()["frontend"][0] == "up"
+    return statuses
+
+
+def test_backend_worker_killed(arch_stack, reference):
+    if arch_stack.arch not in BACKEND:
+        pytest.skip("embedded has no separate backend")
+    name = BACKEND[arch_stack.arch]
+    frontend_pid = arch_stack.doc["services"]["frontend"]["pid"]
+
+    def kill_one_worker():
+        _workers(arch_stack, name)[0].kill()
+
+    _run_with_fault(arch_stack, reference, kill_one_worker, GONE)
+    assert arch_stack.doc["services"]["frontend"]["pid"] == frontend_pid
+
+
+def test_backend_master_killed_then_restarted(arch_stack, reference):
+    if arch_stack.arch not in BACKEND:
+        pytest.skip("embedded has no separate backend")
+    name = BACKEND[arch_stack.arch]
+    frontend_pid = arch_stack.doc["services"]["frontend"]["pid"]
+    images, expected = reference
+    with Traffic(arch_stack, images, expected) as traffic:
+        traffic.wait_for_good_answers(since=0.0, n=5)
+        os.kill(arch_stack.doc["services"][name]["pid"], signal.SIGKILL)
+        # Its workers follow their master: nothing serves unsupervised.
+        deadline = time.monotonic() + 15
+        while arch_stack.processes()[name] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert arch_stack.health()[name][0] == "dead", arch_stack.health()[name]
+        t = time.monotonic()
+        while traffic.count_after(t) < 4:  # clients see the backend gone
+            time.sleep(0.05)
+        stack.restart_service(arch_stack, name)
+        traffic.wait_for_good_answers(since=time.monotonic())
+    statuses = traffic.check(GONE)
+    assert statuses[502] + statuses[503] > 0, statuses
+    # the front end was never restarted
+    assert arch_stack.doc["services"]["frontend"]["pid"] == frontend_pid
+    assert arch_stack.health()["frontend"][0] == "up"
+
+
+def test_django_worker_killed(arch_stack, reference):
+    def kill_one_worker():
+        _workers(arch_stack, "frontend")[0].kill()
+
+    _run_with_fault(arch_stack, reference, kill_one_worker, GONE)
+
+
+def test_nginx_reload_loses_nothing(arch_stack, reference):
+    def reload():
+        os.kill(arch_stack.doc["services"]["nginx"]["pid"], signal.SIGHUP)
+
+    statuses = _run_with_fault(arch_stack, reference, reload, set())
+    assert set(statuses) == {200}

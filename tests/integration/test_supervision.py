@@ -1,0 +1,64 @@
+"""The native runner with a service whose master is gone: status says degraded, down stops what is left."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from servebench import stack
+
+pytestmark = pytest.mark.integration
+
+# A "master" that starts a worker and exits at once, leaving the worker in its process group.
+_ORPHANING_MASTER = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
+
+
+def _fake_state(tmp_path, pid: int) -> stack.StackState:
+    doc = {"arch": "embedded", "runtime": "native", "url": "http://127.0.0.1:1",
+           "services": {"flask": {"pid": pid, "port": 1, "command": [], "log": "", "env": {}}}}
+    (tmp_path / "stack.json").write_text(json.dumps(doc))
+    return stack.state(tmp_path)
+
+
+def test_a_service_whose_master_died_is_degraded_and_down_stops_its_workers(tmp_path):
+    master = subprocess.Popen([sys.executable, "-c", _ORPHANING_MASTER], start_new_session=True)
+    master.wait(timeout=30)
+    try:
+        st = _fake_state(tmp_path, master.pid)
+        deadline = time.monotonic() + 10
+        while not st.processes()["flask"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        health, procs = st.health()["flask"]
+        assert health == "degraded" and len(procs) == 1
+        status = subprocess.run([sys.executable, "-m", "servebench.runtime", "status"],
+                                env={"SB_RUN_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 1 and "DEGRADED" in status.stdout and "make down" in status.stdout
+        with pytest.raises(stack.StackError, match="still running"):
+            stack.up("embedded", path=tmp_path, log=lambda *_: None)
+        assert stack.down(tmp_path, log=lambda *_: None)
+        procs[0].wait(timeout=15)
+        assert not stack.group_processes(master.pid)
+    finally:
+        stack.down(tmp_path, log=lambda *_: None)
+
+
+def test_a_worker_dies_with_its_parent():
+    code = ("import os, subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'from servebench import supervision; import time; supervision.die_with_parent(); "
+            "print(\"armed\", flush=True); time.sleep(120)'], stdout=subprocess.PIPE)\n"
+            "print(child.pid, child.stdout.readline().decode().strip(), flush=True)\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=stack.REPO_ROOT, env={"PYTHONPATH": str(stack.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    pid, armed = out.stdout.split()
+    assert armed == "armed"
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)

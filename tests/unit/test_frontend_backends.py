@@ -1,0 +1,120 @@
+"""The front end's client of a model server: kept-alive connections that die without an answer.
+
+The server here is a test double (raw sockets on loopback) that misbehaves on
+purpose, the way a backend does after a crash or an idle timeout.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from servebench.settings import Settings
+from services.frontend.backends import ModelServerBackend
+
+OK_BODY = b'{"predictions":[]}'
+
+
+class FlakyKeepAliveServer:
+    """Answers a connection's first request; on a reused connection, reads the request and hangs up.
+
+    ``fresh_dies=True``: every connection is closed unanswered (a backend that crashes on this input).
+    """
+
+    def __init__(self, fresh_dies: bool = False):
+        self.fresh_dies = fresh_dies
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.answered = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            for n in range(2):
+                if not _read_request(conn):
+                    return
+                if self.fresh_dies or n == 1:
+                    return  # hang up without an answer
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(OK_BODY)}\r\n\r\n").encode()
+                conn.sendall(head + OK_BODY)
+                self.answered += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _read_request(conn: socket.socket) -> bool:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return False
+        body += chunk
+    return True
+
+
+@pytest.fixture
+def backend_for():
+    made = []
+
+    def make(server: FlakyKeepAliveServer) -> ModelServerBackend:
+        b = ModelServerBackend(Settings(arch="fastapi", fastapi_port=server.port, backend_timeout_s=5))
+        made.append((b, server))
+        return b
+
+    yield make
+    for b, server in made:
+        b.close()
+        server.close()
+
+
+def test_a_request_unanswered_on_a_reused_connection_is_retried_on_a_new_one(backend_for):
+    server = FlakyKeepAliveServer()
+    backend = backend_for(server)
+    for _ in range(5):  # each second use of a connection is hung up on
+        reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+        assert reply.status == 200, reply.body
+    assert server.answered == 5
+
+
+def test_a_new_connection_that_dies_is_the_backends_failure_and_not_retried(backend_for):
+    server = FlakyKeepAliveServer(fresh_dies=True)
+    backend = backend_for(server)
+    reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+    assert reply.status == 502
+    assert b"fastapi" in reply.body and b"127.0.0.1" not in reply.body and str(server.port).encode() not in reply.body
+    assert server.connections == 1  # the request was sent once
+
+
+def test_unreachable_backend_is_named_without_its_address():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = ModelServerBackend(Settings(arch="flask", flask_port=port, backend_timeout_s=5))
+    try:
+        reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+    finally:
+        backend.close()
+    assert reply.status == 502
+    assert b"flask unreachable" in reply.body and str(port).encode() not in reply.body

@@ -1,0 +1,58 @@
+"""bench.run's Recorder: a result is counted exactly when its row is written."""
+from __future__ import annotations
+
+import csv
+import threading
+
+import numpy as np
+
+from bench import client, results
+from bench.run import Recorder
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+
+def _result(i: int) -> client.Result:
+    req = client.Request(i, b"x", "application/octet-stream", np.array([3]))
+    return client.Result(req, scheduled=1.0, sent=1.0, end=1.001, status=200, predicted=np.array([3]), correct=1)
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_answers_after_close_are_neither_written_nor_counted(tmp_path):
+    rec = Recorder(results.CsvLog(tmp_path / "r.csv", results.REQUEST_COLUMNS), origin=0.0, bar=_NoBar())
+    for i in range(5):
+        rec(_result(i))
+    kept = rec.close()
+    rec(_result(99))  # an answer that was in flight at the interrupt
+    assert len(kept) == 5 == len(_rows(tmp_path / "r.csv"))
+    assert len(rec.results) == 5
+
+
+def test_counted_equals_written_when_closing_under_load(tmp_path):
+    """Many client threads still recording while the run is stopped: CSV and count agree."""
+    for attempt in range(5):
+        path = tmp_path / f"r{attempt}.csv"
+        rec = Recorder(results.CsvLog(path, results.REQUEST_COLUMNS), origin=0.0, bar=_NoBar())
+        go = threading.Event()
+
+        def hammer(base: int) -> None:
+            go.wait()
+            for i in range(400):
+                rec(_result(base + i))
+
+        threads = [threading.Thread(target=hammer, args=(k * 1000,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        go.set()
+        kept = rec.close()
+        for t in threads:
+            t.join()
+        assert len(kept) == len(_rows(path))
+        assert {r.request.index for _, r in kept} == {int(row["index"]) for row in _rows(path)}
