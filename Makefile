@@ -130,7 +130,8 @@ soak: $(VENV)/.installed
 	$(PY) -m bench.soak --arch $(ARCH) --runtime $(RUNTIME) \
 	  --duration $(if $(filter file,$(origin DURATION)),$(SOAK_DURATION),$(DURATION)) \
 	  --load $(SOAK_LOAD) $(if $(SOAK_RATE),--rate $(SOAK_RATE),) --probe $(SOAK_PROBE) \
-	  --probe-concurrency $(SOAK_CONCURRENCY) --n $(N) --batch $(BATCH) --codec $(CODEC) --warmup $(WARMUP)
+	  --probe-concurrency $(SOAK_CONCURRENCY) --n $(N) --batch $(BATCH) --codec $(CODEC) --warmup $(WARMUP) \
+	  --out $(RESULTS)
 
 report: $(VENV)/.installed
 	$(PY) -m bench.report

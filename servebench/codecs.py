@@ -11,7 +11,11 @@ Request formats (all carry uint8 images of shape [batch, 32, 32, 3]):
 - ``npy``: a NumPy ``.npy`` file of a uint8 array. Content type application/x-npy.
 
 Every problem raises :class:`CodecError`, which carries the HTTP status a
-server should answer with and a message that names the problem.
+server should answer with (4xx) and a message that names the problem.
+:func:`decode` is total: any bytes and any content type give either a uint8
+batch [n, 32, 32, 3] with 1 <= n <= max_batch or a CodecError, never another
+exception. Declared shapes (b64 ``shape``, the .npy header) are checked before
+anything is reshaped or allocated.
 """
 from __future__ import annotations
 
@@ -19,11 +23,12 @@ import base64
 import binascii
 import io
 import json
-import math
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 DEFAULT_MAX_BATCH = 256
@@ -48,11 +53,35 @@ class CodecError(ValueError):
         self.message = message
 
 
-def media_type(content_type: str | None) -> str:
+def media_type(content_type: str | bytes | None) -> str:
+    if isinstance(content_type, (bytes, bytearray)):  # a raw header value: HTTP headers are latin-1
+        content_type = bytes(content_type).decode("latin-1")
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 # ---------------------------------------------------------------- decoding
+_NPY_HEADER_READERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+    # 3.0 differs from 2.0 only in a UTF-8 header; a uint8 header is ASCII, so 2.0's reader fits.
+    (3, 0): np.lib.format.read_array_header_2_0,
+}
+_NO_BAD_PIXEL = object()
+
+
+def _show(value, limit: int = 60) -> str:
+    """A short repr for messages: hostile values can be huge or unprintable."""
+    try:
+        text = repr(value)
+    except Exception:  # e.g. an int over Python's digit limit
+        text = f"<{type(value).__name__}>"
+    return _clip(text, limit)
+
+
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_batch(images: np.ndarray, max_batch: int) -> np.ndarray:
     if images.ndim == 3:
         images = images[np.newaxis]
@@ -63,7 +92,48 @@ def _check_batch(images: np.ndarray, max_batch: int) -> np.ndarray:
         raise CodecError("empty batch: send at least one image")
     if n > max_batch:
         raise CodecError(f"batch too large: {n} images, the limit is {max_batch}", status=413)
+    if images.dtype != np.uint8:
+        raise CodecError(f"wrong dtype {images.dtype}: only uint8 is accepted")
     return images
+
+
+def _batch_size(shape, max_batch: int) -> int:
+    """The batch size a declared shape (list or tuple of ints) asks for, checked before any
+    bytes are reshaped or allocated: only [n, 32, 32, 3] or [32, 32, 3] with 1 <= n <= max_batch."""
+    declared = list(shape)
+    shape = tuple(declared)
+    if len(shape) == 3:
+        shape = (1, *shape)
+    if len(shape) != 4 or shape[1:] != IMAGE_SHAPE or shape[0] < 0:
+        raise CodecError(f"wrong shape {_show(declared, 120)}: expected [batch, 32, 32, 3]")
+    n = shape[0]
+    if n == 0:
+        raise CodecError("empty batch: send at least one image")
+    if n > max_batch:
+        raise CodecError(f"batch too large: {_show(n)} images, the limit is {max_batch}", status=413)
+    return n
+
+
+def _first_bad_pixel(instances):
+    """Error path only: the first leaf that is not an int 0-255, else _NO_BAD_PIXEL."""
+    stack = [instances]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= 255:
+            return item
+    return _NO_BAD_PIXEL
+
+
+_KIND_NAMES = {bool: "booleans", float: "floats", str: "strings", dict: "objects", type(None): "null"}
+
+
+def _bad_pixel_error(item) -> CodecError:
+    if isinstance(item, int) and not isinstance(item, bool):
+        return CodecError(f"value out of range: pixel values must be 0-255, got {_show(item)}")
+    kind = _KIND_NAMES.get(type(item), type(item).__name__)
+    return CodecError(f"wrong dtype: pixel values must be integers 0-255, not {kind}")
 
 
 def _from_instances(instances, max_batch: int) -> np.ndarray:
@@ -76,39 +146,43 @@ def _from_instances(instances, max_batch: int) -> np.ndarray:
     try:
         # Let numpy infer the dtype, so that floats, bools and out-of-range values can be named.
         arr = np.asarray(instances)
-    except ValueError as exc:  # ragged nesting
-        raise CodecError(f"wrong shape: instances are not a regular array ({exc})") from None
-    if arr.dtype == object or arr.dtype.kind in "US":
-        raise CodecError("wrong dtype: pixel values must be integers 0-255")
-    if arr.dtype.kind == "b":
-        raise CodecError("wrong dtype: pixel values must be integers 0-255, not booleans")
-    if arr.dtype.kind == "f":
-        raise CodecError("wrong dtype: pixel values must be integers 0-255, not floats")
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, or a value numpy cannot hold
+        raise CodecError("wrong shape: instances are not a regular array of 32x32x3 images") from None
     if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
         raise CodecError(f"wrong shape {list(arr.shape)}: expected [batch, 32, 32, 3]")
-    if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise CodecError(f"value out of range: pixel values must be 0-255, got {int(arr.min())}..{int(arr.max())}")
+    if arr.dtype.kind not in "iu":
+        # Floats, bools, strings, nulls, objects, ints beyond int64 or an int64/uint64 mix (which
+        # numpy turns into floats): walk the lists (at most max_batch images) to name the culprit.
+        bad = _first_bad_pixel(instances)
+        if bad is _NO_BAD_PIXEL:
+            raise CodecError(f"wrong dtype {arr.dtype}: pixel values must be integers 0-255")
+        raise _bad_pixel_error(bad)
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high > 255:
+        raise CodecError(f"value out of range: pixel values must be 0-255, got {low}..{high}")
     return arr.astype(np.uint8)
 
 
 def _from_b64(doc: dict, max_batch: int) -> np.ndarray:
     shape = doc.get("shape")
-    if not (isinstance(shape, list) and len(shape) in (3, 4) and all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
+    # type() is int excludes bools; floats, strings and nulls are refused here too.
+    if not (isinstance(shape, list) and len(shape) in (3, 4) and all(type(d) is int for d in shape)):
         raise CodecError('"shape" must be [batch, 32, 32, 3] alongside "b64"')
-    if doc.get("dtype", "uint8") != "uint8":
-        raise CodecError(f'wrong dtype {doc.get("dtype")!r}: only uint8 is accepted')
+    dtype = doc.get("dtype", "uint8")
+    if not (isinstance(dtype, str) and dtype == "uint8"):
+        raise CodecError(f"wrong dtype {_show(dtype)}: only uint8 is accepted")
     if not isinstance(doc["b64"], str):
         raise CodecError('"b64" must be a base64 string')
+    # Before decoding or reshaping: [0, 2**70, 32, 3] has 0 bytes, so a length check alone passes it.
+    n = _batch_size(shape, max_batch)
     try:
         raw = base64.b64decode(doc["b64"], validate=True)
     except (binascii.Error, ValueError):
         raise CodecError('malformed base64 in "b64"') from None
-    if any(d < 0 for d in shape):
-        raise CodecError(f"wrong shape {shape}: expected [batch, 32, 32, 3]")
-    expected = math.prod(shape)  # exact: np.prod wraps around for huge shapes, then reshape fails
+    expected = n * IMAGE_BYTES
     if len(raw) != expected:
         raise CodecError(f"base64 payload is {len(raw)} bytes but shape {shape} needs {expected}")
-    return _check_batch(np.frombuffer(raw, dtype=np.uint8).reshape(shape), max_batch)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(n, *IMAGE_SHAPE)
 
 
 def _holds_bool(instances) -> bool:
@@ -122,11 +196,31 @@ def _holds_bool(instances) -> bool:
     return False
 
 
+def _refuse_constant(name: str):
+    raise CodecError(f"malformed JSON: {name} is not a number (JSON has no NaN or Infinity)")
+
+
+def _unique_keys(pairs: list) -> dict:
+    # One call per JSON object (a valid body has one), so this costs nothing measurable.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CodecError(f"malformed JSON: duplicate key {_show(key)}")
+            seen.add(key)
+    return doc
+
+
 def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CodecError(f"malformed JSON: {exc}") from None
+        doc = json.loads(body, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:  # the C scanner stops at the interpreter's recursion limit
+        raise CodecError("malformed JSON: nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # CodecError from the hooks is a ValueError too
+        if isinstance(exc, CodecError):
+            raise
+        raise CodecError(f"malformed JSON: {_clip(str(exc))}") from None
     if not isinstance(doc, dict):
         raise CodecError('JSON body must be an object with "instances" or "b64"')
     if "instances" in doc:
@@ -136,7 +230,12 @@ def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
             raise CodecError("wrong dtype: pixel values must be integers 0-255, not booleans")
         return images
     if "b64" in doc:
-        return _from_b64(doc, max_batch)
+        try:
+            return _from_b64(doc, max_batch)
+        except CodecError:
+            raise
+        except Exception as exc:  # name the codec: both share application/json
+            raise CodecError(f"malformed b64 body: {type(exc).__name__}") from None
     raise CodecError('JSON body needs "instances" (TF Serving row format) or "b64" with "shape"')
 
 
@@ -152,29 +251,61 @@ def decode_raw(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
 
 
 def decode_npy(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+    # The header is read and checked here rather than by np.load, which allocates whatever
+    # shape the header declares before it finds the data missing.
+    if bytes(body[:4]) == b"PK\x03\x04":
+        raise CodecError("malformed .npy body: expected one array, got an .npz archive")
+    fp = io.BytesIO(body)
     try:
-        arr = np.load(io.BytesIO(body), allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for a bad header
-        raise CodecError(f"malformed .npy body: {exc}") from None
-    if not isinstance(arr, np.ndarray):
-        raise CodecError("malformed .npy body: expected one array")
-    if arr.dtype != np.uint8:
-        raise CodecError(f"wrong dtype {arr.dtype}: only uint8 is accepted")
-    return _check_batch(arr, max_batch)
+        version = np.lib.format.read_magic(fp)
+        reader = _NPY_HEADER_READERS.get(version)
+        if reader is None:
+            raise ValueError(f"unknown .npy format version {version}")
+        shape, fortran_order, dtype = reader(fp)
+    except Exception as exc:  # numpy raises ValueError, RecursionError, ... for a bad header
+        raise CodecError(f"malformed .npy body: {_clip(str(exc))}") from None
+    if dtype.hasobject:
+        raise CodecError("malformed .npy body: object arrays need pickle, which is refused; only uint8 is accepted")
+    if dtype != np.uint8:
+        raise CodecError(f"wrong dtype {_clip(str(dtype), 80)} in the .npy body: only uint8 is accepted")
+    n = _batch_size(shape, max_batch)
+    offset = fp.tell()
+    expected = n * IMAGE_BYTES
+    if len(body) - offset != expected:
+        raise CodecError(f"malformed .npy body: data is {len(body) - offset} bytes but shape {list(shape)} needs {expected}")
+    flat = np.frombuffer(body, dtype=np.uint8, offset=offset)
+    if fortran_order:
+        return flat.reshape(IMAGE_SHAPE[::-1] + (n,)).transpose()
+    return flat.reshape(n, *IMAGE_SHAPE)
 
 
 def decode(body: bytes, content_type: str | None, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
-    """Turn a request body into a uint8 batch [n, 32, 32, 3], or raise CodecError."""
-    kind = media_type(content_type)
+    """Turn a request body into a uint8 batch [n, 32, 32, 3], or raise CodecError.
+
+    Total: any bytes and any content type give one or the other, never another exception.
+    """
+    try:
+        kind = media_type(content_type)
+    except Exception:  # not text at all
+        kind = ""
     if kind == JSON:
-        return decode_json(body, max_batch)
-    if kind == OCTET:
-        return decode_raw(body, max_batch)
-    if kind in (NPY, "application/npy"):
-        return decode_npy(body, max_batch)
-    raise CodecError(
-        f"unsupported content type {kind or '(none)'!r}: use {JSON}, {OCTET} or {NPY}", status=415
-    )
+        decoder, name = decode_json, "JSON"
+    elif kind == OCTET:
+        decoder, name = decode_raw, "raw"
+    elif kind in (NPY, "application/npy"):
+        decoder, name = decode_npy, ".npy"
+    else:
+        raise CodecError(
+            f"unsupported content type {_show(kind or '(none)', 80)}: use {JSON}, {OCTET} or {NPY}", status=415
+        )
+    try:
+        # Constant-time check of the contract, whatever a decoder returned.
+        return _check_batch(decoder(body, max_batch), max_batch)
+    except CodecError:
+        raise
+    except Exception as exc:  # a case no decoder foresaw is still the client's bad body, not a 500
+        log.warning("unexpected %s decoding a %s body", type(exc).__name__, name, exc_info=True)
+        raise CodecError(f"malformed {name} body: {type(exc).__name__}") from None
 
 
 # ---------------------------------------------------------------- encoding

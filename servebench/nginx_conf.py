@@ -29,6 +29,7 @@ def render(prefix: Path, env: dict[str, str] | None = None) -> str:
         "SB_PORT": k["SB_PORT"],
         "SB_FRONTEND_PORT": k["SB_FRONTEND_PORT"],
         "SB_MAX_BODY": f"{mb}m",
+        "SB_CONN_LIMIT": str(int(k["SB_CONN_LIMIT"])),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():

@@ -208,7 +208,7 @@ def up(arch: str, env: dict[str, str] | None = None, path: str | Path | None = N
         live = {name: state for name, (state, _) in existing.health().items() if state != "dead"}
         if live:
             what = ", ".join(f"{name} {state}" for name, state in live.items())
-            raise StackError(f"a {existing.arch} stack is still running ({what}; state in {rdir}): "
+            raise StackError(f"a {existing.arch} stack is already running ({what}; state in {rdir}): "
                              "run `make down` first")
         (rdir / "stack.json").unlink()
     preflight(arch)

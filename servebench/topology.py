@@ -41,6 +41,10 @@ KNOBS: dict[str, tuple[str, str]] = {
     "SB_BACKEND_TIMEOUT_S": ("10", "seconds the front end waits for a backend"),
     "SB_MAX_BATCH": ("256", "largest batch one request may carry"),
     "SB_TFSERVING_BATCHING": ("false", "TF Serving server-side batching (services/tfserving/batching.config)"),
+    "SB_ALLOWED_HOSTS": ("127.0.0.1,localhost,[::1]",
+                         "Host names Django answers to, comma-separated (SB_LISTEN is added; other hosts get 400)"),
+    # The harness opens up to 64 connections plus locust's, all from one loopback address.
+    "SB_CONN_LIMIT": ("256", "requests nginx processes at once per client address (429 beyond)"),
 }
 
 
@@ -87,6 +91,7 @@ NGINX = Service(
         "SB_LISTEN": ref("SB_LISTEN"),
         "SB_PORT": ref("SB_PORT"),
         "SB_FRONTEND_PORT": ref("SB_FRONTEND_PORT"),
+        "SB_CONN_LIMIT": ref("SB_CONN_LIMIT"),
     },
     health_path="/nginx-health",
     dockerfile="nginx/Dockerfile",
@@ -110,8 +115,11 @@ FRONTEND = Service(
         "SB_FASTAPI_PORT": ref("SB_FASTAPI_PORT"),
         "SB_TFSERVING_REST_PORT": ref("SB_TFSERVING_REST_PORT"),
         "SB_TFSERVING_GRPC_PORT": ref("SB_TFSERVING_GRPC_PORT"),
-        "SB_CALL_PATH": ("signature", "how a model process calls the model: signature or keras-predict (the slow path)"),
-    "SB_BACKEND_TIMEOUT_S": ref("SB_BACKEND_TIMEOUT_S"),
+        "SB_BACKEND_TIMEOUT_S": ref("SB_BACKEND_TIMEOUT_S"),
+        "SB_LISTEN": ref("SB_LISTEN"),
+        "SB_ALLOWED_HOSTS": ref("SB_ALLOWED_HOSTS"),
+        # Not a knob (knobs are recorded): passed through when set, else each worker draws one.
+        "SB_SECRET_KEY": "${SB_SECRET_KEY:-}",
         **_model_env(),
     },
     dockerfile=PYTHON_DOCKERFILE,
@@ -141,6 +149,8 @@ FASTAPI = Service(
         "--host", "127.0.0.1", "--port", ref("SB_FASTAPI_PORT"),
         "--workers", ref("SB_BACKEND_WORKERS"),
         "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        # Uvicorn's default (5 s) races with the front end reusing its pooled connections.
+        "--timeout-keep-alive", "75",
     ),
     environment={**_model_env(), "SB_BACKEND_THREADS": ref("SB_BACKEND_THREADS")},
     dockerfile=PYTHON_DOCKERFILE,

@@ -1,10 +1,11 @@
-"""FastAPI model server: POST /v1/predict, GET /healthz, GET /v1/info. Runs under uvicorn.
+"""FastAPI model server: POST /v1/predict, GET|HEAD /healthz, GET|HEAD /v1/info. Runs under uvicorn.
 
 Inference runs in a bounded thread pool, so the event loop keeps accepting
 and reading requests while the model works.
 """
 from __future__ import annotations
 
+import multiprocessing
 import time
 from contextlib import asynccontextmanager
 
@@ -16,14 +17,20 @@ from starlette.responses import Response
 
 from servebench import codecs, endpoint
 from servebench.inference import InferenceCore
-from servebench.settings import Settings
+from servebench.settings import Settings, public_model_info
+from servebench.supervision import die_with_parent
 
-settings = Settings()
+settings = Settings(arch="fastapi")  # this server is the fastapi architecture's backend, whatever SB_ARCH says
 state: dict = {}
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    # Only in a worker spawned by uvicorn's --workers N master. With one worker
+    # uvicorn serves from its main process, whose parent is whatever started it
+    # (the runner, which exits after `make up`): never tie that one to its parent.
+    if multiprocessing.parent_process() is not None:
+        die_with_parent()
     state["limiter"] = anyio.CapacityLimiter(settings.backend_threads)
     state["core"] = await anyio.to_thread.run_sync(InferenceCore.from_settings, settings)
     yield
@@ -53,22 +60,24 @@ async def predict(request: Request) -> Response:
     return _json(reply.status, reply.body, endpoint.join_timing(reply.timing, total))
 
 
-@app.get("/healthz")
+@app.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> Response:
     return _json(200, b'{"status": "ok", "service": "fastapi"}')
 
 
-@app.get("/v1/info")
+@app.api_route("/v1/info", methods=["GET", "HEAD"])
 async def info() -> Response:
     import json
 
-    doc = {"service": "fastapi", "settings": settings.recorded(), "model": state["core"].info()}
+    doc = {"service": "fastapi", "settings": settings.recorded(), "model": public_model_info(state["core"].info())}
     return _json(200, json.dumps(doc).encode())
 
 
 @app.exception_handler(HTTPException)
 async def http_error(request: Request, exc: HTTPException) -> Response:
-    return _json(exc.status_code, codecs.error_body(f"{exc.detail}: {request.method} {request.url.path}"))
+    resp = _json(exc.status_code, codecs.error_body(f"{exc.detail}: {request.method} {request.url.path}"))
+    resp.headers.update(exc.headers or {})  # 405 carries Allow
+    return resp
 
 
 @app.exception_handler(RequestValidationError)

@@ -1,4 +1,4 @@
-"""Flask model server: POST /v1/predict, GET /healthz, GET /v1/info. Runs under gunicorn."""
+"""Flask model server: POST /v1/predict, GET|HEAD /healthz, GET|HEAD /v1/info. Runs under gunicorn."""
 from __future__ import annotations
 
 import time
@@ -7,9 +7,9 @@ from flask import Flask, Response, request
 
 from servebench import codecs, endpoint
 from servebench.inference import InferenceCore
-from servebench.settings import Settings
+from servebench.settings import Settings, public_model_info
 
-settings = Settings()
+settings = Settings(arch="flask")  # this server is the flask architecture's backend, whatever SB_ARCH says
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
 _core: InferenceCore | None = None
@@ -43,15 +43,20 @@ def healthz():
     return _json(200, b'{"status": "ok", "service": "flask"}')
 
 
-@app.get("/v1/info")
+# GET (and HEAD, which Werkzeug adds) only: no automatic OPTIONS answer.
+@app.get("/v1/info", provide_automatic_options=False)
 def info():
     import json
 
-    return _json(200, json.dumps({"service": "flask", "settings": settings.recorded(), "model": core().info()}).encode())
+    doc = {"service": "flask", "settings": settings.recorded(), "model": public_model_info(core().info())}
+    return _json(200, json.dumps(doc).encode())
 
 
 @app.errorhandler(404)
 @app.errorhandler(405)
 @app.errorhandler(413)
 def http_error(exc):
-    return _json(exc.code, codecs.error_body(f"{exc.name}: {request.method} {request.path}"))
+    resp = _json(exc.code, codecs.error_body(f"{exc.name}: {request.method} {request.path}"))
+    if exc.code == 405 and getattr(exc, "valid_methods", None):
+        resp.headers["Allow"] = ", ".join(exc.valid_methods)
+    return resp

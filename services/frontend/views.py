@@ -6,10 +6,11 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 
 from servebench import codecs, endpoint
+from servebench.settings import public_model_info
 from services.frontend import backends
 
 _backend = None
@@ -30,12 +31,28 @@ def _error(status: int, message: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+def _not_allowed(request, path: str, allow: str) -> JsonResponse:
+    resp = _error(405, f"method {request.method} not allowed on {path}: use {allow}")
+    resp["Allow"] = allow
+    return resp
+
+
+def validate_host(get_response):
+    """Middleware: Django checks ALLOWED_HOSTS only when something reads the host; read it on every request.
+
+    A disallowed Host raises DisallowedHost, which Django turns into a 400 (bad_request below).
+    """
+    def middleware(request):
+        request.get_host()
+        return get_response(request)
+
+    return middleware
+
+
 def predict(request):
     start = time.perf_counter()
     if request.method != "POST":
-        resp = _error(405, f"method {request.method} not allowed on /v1/predict: use POST")
-        resp["Allow"] = "POST"
-        return resp
+        return _not_allowed(request, "/v1/predict", "POST")
     try:
         body = request.body
     except RequestDataTooBig:
@@ -50,19 +67,25 @@ def predict(request):
 
 
 def healthz(request):
-    if request.method != "GET":
-        return _error(405, "use GET on /healthz")
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request, "/healthz", "GET, HEAD")
     b = backend()
     ok = b.health()
     return JsonResponse({"status": "ok" if ok else "backend unavailable", "arch": settings.SB.arch}, status=200 if ok else 503)
 
 
 def info(request):
-    b = backend()
-    return JsonResponse({"arch": settings.SB.arch, "settings": settings.SB.recorded(), **b.info()})
+    if request.method not in ("GET", "HEAD"):
+        return _not_allowed(request, "/v1/info", "GET, HEAD")
+    doc = {"arch": settings.SB.arch, "settings": settings.SB.recorded(), **backend().info()}
+    if isinstance(doc.get("model"), dict):  # embedded: the model's info says where it lies on disk
+        doc["model"] = public_model_info(doc["model"])
+    return JsonResponse(doc)
 
 
 def bad_request(request, exception=None):
+    if isinstance(exception, DisallowedHost):
+        return _error(400, "bad request: Host not allowed (the front end answers to SB_ALLOWED_HOSTS and SB_LISTEN)")
     return _error(400, "bad request")
 
 

@@ -38,7 +38,7 @@ def test_a_service_whose_master_died_is_degraded_and_down_stops_its_workers(tmp_
                                 env={"SB_RUN_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 1 and "DEGRADED" in status.stdout and "make down" in status.stdout
-        with pytest.raises(stack.StackError, match="still running"):
+        with pytest.raises(stack.StackError, match="already running"):
             stack.up("embedded", path=tmp_path, log=lambda *_: None)
         assert stack.down(tmp_path, log=lambda *_: None)
         procs[0].wait(timeout=15)

@@ -98,7 +98,7 @@ def test_npy_alias_content_type():
         (b64_body(bytes(3072), [1, 32, 32, -3]), JSON, "wrong shape"),
         (b64_body(bytes(3072), [1, 32, 32, True]), JSON, '"shape" must be'),
         (b64_body(bytes(3072), [2, 32, 32, 3]), JSON, "needs 6144"),  # payload shorter than the shape
-        (b64_body(b"", [2**32, 2**32, 32, 3]), JSON, "needs"),  # product overflows int64
+        (b64_body(b"", [2**32, 2**32, 32, 3]), JSON, "wrong shape"),  # product overflows int64
         (json_body({"b64": base64.b64encode(bytes(3072)).decode()}), JSON, '"shape" must be'),
         (npy_body(np.zeros((1, 32, 32, 4), np.uint8)), NPY, "wrong shape"),
         (npy_body(np.zeros((3072,), np.uint8)), NPY, "wrong shape"),
@@ -274,3 +274,204 @@ def test_predictions_without_model_and_from_text():
 
 def test_error_body():
     assert json.loads(codecs.error_body("bad", backend="flask")) == {"error": "bad", "backend": "flask"}
+
+
+# ---------------------------------------------------------------- regressions found by fuzzing
+# Each of these escaped as another exception (a 500 from the servers), allocated what a header
+# declared, or was refused with a misleading message before the codecs were made total.
+def deep(opener: bytes, closer: bytes, depth: int, inner: bytes = b"0") -> bytes:
+    return opener * depth + inner + closer * depth
+
+
+def npy_header(shape, descr="|u1", fortran_order=False) -> bytes:
+    text = repr({"descr": descr, "fortran_order": fortran_order, "shape": shape}).encode()
+    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"instances":' + deep(b"[", b"]", 100_000) + b"}",
+        deep(b"[", b"]", 5_000),
+        deep(b'{"a":', b"}", 100_000, b"1"),
+        b'{"b64": "", "shape": ' + deep(b"[", b"]", 50_000) + b"}",
+    ],
+    ids=["instances", "top-level-array", "objects", "b64-shape"],
+)
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(body):
+    err = rejected(body, JSON)
+    assert err.status == 400
+    assert "nested too deeply" in err.message
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [[0, 2**70, 32, 3], [0, 2**62, 32, 3], [2**70, 0, 32, 3], [1, 0, 2**70, 3], [0, 2**70, 3], [0, 32, 2**64 + 1]],
+    ids=["zero-then-huge", "zero-then-int64-overflow", "huge-then-zero", "zero-inside", "3d-zero-huge", "3d-over-uint64"],
+)
+def test_b64_shape_with_a_zero_and_a_huge_dimension(shape):
+    # The product is 0, so an empty payload passes a length check; numpy's reshape then raised ValueError.
+    err = rejected(b64_body(b"", shape), JSON)
+    assert err.status == 400
+    assert "wrong shape" in err.message
+    assert len(err.message) < 200
+
+
+def test_b64_declared_batch_over_the_limit_is_refused_before_decoding():
+    err = rejected(b64_body(b"", [2**70, 32, 32, 3]), JSON)
+    assert err.status == 413
+    assert "batch too large" in err.message
+
+
+@pytest.mark.parametrize("shape", [(2**20, 32, 32, 3), (2**40, 32, 32, 3), (2**70, 32, 32, 3)], ids=["3GiB", "3PiB", "beyond-int64"])
+def test_npy_giant_declared_shape_is_refused_from_the_header(shape):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        err = rejected(npy_header(shape) + bytes(3072), NPY)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.status == 413
+    assert "batch too large" in err.message
+    assert peak < 1 << 20  # nothing of the declared size was allocated (numpy allocations are traced)
+
+
+@pytest.mark.parametrize(
+    "shape, phrase",
+    [((0, 2**70, 32, 3), "wrong shape"), ((-1, 32, 32, 3), "wrong shape"), ((), "wrong shape"), ((1, 32, 32, 3), "needs 3072")],
+    ids=["zero-then-huge", "negative", "0-d", "no-data"],
+)
+def test_npy_header_shapes_are_checked_before_the_data(shape, phrase):
+    err = rejected(npy_header(shape), NPY)
+    assert err.status == 400
+    assert phrase in err.message
+
+
+def test_npy_trailing_bytes_after_the_array_are_refused():
+    err = rejected(npy_body(ONE) + b"\x00", NPY)
+    assert "malformed .npy" in err.message
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npy_every_format_version_and_fortran_order(version):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asfortranarray(SEVERAL), version=version)
+    assert b"'fortran_order': True" in buf.getvalue()[:128]
+    np.testing.assert_array_equal(codecs.decode(buf.getvalue(), NPY), SEVERAL)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"instances": [[[[NaN]]]]}', json_body({"instances": np.full((1, 32, 32, 3), np.inf).tolist()}),
+     b'{"b64": "", "shape": [NaN, 32, 32, 3]}', b'{"instances": -Infinity}'],
+    ids=["nan-pixel", "infinity-image", "nan-shape", "minus-infinity"],
+)
+def test_nan_and_infinity_literals_are_malformed_json(body):
+    err = rejected(body, JSON)
+    assert err.status == 400
+    assert "malformed JSON" in err.message and "NaN or Infinity" in err.message
+
+
+def test_duplicate_keys_are_malformed_json():
+    # Python keeps the last value, another parser the first: refuse rather than guess.
+    images = json.dumps(ONE.tolist())
+    err = rejected(f'{{"instances": {images}, "instances": "x"}}'.encode(), JSON)
+    assert "duplicate key 'instances'" in err.message
+
+
+@pytest.mark.parametrize(
+    "instances, phrase",
+    [
+        ([[]], "wrong shape [1, 0]"),  # numpy reads empty lists as float64: this said "not floats"
+        (np.zeros((1, 32, 32, 0), int).tolist(), "wrong shape [1, 32, 32, 0]"),
+        (np.full((1, 32, 32, 3), 2**70, object).tolist(), "out of range"),  # object dtype: said "wrong dtype"
+        (np.full((1, 32, 32, 3), -(2**70), object).tolist(), "out of range"),
+        # -1 and 2**63 make numpy pick float64: this said "not floats"
+        (np.concatenate([np.full((1, 32, 32, 3), -1, object), np.full((1, 32, 32, 3), 2**63, object)]).tolist(), "out of range"),
+    ],
+    ids=["empty-inner-list", "zero-channels", "huge-int", "huge-negative-int", "int64-uint64-mix"],
+)
+def test_json_pixels_are_named_correctly(instances, phrase):
+    err = rejected(json_body({"instances": instances}), JSON)
+    assert err.status == 400
+    assert phrase in err.message
+
+
+@pytest.mark.parametrize("leaf, kind", [(None, "null"), ("7", "strings"), ({"a": 1}, "objects"), (0.5, "floats")])
+def test_json_non_integer_pixel_kinds(leaf, kind):
+    err = rejected(_with_pixel(leaf), JSON)
+    assert f"not {kind}" in err.message
+
+
+def test_content_type_as_raw_header_bytes():
+    np.testing.assert_array_equal(codecs.decode(npy_body(ONE), NPY.encode()), ONE)
+    assert rejected(b"{}", b"text/\xff").status == 415  # was a TypeError
+
+
+@pytest.mark.parametrize(
+    "target, content_type, name",
+    [("_from_instances", JSON, "JSON"), ("_from_b64", JSON, "b64"), ("decode_raw", OCTET, "raw"), ("decode_npy", NPY, ".npy")],
+)
+def test_decode_is_total_whatever_a_decoder_raises(monkeypatch, target, content_type, name):
+    def boom(*_):
+        raise ZeroDivisionError("a bug no body should turn into a 500")
+
+    monkeypatch.setattr(codecs, target, boom)
+    body = {"JSON": json_body({"instances": ONE.tolist()}), "b64": b64_body(ONE.tobytes(), [1, 32, 32, 3])}.get(name, b"x")
+    err = rejected(body, content_type)
+    assert err.status == 400
+    assert err.message == f"malformed {name} body: ZeroDivisionError"
+
+
+def test_decode_checks_what_a_decoder_returns(monkeypatch):
+    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch: np.zeros((1, 32, 32, 3), np.float32))
+    assert "wrong dtype float32" in rejected(b"x", OCTET).message
+    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch: np.zeros((9, 32, 32, 3), np.uint8))
+    assert rejected(b"x", OCTET, max_batch=8).status == 413
+
+
+# ---------------------------------------------------------------- the endpoint never raises
+class _FakeCore:
+    name, version = "fake", 1
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def timed_predict(self, images):
+        if self.fail:
+            raise RuntimeError("model down")
+        probs = np.full((len(images), 10), 0.1, np.float32)
+        return Prediction(classes=np.zeros(len(images), np.int64), probabilities=probs), 1.0
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [(b'{"instances":' + deep(b"[", b"]", 100_000) + b"}", JSON), (b64_body(b"", [0, 2**70, 32, 3]), JSON),
+     (npy_header((2**70, 32, 32, 3)), NPY), (b"x", b"\xff")],
+    ids=["deep-json", "b64-zero-huge", "npy-giant", "bytes-content-type"],
+)
+def test_endpoint_answers_hostile_bodies_with_a_4xx(body, content_type):
+    from servebench import endpoint
+
+    reply = endpoint.predict(_FakeCore(), body, content_type, codecs.DEFAULT_MAX_BATCH)
+    assert 400 <= reply.status < 500
+    assert json.loads(reply.body)["error"]
+
+
+def test_endpoint_never_raises(monkeypatch):
+    from servebench import endpoint
+
+    ok = endpoint.predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
+    assert ok.status == 200 and "model;dur=" in ok.timing
+    failed = endpoint.predict(_FakeCore(fail=True), ONE.tobytes(), OCTET, 8)
+    assert failed.status == 500 and json.loads(failed.body) == {"error": "inference failed: RuntimeError"}
+
+    def boom(*_):
+        raise KeyError("x")
+
+    monkeypatch.setattr(codecs, "decode", boom)
+    reply = endpoint.predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
+    assert reply.status == 400 and json.loads(reply.body)["error"] == "malformed request body: KeyError"

@@ -201,3 +201,60 @@ def test_compose_accepts_the_file_for_every_profile(binary, profile, tmp_path):
             assert [str(a) for a in spec["command"]] == n_argv, name
         got_env = {k: str(v) for k, v in (spec.get("environment") or {}).items() if k not in DOCKER_ONLY_ENV}
         assert got_env == n_env, name
+
+
+def _blocks(conf: str) -> list[tuple[str, str]]:
+    """(block header, the block's own directives without nested blocks) for every block of an nginx config."""
+    out, stack = [], [("", "")]
+    header, quote = "", None
+    for ch in conf:
+        if quote or ch in "'\"":  # braces inside quoted strings (the JSON bodies) are text
+            quote = None if ch == quote else (quote or ch)
+        elif ch == "{":
+            stack.append((header.strip(), ""))
+            header = ""
+            continue
+        elif ch == "}":
+            out.append(stack.pop())
+            header = ""
+            continue
+        name, body = stack[-1]
+        stack[-1] = (name, body + ch)
+        header = "" if ch == ";" else header + ch
+    return out
+
+
+def test_nginx_security_headers_reach_every_location():
+    conf = "\n".join(line.split("#")[0] for line in nginx_conf.render(Path("/tmp/x"), {}).splitlines())
+    blocks = _blocks(conf)
+    # An add_header in a location would replace the server's for that location.
+    assert not [h for h, body in blocks if h.startswith("location") and "add_header" in body]
+    (server,) = [body for h, body in blocks if h == "server"]
+    for header in ("X-Content-Type-Options nosniff", "X-Frame-Options DENY",
+                   "Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""):
+        assert re.search(r"add_header " + re.escape(header) + r" always;", server), header
+
+
+def test_nginx_per_client_limit_is_the_knob():
+    assert topology.default("SB_CONN_LIMIT") == "256"
+    assert DOC["services"]["nginx"]["environment"]["SB_CONN_LIMIT"] == "${SB_CONN_LIMIT:-256}"
+    conf = nginx_conf.render(Path("/tmp/x"), {"SB_CONN_LIMIT": "7"})
+    assert re.search(r"limit_conn_zone \$binary_remote_addr zone=perclient:", conf)
+    assert re.search(r"limit_conn perclient 7;", conf) and "limit_conn_status 429;" in conf
+    assert "the limit is 7" in conf
+
+
+def test_rendered_nginx_config_is_valid(tmp_path):
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        pytest.skip("nginx is not installed")
+    conf = nginx_conf.write(tmp_path, {"SB_PORT": "28080", "SB_CONN_LIMIT": "4"})
+    res = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+
+
+def test_uvicorn_keeps_idle_connections_longer_than_its_default():
+    argv = list(topology.FASTAPI.command)
+    # The front end reuses pooled connections; uvicorn's 5 s default closes them under its feet.
+    assert int(argv[argv.index("--timeout-keep-alive") + 1]) >= 60

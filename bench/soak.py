@@ -1,0 +1,696 @@
+"""`make soak`: hold a stack at a steady share of its capacity for a long time, and watch its memory.
+
+    python -m bench.soak --arch embedded|flask|fastapi|tfserving-rest|tfserving-grpc
+        [--runtime native|docker] [--duration 10m] [--load 0.70 | --rate R]
+        [--probe 15s] [--probe-concurrency 8] [--codec json] [--batch 1] [--n 10000] [--out results/]
+
+1. Capacity: unless ``--rate`` (requests/s) is given, ``--warmup`` requests are
+   sent, then a closed loop with ``--probe-concurrency`` connections saturates
+   the stack for ``--probe``; capacity = images answered per second.
+2. Soak: an open loop with constant arrivals at ``--load`` x capacity for
+   ``--duration`` (30s, 10m, 1h, 1h30m or plain seconds), cycling through the
+   first ``--n`` CIFAR-10 test images; latency is measured from the scheduled
+   send time (:mod:`bench.client`).
+3. Memory: every service's RSS and PSS (and CPU) is sampled ``--sample-hz``
+   times a second. Growth per service = RSS at the end (median of the last
+   ``--window`` seconds) against RSS at the 1-minute mark (median of the
+   samples within ``--window``/2 of it); the goal is under 5%. A run that ends
+   before the end window clears the 1-minute window reports growth as not
+   measurable, with the reason.
+
+Writes ``<out>/<run-id>/`` (``soak-<arch>``): ``requests.csv`` and
+``resources.csv`` (the columns of ``bench.run``; ``repeat`` is the pass over
+the test images, times are from the soak's start), ``summary.json`` (kind
+``soak``: settings, capacity, errors by status, latency overall and per
+minute, throughput, memory growth per service with its verdict) and
+``soak.png``. Ctrl-C or SIGTERM stops sending: the rows are kept, the summary
+says ``"interrupted": true`` and a stack started here is brought down.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import re
+import sys
+import threading
+import time
+from array import array
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from bench import client, provenance, resources, results, target
+from servebench import codecs, data, interrupts, runtime as runtimes, topology
+
+GOAL_PCT = 5.0
+BASELINE_AT_S = 60.0  # growth counts from here: the first minute is start-up (caches, pools, arenas)
+DEFAULT_WINDOW_S = 20.0
+DEFAULT_SAMPLE_HZ = 1.0  # PSS walks every page table; once a second is cheap enough for hours
+DEFAULT_CONNECTIONS = 16
+CLIENT = "client"  # the harness's own process: reported, never part of the verdict
+PLOT_FILE = "soak.png"
+
+class CapacityError(RuntimeError):
+    """The capacity measurement got no good answer, so there is no rate to soak at."""
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
+
+
+# ------------------------------------------------------------------ pure helpers
+def parse_duration(text) -> float:
+    """Seconds in '30s', '10m', '1h', '1h30m', '1.5m' or plain seconds ('90'); positive."""
+    s = str(text).strip().lower()
+    if not s:
+        raise ValueError("empty duration")
+    try:
+        seconds = float(s)
+    except ValueError:
+        parts = _DURATION_PART.findall(s)
+        if not parts or "".join(n + u for n, u in parts) != s or len({u for _, u in parts}) != len(parts):
+            raise ValueError(f"bad duration {text!r}: use 30s, 10m, 1h, 1h30m or seconds") from None
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"bad duration {text!r}: must be positive")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
+
+
+def soak_rate(capacity_images_per_s: float, load: float, batch: int) -> float:
+    """Requests/s that put ``load`` x capacity (images/s) on the stack."""
+    if capacity_images_per_s <= 0:
+        raise ValueError("capacity must be positive")
+    return load * capacity_images_per_s / batch
+
+
+def schedule(prepared: list, duration_s: float, rate: float) -> list:
+    """The prepared requests repeated in order, enough for ``duration_s`` at ``rate`` requests/s."""
+    n = max(1, math.ceil(duration_s * rate - 1e-9))
+    return [prepared[i % len(prepared)] for i in range(n)]
+
+
+def memory_growth(samples, *, baseline_at_s: float = BASELINE_AT_S, window_s: float = DEFAULT_WINDOW_S,
+                  goal_pct: float = GOAL_PCT, end_s: float | None = None) -> dict:
+    """Growth from the ``baseline_at_s`` mark to the end, from ``(t_s, mb)`` samples.
+
+    Baseline: median of the samples within ``window_s``/2 of the mark; end:
+    median of the last ``window_s`` seconds before ``end_s`` (the run's end;
+    default: the last sample). The end window must start after the baseline
+    window ends, else growth is not measurable (``reason`` says why).
+    Slope: least squares over the samples from the baseline window on, MB/min.
+    """
+    out = {"measurable": False, "reason": None, "baseline_at_s": baseline_at_s, "window_s": window_s,
+           "baseline_mb": None, "baseline_samples": 0, "end_mb": None, "end_at_s": None, "end_samples": 0,
+           "growth_mb": None, "growth_pct": None, "slope_mb_per_min": None, "max_mb": None,
+           "goal_pct": goal_pct, "verdict": None}
+    pts = sorted((float(t), float(v)) for t, v in samples if v is not None and math.isfinite(float(v)))
+    if not pts:
+        out["reason"] = "no samples"
+        return out
+    t = np.array([p[0] for p in pts])
+    v = np.array([p[1] for p in pts])
+    t_end = float(t[-1]) if end_s is None else float(end_s)
+    out["end_at_s"], out["max_mb"] = results.rounded(t_end, 1), results.rounded(v.max(), 1)
+    half = window_s / 2.0
+    need = baseline_at_s + half + window_s
+    if t_end < need:
+        out["reason"] = (f"the run lasted {t_end:.0f} s: growth counts from the {baseline_at_s:g} s mark "
+                         f"(window {window_s:g} s), so it needs at least {need:.0f} s")
+        return out
+    base = v[np.abs(t - baseline_at_s) <= half]
+    end = v[t >= t_end - window_s]
+    out["baseline_samples"], out["end_samples"] = int(base.size), int(end.size)
+    if base.size == 0:
+        out["reason"] = f"no samples within {half:g} s of the {baseline_at_s:g} s mark"
+        return out
+    if end.size == 0:
+        out["reason"] = f"no samples in the last {window_s:g} s: the service was gone (last seen at {t[-1]:.0f} s)"
+        return out
+    base_mb, end_mb = float(np.median(base)), float(np.median(end))
+    out["baseline_mb"], out["end_mb"] = results.rounded(base_mb, 1), results.rounded(end_mb, 1)
+    if base_mb <= 0:
+        out["reason"] = f"no memory at the {baseline_at_s:g} s mark (the service was not running)"
+        return out
+    growth_pct = 100.0 * (end_mb - base_mb) / base_mb
+    tail = t >= baseline_at_s - half
+    if np.unique(t[tail]).size >= 2:
+        out["slope_mb_per_min"] = results.rounded(np.polyfit(t[tail], v[tail], 1)[0] * 60.0, 3)
+    out.update(measurable=True, growth_mb=results.rounded(end_mb - base_mb, 1),
+               growth_pct=results.rounded(growth_pct, 2),
+               verdict="PASS" if growth_pct < goal_pct else "FAIL")
+    return out
+
+
+def overall_verdict(growth_by_service: dict[str, dict]) -> str:
+    """FAIL if any service grew past the goal, PASS if every one was measured and stayed under it."""
+    verdicts = [g.get("verdict") for name, g in growth_by_service.items() if name != CLIENT]
+    if "FAIL" in verdicts:
+        return "FAIL"
+    if verdicts and all(v == "PASS" for v in verdicts):
+        return "PASS"
+    return "NOT MEASURABLE"
+
+
+def read_resources(path: Path) -> dict[str, list[dict]]:
+    """resources.csv -> per service, its samples while it had processes (a gone service is not 0 MB)."""
+    out: dict[str, list[dict]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            if not row.get("n_procs") or int(row["n_procs"]) < 1:
+                out.setdefault(row["service"], [])
+                continue
+            out.setdefault(row["service"], []).append({
+                "t": float(row["t"]), "rss_mb": float(row["rss_mb"]),
+                "pss_mb": float(row["pss_mb"]) if row.get("pss_mb") else None,
+                "cpu_percent": float(row["cpu_percent"]) if row.get("cpu_percent") else None,
+            })
+    return out
+
+
+def memory_report(samples: dict[str, list[dict]], *, baseline_at_s: float = BASELINE_AT_S,
+                  window_s: float = DEFAULT_WINDOW_S, goal_pct: float = GOAL_PCT) -> dict:
+    """Growth of RSS (the verdict) and PSS per service, and the verdict over the stack's services."""
+    # One end for all: a service that vanished early has no samples in the end window.
+    end_s = max((r["t"] for rows in samples.values() for r in rows), default=None)
+    kw = {"baseline_at_s": baseline_at_s, "window_s": window_s, "goal_pct": goal_pct, "end_s": end_s}
+    services = {}
+    for name, rows in samples.items():
+        services[name] = {
+            "rss": memory_growth([(r["t"], r["rss_mb"]) for r in rows], **kw),
+            "pss": memory_growth([(r["t"], r["pss_mb"]) for r in rows], **kw),
+        }
+    return {"metric": "rss", "goal_pct": goal_pct, "baseline_at_s": baseline_at_s, "window_s": window_s,
+            "verdict": overall_verdict({n: s["rss"] for n, s in services.items()}),
+            "verdict_excludes": CLIENT, "services": services}
+
+
+def cpu_per_bin(samples: dict[str, list[dict]], bin_s: float) -> dict[str, list]:
+    """Mean CPU % per service in each bin of ``bin_s`` seconds."""
+    out = {}
+    for name, rows in samples.items():
+        bins: dict[int, list[float]] = {}
+        for r in rows:
+            if r["cpu_percent"] is not None and r["t"] >= 0:
+                bins.setdefault(int(r["t"] // bin_s), []).append(r["cpu_percent"])
+        n = max(bins, default=-1) + 1
+        out[name] = [results.rounded(sum(bins[b]) / len(bins[b]), 1) if b in bins else None for b in range(n)]
+    return out
+
+
+# ------------------------------------------------------------------ recording
+class _Bin:
+    __slots__ = ("latency", "lag", "count", "ok", "images_ok", "errors")
+
+    def __init__(self):
+        self.latency, self.lag = array("d"), array("d")  # 8 bytes a request: an hour-long soak stays small
+        self.count = self.ok = self.images_ok = 0
+        self.errors: Counter = Counter()
+
+
+class Recorder:
+    """Writes one flushed row per answer and keeps compact per-bin aggregates (no Result is kept)."""
+
+    def __init__(self, log: results.CsvLog, origin: float, rate: float, passes_of: int, bin_s: float,
+                 bar=None, say=print):
+        self.log, self.origin, self.rate = log, origin, rate
+        self.passes_of, self.bin_s = passes_of, bin_s
+        self.bar, self.say = bar, say
+        self.bins: dict[int, _Bin] = {}
+        self.count = self.ok = self.correct = self.images = self.invalid = 0
+        self.late = 0  # answers after the log was closed (a stopped run's stragglers): neither written nor counted
+        self.closed = False
+        self._announced = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, r: client.Result) -> None:
+        since = r.scheduled - self.origin
+        position = int(round(since * self.rate))  # constant arrivals: request i is due at i / rate
+        row = results.request_row(position // self.passes_of, r, self.origin)
+        b = int(max(since, 0.0) // self.bin_s)
+        with self._lock:
+            if self.closed:
+                self.late += 1
+                return
+            self.log.row(row)
+            self.count += 1
+            self.images += r.request.images
+            agg = self.bins.get(b) or self.bins.setdefault(b, _Bin())
+            agg.count += 1
+            agg.lag.append((r.sent - r.scheduled) * 1000.0)
+            if r.ok:
+                self.ok += 1
+                self.correct += r.correct
+                agg.ok += 1
+                agg.images_ok += r.request.images
+                agg.latency.append(r.latency_ms)
+            else:
+                agg.errors[str(r.status)] += 1
+                if r.status == 200:
+                    self.invalid += 1
+            if self.bar is not None:
+                self.bar.update(1)
+            while b > self._announced:  # the first answer of a bin closes the one before (a progress line only)
+                self._announce(self._announced)
+                self._announced += 1
+
+    def _announce(self, b: int) -> None:
+        agg = self.bins.get(b)
+        if agg is None:
+            return
+        lat = results.latency_stats(agg.latency)
+        errors = ", ".join(f"{k}: {v}" for k, v in sorted(agg.errors.items())) or "none"
+        self.say(f"  [{format_duration(b * self.bin_s)}-{format_duration((b + 1) * self.bin_s)}] "
+                 f"{agg.count} requests, p50 {lat['p50']} ms, p99 {lat['p99']} ms, errors {errors}")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self.closed and self.bins:
+                for b in range(self._announced, max(self.bins) + 1):
+                    self._announce(b)
+            self.closed = True
+
+
+# ------------------------------------------------------------------ the run
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", required=True, choices=topology.ARCHES)
+    p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
+    p.add_argument("--duration", default="10m", help="soak length: 30s, 10m, 1h, 1h30m or seconds (default 10m)")
+    p.add_argument("--load", type=float, default=0.70, help="share of the measured capacity to send (default 0.70)")
+    p.add_argument("--rate", type=float, default=None, help="requests/s; skips the capacity measurement")
+    p.add_argument("--probe", default="15s", help="capacity measurement length (closed loop)")
+    p.add_argument("--probe-concurrency", type=int, default=8, help="connections of the capacity measurement")
+    p.add_argument("--n", type=int, default=10000, help="test images cycled through (at most 10000)")
+    p.add_argument("--batch", type=int, default=1, help="images per request")
+    p.add_argument("--codec", default="json", choices=codecs.CODECS, help="request body format")
+    p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS, help="open-loop connection pool")
+    p.add_argument("--warmup", type=int, default=50, help="requests sent first and not counted")
+    p.add_argument("--sample-hz", type=float, default=DEFAULT_SAMPLE_HZ, help="resource samples per second")
+    p.add_argument("--window", default=f"{DEFAULT_WINDOW_S:g}s", help="median window of the growth figures")
+    p.add_argument("--goal", type=float, default=GOAL_PCT, help="memory growth goal, %% (default 5)")
+    p.add_argument("--bin", default="1m", help="latency/throughput bins (default 1m)")
+    p.add_argument("--out", type=Path, default=results.DEFAULT_ROOT, help="results folder")
+    p.add_argument("--run-dir", default=None, help="the stack's state folder (default: SB_RUN_DIR or run/)")
+    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("duration", "probe", "window", "bin"):
+        try:
+            setattr(args, f"{name}_s", parse_duration(getattr(args, name)))
+        except ValueError as exc:
+            p.error(f"--{name}: {exc}")
+    if not 1 <= args.n <= 10000:
+        p.error("--n must be 1..10000 (the CIFAR-10 test set)")
+    if min(args.batch, args.probe_concurrency, args.connections) < 1 or args.warmup < 0:
+        p.error("--batch, --probe-concurrency and --connections must be at least 1, --warmup at least 0")
+    if not 0 < args.load <= 1.5:
+        p.error("--load must be in (0, 1.5]")
+    if args.rate is not None and args.rate <= 0:
+        p.error("--rate must be positive")
+    if args.sample_hz <= 0 or args.goal <= 0:
+        p.error("--sample-hz and --goal must be positive")
+    return args
+
+
+class Soak:
+    def __init__(self, args, st, prepared: list[client.Request]):
+        self.args, self.st, self.prepared = args, st, prepared
+        self.client = client.Client(st.url)
+        self.capacity: dict = {"measured": False}
+        self.rate: float | None = args.rate
+        self.planned = 0
+        self.start = self.end = None
+        self.run_dir: Path | None = None
+        self.stack: dict = {}
+        self.recorder: Recorder | None = None
+        self.sampler: resources.Sampler | None = None
+        self.rows_written = None
+
+    def say(self, text: str) -> None:
+        if self.args.no_progress:
+            print(text, flush=True)
+        else:
+            tqdm.write(text)  # above the progress bar, not through it
+
+    # ---------------------------------------------------------- phases
+    def _closed(self, requests: list[client.Request], concurrency: int, seconds: float | None):
+        """A closed loop over ``requests`` (stopped after ``seconds``); (start, stop time, results)."""
+        got: list[client.Result] = []
+        stop = threading.Event()
+        timer = threading.Timer(seconds, stop.set) if seconds else None
+        start = time.perf_counter()
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            self.client.closed_loop(requests, concurrency, got.append, stop)
+        finally:
+            if timer:
+                timer.cancel()
+        stopped = time.perf_counter() if not stop.is_set() else min(time.perf_counter(), start + seconds)
+        return start, stopped, got
+
+    def warm_up(self) -> None:
+        if not self.args.warmup:
+            return
+        sample = [self.prepared[i % len(self.prepared)] for i in range(self.args.warmup)]
+        _, _, got = self._closed(sample, min(self.args.probe_concurrency, len(sample)), None)
+        statuses = Counter(r.status for r in got)
+        if set(statuses) != {200}:
+            self.say(f"  warm-up answers by status: {dict(statuses)}")
+
+    def measure_capacity(self) -> None:
+        a = self.args
+        self.say(f"capacity: closed loop, {a.probe_concurrency} connections, {format_duration(a.probe_s)} ...")
+        # Enough requests that the timer, not the list, ends the probe (an upper bound of 2,000 req/s).
+        requests = schedule(self.prepared, a.probe_s, 2000.0)
+        start, stopped, got = self._closed(requests, a.probe_concurrency, a.probe_s)
+        ok = [r for r in got if r.ok and r.end <= stopped]
+        wall = stopped - start
+        images = sum(r.request.images for r in ok)
+        self.capacity = {
+            "measured": True, "concurrency": a.probe_concurrency, "seconds": results.rounded(wall, 3),
+            "requests": len(got), "ok": len(ok),
+            "errors_by_status": dict(Counter(str(r.status) for r in got if not r.ok)),
+            "images_per_s": results.rounded(images / wall, 2) if wall > 0 else None,
+            "requests_per_s": results.rounded(len(ok) / wall, 2) if wall > 0 else None,
+            "latency_ms": results.latency_stats(r.latency_ms for r in ok),
+        }
+        if not images:
+            raise CapacityError(f"the capacity measurement got no good answer: {self.capacity['errors_by_status']}")
+        self.rate = soak_rate(images / wall, a.load, a.batch)
+        self.say(f"capacity {self.capacity['images_per_s']} images/s -> soak at {a.load:.0%}: "
+                 f"{self.rate:.1f} requests/s")
+
+    def soak(self, req_log: results.CsvLog, res_log: results.CsvLog) -> None:
+        a = self.args
+        requests = schedule(self.prepared, a.duration_s, self.rate)
+        offsets = client.arrival_offsets(len(requests), self.rate, "constant", 0)
+        self.planned = len(requests)
+        bar = tqdm(total=len(requests), unit="req", desc=f"soak {self.st.arch}", disable=a.no_progress,
+                   dynamic_ncols=True, mininterval=1.0)
+        self.say(f"soak: {len(requests)} requests at {self.rate:.1f}/s for {format_duration(a.duration_s)}, "
+                 f"{a.connections} connections")
+        self.start = time.perf_counter() + 0.5  # the sampler's baseline and the pool's threads come first
+        self.recorder = Recorder(req_log, self.start, self.rate, len(self.prepared), a.bin_s, bar, self.say)
+        self.sampler = resources.Sampler(lambda: {**self.st.processes(), CLIENT: resources.client_process()},
+                                         res_log, hz=a.sample_hz, origin=self.start)
+        try:
+            with self.sampler:
+                self.client.open_loop(requests, offsets, a.connections, self.recorder, threading.Event(), self.start)
+        finally:
+            self.end = time.perf_counter()
+            bar.close()
+
+    def run(self, out: Path) -> dict:
+        self.run_dir = results.new_run_dir(f"soak-{self.st.arch}", out)
+        self.stack = target.stack_record(self.st)
+        # Replaced at the end: a run killed outright still says it did not finish.
+        results.write_json(self.run_dir / "summary.json", {**self._header(True), "running": True})
+        req_log = results.CsvLog(self.run_dir / "requests.csv", results.REQUEST_COLUMNS)
+        res_log = results.CsvLog(self.run_dir / "resources.csv", resources.COLUMNS)
+        interrupted, error = False, None
+        try:
+            self.warm_up()
+            if self.rate is None:
+                self.measure_capacity()
+            self.soak(req_log, res_log)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.say("\ninterrupted: writing what was measured")
+        except CapacityError as exc:
+            error = str(exc)
+        except BaseException:
+            self._close(req_log, res_log)
+            raise
+        # Whatever arrives now (Ctrl-C again, SIGTERM), what was measured is written whole.
+        with interrupts.shielded():
+            self._close(req_log, res_log)
+            doc = self.summary(interrupted)
+            if error:
+                doc["error"] = error
+            if doc["requests"]["count"] != self.rows_written:
+                self.say(f"  warning: {doc['requests']['count']} answers counted, {self.rows_written} rows written")
+            results.write_json(self.run_dir / "summary.json", doc)
+            try:
+                plot(doc, read_resources(self.run_dir / "resources.csv"), self.run_dir / PLOT_FILE)
+            except Exception as exc:  # a plot is never worth losing the run over
+                self.say(f"  no plot: {type(exc).__name__}: {exc}")
+        return doc
+
+    def _close(self, req_log: results.CsvLog, res_log: results.CsvLog) -> None:
+        if self.recorder is not None:
+            self.recorder.close()  # before the log: a straggler is then neither written nor counted
+        if self.sampler is not None:
+            self.sampler.stop()
+        req_log.close()
+        res_log.close()
+        self.client.close()
+        self.rows_written = req_log.rows
+
+    # ---------------------------------------------------------- summary
+    def settings(self) -> dict:
+        a = self.args
+        return {
+            "duration": a.duration, "duration_s": a.duration_s, "load": a.load,
+            "rate": results.rounded(self.rate, 3), "rate_source": "given" if a.rate else "measured",
+            "capacity_images_per_s": self.capacity.get("images_per_s"),
+            "mode": "open", "arrivals": "constant", "open_loop_connections": a.connections,
+            "n": a.n, "batch": a.batch, "codec": a.codec, "warmup": a.warmup,
+            "probe": a.probe, "probe_s": a.probe_s, "probe_concurrency": a.probe_concurrency,
+            "sample_hz": a.sample_hz, "window_s": a.window_s, "baseline_at_s": BASELINE_AT_S,
+            "goal_pct": a.goal, "bin_s": a.bin_s,
+        }
+
+    def _header(self, interrupted: bool) -> dict:
+        return {"kind": "soak", "run_id": self.run_dir.name, "arch": self.st.arch, "runtime": self.args.runtime,
+                "interrupted": interrupted, "settings": self.settings(), "capacity": self.capacity,
+                "stack": self.stack, "provenance": provenance.record()}
+
+    def summary(self, interrupted: bool) -> dict:
+        doc = self._header(interrupted)
+        rec = self.recorder
+        if rec is None:  # stopped before the soak began
+            doc["requests"] = {"planned": 0, "count": 0, "ok": 0, "errors_by_status": {}, "images": 0}
+            doc["memory"] = {"verdict": "NOT MEASURABLE", "services": {}}
+            return doc
+        span = max((self.end or self.start) - self.start, 0.0)
+        errors: Counter = Counter()
+        for agg in rec.bins.values():
+            errors.update(agg.errors)
+        latency = np.concatenate([np.asarray(agg.latency, dtype=float) for agg in rec.bins.values()] or [[]])
+        lag = np.concatenate([np.asarray(agg.lag, dtype=float) for agg in rec.bins.values()] or [[]])
+        images_ok = sum(agg.images_ok for agg in rec.bins.values())
+        samples = read_resources(self.run_dir / "resources.csv")
+        cpu = cpu_per_bin(samples, self.args.bin_s)
+        doc.update({
+            "data": {"source": "CIFAR-10 test set", "images": self.args.n},
+            "requests": {"planned": self.planned, "count": rec.count, "ok": rec.ok,
+                         "errors_by_status": dict(sorted(errors.items())), "invalid_answers": rec.invalid,
+                         "images": rec.images, "rows_written": self.rows_written, "late_answers_dropped": rec.late},
+            "accuracy": results.rounded(rec.correct / images_ok, 6) if images_ok else None,
+            "latency_ms": results.latency_stats(latency),
+            "schedule_lag_ms": {k: v for k, v in results.latency_stats(lag).items() if k in ("p50", "p99", "max")},
+            "throughput_images_per_s": results.rounded(images_ok / span, 2) if span > 0 else None,
+            "requests_per_s": results.rounded(rec.count / span, 2) if span > 0 else None,
+            "wall_s": results.rounded(span, 3),
+            "per_bin": [self._bin(b, rec.bins.get(b), span, cpu) for b in range(max(rec.bins, default=-1) + 1)],
+            "memory": memory_report(samples, window_s=self.args.window_s, goal_pct=self.args.goal),
+            "resources": self.sampler.summary(rec.images) if self.sampler else {},
+            "sampler_cpu_seconds": results.rounded(self.sampler.cpu_seconds, 3) if self.sampler else None,
+        })
+        return doc
+
+    def _bin(self, b: int, agg: _Bin | None, span: float, cpu: dict) -> dict:
+        bin_s = self.args.bin_s
+        length = max(min(bin_s, span - b * bin_s), 1e-9)
+        agg = agg or _Bin()
+        return {"bin": b, "start_s": b * bin_s, "seconds": results.rounded(length, 3), "requests": agg.count,
+                "ok": agg.ok, "errors_by_status": dict(sorted(agg.errors.items())),
+                "images_per_s": results.rounded(agg.images_ok / length, 2),
+                "latency_ms": results.latency_stats(agg.latency),
+                "schedule_lag_p99_ms": results.latency_stats(agg.lag)["p99"],
+                "cpu_percent": {name: (v[b] if b < len(v) else None) for name, v in cpu.items()}}
+
+
+# ------------------------------------------------------------------ output
+def plot(doc: dict, samples: dict[str, list[dict]], path: Path) -> Path:
+    """RSS per service (MB, and % of its 1-minute value against the goal) and latency per bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    def plain_log(ax) -> None:  # 1, 2, 5, 10, 20 ... rather than 2x10^1
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+    mem = doc.get("memory", {})
+    growth = mem.get("services", {})
+    goal, base_at = mem.get("goal_pct", GOAL_PCT), mem.get("baseline_at_s", BASELINE_AT_S)
+    window = mem.get("window_s", DEFAULT_WINDOW_S)
+    s = doc["settings"]
+    fig, (ax_mb, ax_pct, ax_lat) = plt.subplots(3, 1, figsize=(11, 10), sharex=True,
+                                                gridspec_kw={"height_ratios": [3, 3, 2.4]})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    refs = set()
+    for k, (name, rows) in enumerate(sorted(samples.items())):
+        if not rows:
+            continue
+        color = colors[k % len(colors)]
+        t = np.array([r["t"] for r in rows]) / 60.0
+        v = np.array([r["rss_mb"] for r in rows])
+        g = growth.get(name, {}).get("rss", {})
+        if g.get("measurable"):
+            tag = f"{g['growth_pct']:+.1f}% {g['verdict']}" + (" (harness)" if name == CLIENT else "")
+            ref = g["baseline_mb"]
+            refs.add(f"the {base_at:g} s median")
+        else:
+            tag, ref = "growth n/a", v[0]
+            refs.add("the first sample")
+        style = ":" if name == CLIENT else "-"
+        ax_mb.plot(t, v, style, color=color, lw=1.4, label=f"{name}: {v[-1]:.0f} MB, {tag}")
+        ax_pct.plot(t, 100.0 * (v - ref) / ref, style, color=color, lw=1.4, label=name)
+    plain_log(ax_mb)  # nginx (MB) and model workers (GB) on one axis; growth is in the panel below
+    ax_mb.set_ylabel("RSS (MB, log scale)")
+    ax_mb.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+    ax_mb.grid(True, which="both", alpha=0.3)
+    ax_pct.axhline(goal, color="#c0392b", ls="--", lw=1)
+    ax_pct.text(0.005, goal, f" goal +{goal:g}%", color="#c0392b", va="bottom", fontsize=9,
+                transform=ax_pct.get_yaxis_transform())
+    ax_pct.axhline(0, color="#555555", lw=0.8)
+    t_end = max((r["t"] for rows in samples.values() for r in rows), default=0.0)
+    if t_end >= base_at + window * 1.5:  # else growth was not measured: no windows to show
+        for ax in (ax_mb, ax_pct):
+            ax.axvspan((base_at - window / 2) / 60, (base_at + window / 2) / 60, color="#2c7fb8", alpha=0.12, lw=0)
+            ax.axvspan((t_end - window) / 60, t_end / 60, color="#2c7fb8", alpha=0.12, lw=0)
+    ax_pct.set_ylabel("RSS change (%)\nvs " + " or ".join(sorted(refs, reverse=True)))
+    ax_pct.grid(True, alpha=0.3)
+    lo, hi = ax_pct.get_ylim()
+    ax_pct.set_ylim(min(lo, -2 * goal), max(hi, 2 * goal))
+    ax_pct.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
+
+    bins = doc.get("per_bin", [])
+    if bins:
+        mid = np.array([(b["start_s"] + b["seconds"] / 2) / 60.0 for b in bins])
+        for stat, marker in (("p50", "o"), ("p99", "s")):
+            y = np.array([np.nan if b["latency_ms"][stat] is None else b["latency_ms"][stat] for b in bins])
+            ax_lat.plot(mid, y, marker=marker, ms=4, lw=1.4, label=f"{stat} per {format_duration(s['bin_s'])}")
+        errs = np.array([sum(b["errors_by_status"].values()) for b in bins])
+        handles, labels = ax_lat.get_legend_handles_labels()
+        anchor = 1.01
+        if errs.any():
+            ax_err = ax_lat.twinx()
+            ax_err.bar([b["start_s"] / 60.0 for b in bins], errs, width=[b["seconds"] / 60.0 for b in bins],
+                       align="edge", color="#c0392b", alpha=0.25, label="errors per bin")
+            ax_err.set_ylabel("errors", color="#c0392b")
+            ax_lat.set_zorder(ax_err.get_zorder() + 1)  # latency lines over the bars
+            ax_lat.patch.set_visible(False)
+            h, lab = ax_err.get_legend_handles_labels()
+            handles, labels, anchor = handles + h, labels + lab, 1.09
+        ax_lat.legend(handles, labels, loc="center left", bbox_to_anchor=(anchor, 0.5), fontsize=9, frameon=False)
+    ax_lat.set_ylabel("latency (ms)\nfrom scheduled time")
+    shown = [b["latency_ms"][k] for b in bins for k in ("p50", "p99") if b["latency_ms"][k]]
+    if shown and max(shown) > 20 * min(shown):
+        plain_log(ax_lat)  # a stall's p99 would flatten the p50 line
+    else:
+        ax_lat.set_ylim(bottom=0)
+    ax_lat.grid(True, alpha=0.3)
+    ax_lat.set_xlabel("minutes since the soak started (shaded: the growth windows)")
+    ax_lat.set_xlim(left=0)
+    cap = s.get("capacity_images_per_s")
+    load = f"{s['load']:.0%} of {cap:g} images/s = " if cap else ""
+    rate = f"{s['rate']:.1f}" if s.get("rate") else "-"
+    title = (f"soak {doc['arch']} ({doc['runtime']}): {load}{rate} req/s for {s['duration']}, "
+             f"batch {s['batch']} {s['codec']}  -  memory {mem.get('verdict', '-')}"
+             + ("  (INTERRUPTED)" if doc.get("interrupted") else ""))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def print_table(doc: dict, run_dir: Path) -> None:
+    s, req, lat = doc["settings"], doc["requests"], doc.get("latency_ms") or {}
+    cap = s.get("capacity_images_per_s")
+    how = f"{s['load']:.0%} of {cap} images/s measured" if cap else "rate given"
+    print(f"\nsoak {doc['arch']} ({doc['runtime']}): {s['rate']} req/s ({how}), {s['duration']}, "
+          f"batch {s['batch']}, {s['codec']}" + ("  INTERRUPTED" if doc["interrupted"] else ""))
+    errors = ", ".join(f"{k}: {v}" for k, v in req["errors_by_status"].items()) or "none"
+    print(f"  {req['count']} of {req['planned']} requests answered, errors {errors}, "
+          f"throughput {doc.get('throughput_images_per_s')} images/s, accuracy {doc.get('accuracy')}")
+    if lat.get("p50") is not None:
+        print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}")
+        worst = max(doc["per_bin"], key=lambda b: b["latency_ms"]["p99"] or 0)
+        print(f"  worst p99 per {format_duration(s['bin_s'])}: {worst['latency_ms']['p99']} ms "
+              f"(from {format_duration(worst['start_s'])})")
+    mem = doc["memory"]
+    print(f"  memory growth, RSS at the end vs at {format_duration(mem.get('baseline_at_s', BASELINE_AT_S))} "
+          f"(goal < {mem.get('goal_pct', GOAL_PCT):g}%): {mem['verdict']}")
+    print(f"  {'service':<10}{'RSS@1m':>9}{'RSS@end':>9}{'growth':>9}{'MB/min':>9}{'PSS@end':>9}{'CPU %':>7}  verdict")
+    res = doc.get("resources", {})
+    reasons: list[str] = []
+    for name, g in mem.get("services", {}).items():
+        r, p = g["rss"], g["pss"]
+        cpu = res.get(name, {}).get("cpu_percent_mean")
+        verdict = r["verdict"]
+        if verdict is None:
+            reasons += [] if r["reason"] in reasons else [r["reason"]]
+            verdict = f"n/a ({reasons.index(r['reason']) + 1})"
+        if name == CLIENT:
+            verdict += " (the harness: not in the verdict)"
+        print(f"  {name:<10}{_fmt(r['baseline_mb']):>9}{_fmt(r['end_mb']):>9}{_fmt(r['growth_pct'], 2, '%'):>9}"
+              f"{_fmt(r['slope_mb_per_min'], 2):>9}{_fmt(p['end_mb']):>9}{_fmt(cpu):>7}  {verdict}")
+    for k, reason in enumerate(reasons, 1):
+        print(f"  ({k}) {reason}")
+    print(f"  results in {run_dir}")
+
+
+def _fmt(value, digits: int = 1, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        split = data.load_test(args.data_dir, limit=args.n)
+    except data.DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar = (lambda it: tqdm(it, desc=f"encoding ({args.codec})", unit="req", leave=False, disable=args.no_progress))
+    prepared = client.prepare(split.images, split.labels, args.batch, args.codec, progress=bar)
+    doc = None
+    with target.sigterm_as_interrupt():
+        try:
+            with target.stack_for(args.arch, args.runtime, args.run_dir) as (st, _started):
+                soak = Soak(args, st, prepared)
+                doc = soak.run(args.out)
+                print_table(doc, soak.run_dir)
+        except KeyboardInterrupt:  # while the stack was starting or stopping
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        except runtimes.get(args.runtime).StackError as exc:
+            print(f"error: {args.arch}: {exc}", file=sys.stderr)
+            return 1
+    if doc.get("error"):
+        print(f"error: {doc['error']}", file=sys.stderr)
+        return 1
+    return 130 if doc["interrupted"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
