@@ -115,7 +115,7 @@ def _batch_size(shape, max_batch: int) -> int:
 
 
 def _first_bad_pixel(instances):
-    """Error path only: the first leaf that is not an int 0-255, else _NO_BAD_PIXEL."""
+    """The first leaf that is not an int 0-255, else _NO_BAD_PIXEL (walked only when something is wrong or a body spells a boolean)."""
     stack = [instances]
     while stack:
         item = stack.pop()
@@ -185,17 +185,6 @@ def _from_b64(doc: dict, max_batch: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(n, *IMAGE_SHAPE)
 
 
-def _holds_bool(instances) -> bool:
-    stack = [instances]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, bool):
-            return True
-    return False
-
-
 def _refuse_constant(name: str):
     raise CodecError(f"malformed JSON: {name} is not a number (JSON has no NaN or Infinity)")
 
@@ -226,8 +215,10 @@ def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
     if "instances" in doc:
         images = _from_instances(doc["instances"], max_batch)
         # numpy reads [1, true] as [1, 1]; walk the lists only when the body spells a boolean
-        if (b"true" in body or b"false" in body) and _holds_bool(doc["instances"]):
-            raise CodecError("wrong dtype: pixel values must be integers 0-255, not booleans")
+        if b"true" in body or b"false" in body:
+            bad = _first_bad_pixel(doc["instances"])
+            if bad is not _NO_BAD_PIXEL:
+                raise _bad_pixel_error(bad)
         return images
     if "b64" in doc:
         try:

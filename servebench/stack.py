@@ -317,12 +317,33 @@ def _stop(pid: int, grace_s: float = STOP_GRACE_S) -> None:
         pass
 
 
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
+
+
+def _kill(proc: psutil.Process) -> None:
+    try:
+        proc.kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
 def leftovers(rdir: Path) -> list[psutil.Process]:
-    """Processes started for the stack in ``rdir`` that are still alive, whatever their group."""
+    """Processes started for the stack in ``rdir`` that are still alive, whatever their group.
+
+    Found by the marker in their environment; nginx writes its process title over
+    its environment, so it is found by its prefix (``-p <rdir>/nginx``) instead.
+    """
+    nginx_prefix = str(Path(rdir) / "nginx")
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(STACK_MARKER) == str(rdir):
+            if proc.pid == os.getpid():
+                continue
+            if proc.environ().get(STACK_MARKER) == str(rdir) or nginx_prefix in " ".join(proc.cmdline()).split():
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue
@@ -345,10 +366,8 @@ def down(path: str | Path | None = None, log=print) -> bool:
             stopped = True
         stray = leftovers(rdir)
         for proc in stray:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
+            # A service leads its own group: its workers (nginx's carry no marker) go with it.
+            _stop(proc.pid) if _leads_group(proc.pid) else _kill(proc)
         if stray:
             psutil.wait_procs(stray, timeout=5)
             log(f"  stopped {len(stray)} stray process(es) of an earlier run: {[p.pid for p in stray]}")

@@ -107,9 +107,8 @@ class ModelServerBackend:
         )
 
     def _once_on_new_connection(self, body: bytes, headers: dict):
-        conn = urllib3.connection.HTTPConnection(self.host, self.port, timeout=self.timeout.read_timeout)
+        conn = urllib3.connection.HTTPConnection(self.host, self.port, timeout=self.timeout.connect_timeout)
         try:
-            conn.timeout = self.timeout.connect_timeout
             conn.connect()
             conn.sock.settimeout(self.timeout.read_timeout)
             conn.request("POST", "/v1/predict", body=body, headers=headers)

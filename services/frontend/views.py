@@ -1,7 +1,6 @@
 """POST /v1/predict, GET /v1/info, GET /healthz: thin glue around the backend."""
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -9,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 
-from servebench import codecs, endpoint
+from servebench import endpoint
 from servebench.settings import public_model_info
 from services.frontend import backends
 

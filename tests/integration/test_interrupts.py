@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -34,14 +35,23 @@ def _needs_dataset():
         pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
 
 
-def start_make_bench(arch: str, tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
-    """`make bench` in its own process group, like a shell's foreground job."""
+@contextmanager
+def make_bench(arch: str, tmp_path: Path):
+    """`make bench` in its own process group, like a shell's foreground job, sending by the time it is
+    yielded as ``(proc, run, out)``; whatever the test asserts, nothing of it is left running."""
     run, out = tmp_path / "run", tmp_path / "results"
     env = stack_env(SB_RUN_DIR=str(run), PYTHONUNBUFFERED="1", **QUIET_WORKERS)
     cmd = ["make", "--no-print-directory", "bench", f"ARCH={arch}", "N=2000", "WARMUP=0", f"RESULTS={out}"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    return proc, run, out
+    try:
+        wait_for_rows(proc, out)
+        yield proc, run, out
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        stack.down(run, log=lambda *_: None)
 
 
 def wait_for_rows(proc: subprocess.Popen, out: Path, timeout_s: float = 180.0) -> Path:
@@ -89,20 +99,14 @@ def check_clean_end(proc: subprocess.Popen, run: Path, out: Path) -> str:
 
 
 def test_ctrl_c_keeps_the_rows_and_stops_the_stack(tmp_path):
-    proc, run, out = start_make_bench("embedded", tmp_path)
-    try:
-        wait_for_rows(proc, out)
+    with make_bench("embedded", tmp_path) as (proc, run, out):
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         check_clean_end(proc, run, out)
-    finally:
-        _cleanup(proc, run)
 
 
 def test_ctrl_c_twice_still_stops_the_backend(tmp_path):
     """The second Ctrl-C lands in the teardown: it may shorten the waits, never skip the stop."""
-    proc, run, out = start_make_bench("fastapi", tmp_path)
-    try:
-        wait_for_rows(proc, out)
+    with make_bench("fastapi", tmp_path) as (proc, run, out):
         os.killpg(proc.pid, signal.SIGINT)
         # Once the harness starts stopping services, Ctrl-C again (make has died of the first one).
         deadline = time.monotonic() + 30
@@ -120,25 +124,17 @@ def test_ctrl_c_twice_still_stops_the_backend(tmp_path):
             except psutil.NoSuchProcess:
                 pass
         check_clean_end(proc, run, out)
-    finally:
-        _cleanup(proc, run)
 
 
 def test_sigterm_to_make_stops_everything(tmp_path):
-    proc, run, out = start_make_bench("flask", tmp_path)
-    try:
-        wait_for_rows(proc, out)
+    with make_bench("flask", tmp_path) as (proc, run, out):
         proc.send_signal(signal.SIGTERM)  # to make alone: make passes it on to the harness
         check_clean_end(proc, run, out)
-    finally:
-        _cleanup(proc, run)
 
 
 def test_down_cleans_up_after_a_run_killed_outright(tmp_path):
     """SIGKILL gives the harness no chance to clean up; `make down` must."""
-    proc, run, out = start_make_bench("embedded", tmp_path)
-    try:
-        wait_for_rows(proc, out)
+    with make_bench("embedded", tmp_path) as (proc, run, out):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
         st = stack.state(run)
@@ -154,12 +150,3 @@ def test_down_cleans_up_after_a_run_killed_outright(tmp_path):
         status = subprocess.run(["make", "--no-print-directory", "status"], cwd=REPO_ROOT, env=env,
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode != 0 and "no native stack is running" in status.stdout
-    finally:
-        _cleanup(proc, run)
-
-
-def _cleanup(proc: subprocess.Popen, run: Path) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    stack.down(run, log=lambda *_: None)
