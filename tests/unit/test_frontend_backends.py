@@ -28,6 +28,7 @@ class FlakyKeepAliveServer:
         self.port = self.sock.getsockname()[1]
         self.connections = 0
         self.answered = 0
+        self._count = threading.Lock()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -49,8 +50,9 @@ class FlakyKeepAliveServer:
                     return  # hang up without an answer
                 head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                         f"Content-Length: {len(OK_BODY)}\r\n\r\n").encode()
+                with self._count:  # counted before the client can see the answer
+                    self.answered += 1
                 conn.sendall(head + OK_BODY)
-                self.answered += 1
 
     def close(self) -> None:
         self.sock.close()
