@@ -78,10 +78,10 @@ test: $(VENV)/.installed
 	$(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -m unit tests
 
 test-integration: $(VENV)/.installed
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest -m integration tests
 
 train: $(VENV)/.installed
 	$(PY) -m models.train --epochs $(EPOCHS)

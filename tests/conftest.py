@@ -1,4 +1,9 @@
-"""Fixtures shared by every test: one inference core per session, and the CIFAR-10 copy."""
+"""Fixtures shared by every test: one inference core per session, the CIFAR-10 copy, real stacks.
+
+Every test carries exactly one of the markers ``unit`` (no server is started),
+``integration`` (real servers on loopback) or ``docker`` (a Docker engine);
+``slow`` marks the long ones. ``make test-unit`` is ``pytest -m unit``.
+"""
 from __future__ import annotations
 
 import os
@@ -8,7 +13,8 @@ import pytest
 # Tests never download CIFAR-10; without a local copy the dataset tests skip.
 os.environ.setdefault("SB_ALLOW_DOWNLOAD", "0")
 
-from servebench import data  # noqa: E402
+from servebench import data, stack  # noqa: E402
+from tests.stacks import stack_env  # noqa: E402
 
 TEST_SPLIT_IMAGES = 500
 
@@ -35,3 +41,30 @@ def core():
     from servebench.settings import Settings
 
     return InferenceCore.from_settings(Settings())
+
+
+@pytest.fixture(scope="module")
+def start_stack(tmp_path_factory):
+    """start_stack(arch, **knobs) -> StackState; everything is stopped at module end."""
+    started = []
+
+    def start(arch: str, **knobs: str):
+        run = tmp_path_factory.mktemp(f"run-{arch}")
+        st = stack.up(arch, env=stack_env(**knobs), path=run, log=lambda *_: None)
+        started.append(run)
+        return st
+
+    yield start
+    for run in started:
+        stack.down(run, log=lambda *_: None)
+
+
+KINDS = ("unit", "integration", "docker")
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test without its kind would escape `make test-unit` or run there by mistake."""
+    for item in items:
+        kinds = [k for k in KINDS if item.get_closest_marker(k)]
+        if len(kinds) != 1:
+            raise pytest.UsageError(f"{item.nodeid} must carry exactly one of the markers {KINDS} (has {kinds})")

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from servebench import data, stack
-from tests.integration.conftest import stack_env
+from tests.stacks import stack_env
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,8 @@ from hypothesis.extra import numpy as hnp
 from servebench import codecs
 from servebench.codecs import JSON, NPY, OCTET, CodecError
 
+pytestmark = pytest.mark.unit
+
 FUZZ = settings(
     max_examples=200,
     deadline=None,

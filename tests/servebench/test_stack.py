@@ -7,7 +7,7 @@ import psutil
 import pytest
 
 from servebench import stack
-from tests.integration.conftest import is_listening, stack_env
+from tests.stacks import is_listening, stack_env
 
 pytestmark = pytest.mark.integration
 

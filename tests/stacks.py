@@ -1,4 +1,4 @@
-"""Fixtures that start real stacks on loopback, each on its own free ports."""
+"""Helpers for tests that start real stacks on loopback, each on its own free ports (fixtures: conftest.py)."""
 from __future__ import annotations
 
 import os
@@ -32,22 +32,6 @@ def stack_env(**overrides: str) -> dict[str, str]:
     env.update(dict(zip(PORT_KNOBS, map(str, free_ports(len(PORT_KNOBS))))))
     env.update(overrides)
     return env
-
-
-@pytest.fixture(scope="module")
-def start_stack(tmp_path_factory):
-    """start_stack(arch, **knobs) -> StackState; everything is stopped at module end."""
-    started = []
-
-    def start(arch: str, **knobs: str):
-        run = tmp_path_factory.mktemp(f"run-{arch}")
-        st = stack.up(arch, env=stack_env(**knobs), path=run, log=lambda *_: None)
-        started.append(run)
-        return st
-
-    yield start
-    for run in started:
-        stack.down(run, log=lambda *_: None)
 
 
 def port_of(st, service: str) -> int:

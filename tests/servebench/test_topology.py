@@ -18,6 +18,8 @@ import yaml
 
 from servebench import compose, nginx_conf, stack, topology
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOC = topology.compose_document()

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from servebench import codecs, stack
-from tests.integration.conftest import port_of, stack_env
+from tests.stacks import port_of, stack_env
 
 pytestmark = pytest.mark.integration
 ARCHES = ["embedded", "flask", "fastapi"]

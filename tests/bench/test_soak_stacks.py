@@ -20,7 +20,7 @@ import pytest
 from bench import soak
 from servebench import data
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--no-progress", "--n", "200", "--warmup", "10", "--sample-hz", "2"]

@@ -1,6 +1,8 @@
 """bench.run's Recorder: a result is counted exactly when its row is written."""
 from __future__ import annotations
 
+import pytest
+
 import csv
 import threading
 
@@ -8,6 +10,8 @@ import numpy as np
 
 from bench import client, results
 from bench.run import Recorder
+
+pytestmark = pytest.mark.unit
 
 
 class _NoBar:

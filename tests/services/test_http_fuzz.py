@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from servebench import codecs
-from tests.integration.conftest import port_of
+from tests.stacks import port_of
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ARCHES = ["embedded", "flask", "fastapi"]
 SEED = 20261123
 HOSTILE = 300

@@ -13,6 +13,8 @@ import pytest
 
 from bench import resources, results, soak
 
+pytestmark = pytest.mark.unit
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from bench import report, studies
 
+pytestmark = pytest.mark.unit
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SERVICES_OF = {"embedded": None, "flask": "flask", "fastapi": "fastapi"}
 # Made-up medians per arch (ms): end-to-end p50 and the model's share.

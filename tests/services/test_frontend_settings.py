@@ -17,6 +17,8 @@ import pytest
 from servebench import topology
 from servebench.settings import NOT_RECORDED, Settings
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 FRONTEND_SETTINGS = REPO / "services" / "frontend" / "settings.py"
 STRONG_KEY = "k3y-" + "".join(chr(ord("a") + i % 26) for i in range(60))

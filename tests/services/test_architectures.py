@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from servebench import codecs, stack
-from tests.integration.conftest import port_of
+from tests.stacks import port_of
 
 pytestmark = pytest.mark.integration
 ARCHES = ["embedded", "flask", "fastapi"]

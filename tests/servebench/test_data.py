@@ -10,6 +10,8 @@ import pytest
 from servebench import data
 from servebench.data import DatasetError
 
+pytestmark = pytest.mark.unit
+
 IMAGES_PER_BATCH = 4
 
 

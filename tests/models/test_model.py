@@ -8,6 +8,8 @@ from models import cnn
 from servebench.inference import ModelNotFound, find_version
 from servebench.settings import REPO_ROOT
 
+pytestmark = pytest.mark.unit
+
 MODEL_BASE = REPO_ROOT / "models" / "cifar10_cnn"
 KERAS_FILE = REPO_ROOT / "models" / "cifar10_cnn.keras"
 

@@ -11,6 +11,8 @@ import pytest
 from servebench import codecs
 from servebench.codecs import JSON, NPY, OCTET, CodecError, Prediction
 
+pytestmark = pytest.mark.unit
+
 RNG = np.random.default_rng(0)
 ONE = RNG.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
 SEVERAL = RNG.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from servebench import codecs, compose, runtime, topology
-from tests.integration.conftest import stack_env
+from tests.stacks import stack_env
 
 pytestmark = pytest.mark.docker
 

@@ -13,6 +13,8 @@ import pytest
 from servebench.settings import Settings
 from services.frontend.backends import ModelServerBackend
 
+pytestmark = pytest.mark.unit
+
 OK_BODY = b'{"predictions":[]}'
 
 

@@ -36,6 +36,8 @@ from servebench.tfserving import (
     rest_predict_path,
 )
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "services" / "tfserving"
 MODEL_VERSION_DIR = REPO / "models" / "cifar10_cnn" / "1"

@@ -8,6 +8,8 @@ import pytest
 
 from bench import reference
 
+pytestmark = pytest.mark.unit
+
 TINY = ["--calls", "6", "--warmup", "2", "--batch-sizes", "1,4", "--batch-images", "8",
         "--codec-calls", "3", "--no-progress"]
 
