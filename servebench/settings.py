@@ -1,58 +1,90 @@
-"""Every knob of the serving stack, read once from ``SB_*`` environment variables.
+"""Every setting, declared once: the serving knobs (:class:`Settings`) and the harness's (:class:`HarnessSettings`).
 
-Servers build one :class:`Settings` at start-up and pass it down; nothing else
-reads the environment. ``Settings().recorded()`` is what results record and
-``/v1/info`` shows: the settings in force, without paths, addresses, ports or
-the secret key (they only help an attacker, and the harness records the ports
-itself).
+A knob is a field of :class:`Settings` declared with :func:`knob`: its type,
+default, doc and the services that receive it. The topology's environment
+templates, ``python -m servebench.topology knobs``, the generated compose file
+and the servers all derive from these declarations; its environment variable is
+``SB_<FIELD>`` and its make variable has the same name.
+
+Servers build one :class:`Settings` at start-up and pass it down; the harness
+builds one :class:`HarnessSettings`. Nothing else reads the environment.
+``Settings().recorded()`` is what results record and ``/v1/info`` shows: the
+settings in force, without paths, addresses, ports or the secret key (they only
+help an attacker, and the harness records the ports itself).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from servebench import topology
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ARCHES = ("embedded", "flask", "fastapi", "tfserving-rest", "tfserving-grpc")
+ENV_PREFIX = "SB_"
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
 # Never recorded nor shown by /v1/info: filesystem paths, internal addresses
 # and ports, and the secret. model_name and the model's own info say which model.
-NOT_RECORDED = {"model_base", "flask_port", "fastapi_port", "tfserving_rest_port", "tfserving_grpc_port",
-                "backend_host", "listen", "allowed_hosts", "secret_key"}
+NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key"}
+
+# Who receives a knob: a service's name, or a group every service in it belongs
+# to (see servebench.registry.Service.groups).
+MODEL = "model"  # runs the model in Python: the front end (embedded) and the model servers
+MODEL_SERVER = "model-server"  # a Python model server behind the front end
+
+
+def knob(default: Any, doc: str, to: tuple[str, ...], **kw) -> Any:
+    """A serving knob: a field that the topology passes to the services ``to`` (names or groups)."""
+    return Field(default, description=doc, json_schema_extra={"to": list(to)}, **kw)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SB_", extra="ignore", frozen=True, protected_namespaces=())
+    """The serving stack's knobs and the servers' settings, read from ``SB_*`` variables."""
 
-    arch: str = Field("embedded", description="which backend the front end uses")
-    # The model and how it is run
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=())
+
+    arch: str = Field("embedded", description="which architecture the front end serves (set from ARCH)")
+    # Ports and addresses
+    listen: str = knob("127.0.0.1", "address nginx listens on (the only client-facing port)", ("nginx", "frontend"))
+    port: int = knob(8080, "nginx port", ("nginx",))
+    frontend_port: int = knob(8000, "gunicorn/Django port", ("nginx", "frontend"))
+    flask_port: int = knob(5000, "Flask model server port", ("frontend", "flask"))
+    fastapi_port: int = knob(8001, "FastAPI model server port", ("frontend", "fastapi"))
+    tfserving_grpc_port: int = knob(8500, "TF Serving gRPC port", ("frontend", "tfserving"))
+    tfserving_rest_port: int = knob(8501, "TF Serving REST port", ("frontend", "tfserving"))
+    # Processes and threads
+    frontend_workers: int = knob(2, "gunicorn worker processes for Django", ("frontend",), ge=1)
+    frontend_threads: int = knob(4, "threads per Django worker (gthread)", ("frontend",), ge=1)
+    # Two, like the front end's workers: embedded then runs as many model copies as flask/fastapi.
+    backend_workers: int = knob(2, "worker processes of the Flask/FastAPI model server", (MODEL_SERVER,), ge=1)
+    backend_threads: int = knob(4, "threads per Flask worker / inference threads per FastAPI worker",
+                                (MODEL_SERVER,), ge=1)
+    intra_op_threads: int = knob(1, "TensorFlow intra-op threads per model process", (MODEL, "tfserving"), ge=0)
+    inter_op_threads: int = knob(1, "TensorFlow inter-op threads per model process", (MODEL, "tfserving"), ge=0)
+    # The model and how it is called
+    call_path: Literal["signature", "keras-predict"] = knob(
+        "signature", "how a model process calls the model: signature or keras-predict (the slow path)", (MODEL,))
+    max_batch: int = knob(256, "largest batch one request may carry", (MODEL,), ge=1)
+    max_body_mb: int = knob(16, "largest request body in MiB (nginx, Django and the model servers)",
+                            ("nginx", "frontend", MODEL_SERVER), ge=1)
+    tfserving_batching: bool = knob(False, "TF Serving server-side batching (services/tfserving/batching.config)",
+                                    ("tfserving",))
+    # The front end's client of the backend
+    backend_timeout_s: float = knob(10.0, "seconds the front end waits for a backend", ("frontend",), gt=0)
+    backend_pool_size: int = knob(8, "keep-alive connections per front-end worker to its backend", ("frontend",), ge=1)
+    # What the front end answers to
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = knob(
+        "127.0.0.1,localhost,[::1]",
+        "Host names Django answers to, comma-separated (SB_LISTEN is added; other hosts get 400)",
+        ("frontend",), validate_default=True)
+    # The harness opens up to 64 connections plus locust's, all from one loopback address.
+    conn_limit: int = knob(256, "requests nginx processes at once per client address (429 beyond)", ("nginx",), ge=1)
+
+    # Not knobs: fixed, or where the runtime puts things.
     model_base: Path = Field(REPO_ROOT / "models" / "cifar10_cnn", description="versioned SavedModel folder")
     model_name: str = "cifar10_cnn"
     model_version: int | None = Field(None, description="None: the highest version present")
-    intra_op_threads: int = Field(1, description="TensorFlow threads inside one op")
-    inter_op_threads: int = Field(1, description="TensorFlow ops run in parallel")
-    call_path: str = Field("signature", description="signature (compiled graph) or keras-predict (model.predict)")
-    max_batch: int = Field(256, description="largest batch a request may carry")
-    max_body_bytes: int = Field(16 * 1024 * 1024, description="largest request body the front end accepts")
-    # Where the front end forwards to
-    flask_port: int = 5000
-    fastapi_port: int = 8001
-    tfserving_rest_port: int = 8501
-    tfserving_grpc_port: int = 8500
     backend_host: str = Field("127.0.0.1", description="where the backends listen")
-    backend_timeout_s: float = Field(10.0, description="seconds before the front end gives up on a backend")
-    backend_pool_size: int = Field(8, description="keep-alive connections per front-end worker")
-    backend_threads: int = Field(4, description="inference threads per FastAPI worker")
-    # What the front end answers to
-    # Defaults from the topology, where these knobs are declared.
-    listen: str = Field(topology.default("SB_LISTEN"), description="nginx's client-facing address; always allowed")
-    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
-        topology.default("SB_ALLOWED_HOSTS"), validate_default=True,
-        description="Host names the front end answers to (comma-separated), besides listen")
     secret_key: SecretStr | None = Field(None, description="Django SECRET_KEY; None: a random one per process")
 
     @field_validator("allowed_hosts", mode="before")
@@ -68,6 +100,10 @@ class Settings(BaseSettings):
         # compose passes an unset SB_SECRET_KEY as ''.
         return v or None
 
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_mb * 1024 * 1024
+
     def host_names(self) -> list[str]:
         """Django's ALLOWED_HOSTS: the configured names plus SB_LISTEN (unless it is a wildcard address)."""
         names = list(self.allowed_hosts)
@@ -76,14 +112,20 @@ class Settings(BaseSettings):
         return names
 
     def backend_address(self) -> str:
-        """host:port of the backend this arch forwards to ('' for embedded)."""
-        port = {
-            "flask": self.flask_port,
-            "fastapi": self.fastapi_port,
-            "tfserving-rest": self.tfserving_rest_port,
-            "tfserving-grpc": self.tfserving_grpc_port,
-        }.get(self.arch)
-        return f"{self.backend_host}:{port}" if port else ""
+        """host:port of the backend this arch forwards to ('' when the model runs in the front end)."""
+        from servebench import registry
+
+        port_field = registry.get(self.arch).backend_port
+        return f"{self.backend_host}:{getattr(self, port_field)}" if port_field else ""
+
+    def base_url(self) -> str:
+        """Where clients reach nginx."""
+        host = "127.0.0.1" if self.listen in WILDCARD_ADDRESSES else self.listen
+        return f"http://{host}:{self.port}"
+
+    def knob_env(self) -> dict[str, str]:
+        """Every knob as the environment variable the services receive (``SB_PORT`` -> ``"8080"``)."""
+        return {env_name(name): env_value(getattr(self, name)) for name in knob_fields()}
 
     def recorded(self) -> dict:
         """The settings in force, without what only helps an attacker (see NOT_RECORDED)."""
@@ -91,6 +133,69 @@ class Settings(BaseSettings):
                 for k, v in self.model_dump(exclude=NOT_RECORDED).items()}
 
 
+def knob_fields() -> dict[str, Any]:
+    """The knobs' field infos, by field name, in declaration order."""
+    return {name: f for name, f in Settings.model_fields.items()
+            if isinstance(f.json_schema_extra, dict) and "to" in f.json_schema_extra}
+
+
+def receivers(field_name: str) -> tuple[str, ...]:
+    return tuple(knob_fields()[field_name].json_schema_extra["to"])
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def env_value(value: Any) -> str:
+    """How a value is written in an environment variable (and read back by :class:`Settings`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def knob_defaults() -> dict[str, str]:
+    """Every knob's default, as its environment variable's value."""
+    return {env_name(name): env_value(f.default) for name, f in knob_fields().items()}
+
+
 def public_model_info(info: dict) -> dict:
     """A model's info (name, version, threads, versions) without where it lies on disk."""
     return {k: v for k, v in info.items() if k != "path"}
+
+
+class HarnessSettings(BaseSettings):
+    """Where the harness finds data, keeps stack state and runs compose; read from the environment once."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    cifar10_dir: Path | None = Field(None, description="cifar-10-batches-py folder (default: ../shared/datasets/...)")
+    allow_download: bool = Field(True, description="download CIFAR-10 when no local copy exists (never under CI)")
+    ci: bool = Field(False, validation_alias=AliasChoices("CI"), description="running under CI: never download")
+    run_dir: Path = Field(REPO_ROOT / "run", description="where a running stack's state and logs are kept")
+    compose: str = Field("", description="the compose command, e.g. 'docker-compose' (default: found)")
+    compose_project: str = Field("servebench", description="compose project name")
+    base_image: str = Field("", validation_alias=AliasChoices("BASE_IMAGE", "SB_BASE_IMAGE"),
+                            description="base image of the Python services (default: found)")
+    docker_build: bool = Field(True, description="rebuild images before `up` (false: use them as they are)")
+
+    @field_validator("ci", mode="before")
+    @classmethod
+    def _ci_flag(cls, v):
+        # CI systems set CI=true or CI=1; any non-empty value other than false/0 counts.
+        return str(v).strip().lower() not in ("", "0", "false", "no")
+
+    @property
+    def downloads_allowed(self) -> bool:
+        return self.allow_download and not self.ci
+
+    def compose_env(self) -> dict[str, str]:
+        """The harness variables compose's own command line understands."""
+        env = {"SB_COMPOSE_PROJECT": self.compose_project}
+        if self.base_image:
+            env["BASE_IMAGE"] = self.base_image
+        return env

@@ -1,0 +1,365 @@
+"""The one place where services, architectures and studies are declared.
+
+An architecture is one :class:`Architecture` record: the services it runs, its
+compose profile, the front end's backend class, its title and colour in plots,
+what it needs to run, and the study it belongs to. A service is one
+:class:`Service` record (command, port knob, health path, image). A study is
+one :class:`Study` record whose module (under ``bench/studies/``) holds its
+experiments and its report section.
+
+The CLI choices, both runtimes, the compose file generator, the front end, the
+report and the studies table look them up here. Adding an architecture is a
+record (plus its service folder); a test registers a dummy one with
+:func:`register` and sees it everywhere.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+from servebench.settings import MODEL, MODEL_SERVER, REPO_ROOT, Settings, env_name, knob_defaults
+
+PYTHON_DOCKERFILE = "docker/python-service.Dockerfile"  # one image recipe for every Python service
+CONTAINER_MODEL_BASE = "/app/models/cifar10_cnn"  # where the image holds the model
+
+RUNTIMES = ("native", "docker")
+
+
+# ------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class Need:
+    """Something an architecture needs to run, and what to do when it is missing."""
+
+    kind: Literal["binary", "docker", "venv", "root"]
+    what: str  # a program, a virtual environment's folder (relative to the repo), or '' for docker/root
+    how: str  # how to get it: shown as is
+    runtimes: tuple[str, ...] = RUNTIMES  # where it is needed
+
+    def unmet(self, runtime: str) -> str | None:
+        """None when met (or not needed on ``runtime``), else the message that says how to get it."""
+        if runtime not in self.runtimes:
+            return None
+        if self.kind == "binary":
+            met = shutil.which(self.what) is not None
+        elif self.kind == "venv":
+            met = (REPO_ROOT / self.what / "bin" / "python").exists()
+        elif self.kind == "root":
+            met = os.geteuid() == 0
+        else:
+            from servebench import compose
+
+            met = compose.engine_answers()
+        return None if met else self.how
+
+
+@dataclass(frozen=True)
+class RuntimeValue:
+    """A value that differs by runtime: a path in the checkout natively, in the container under docker."""
+
+    native: Callable[[Settings, "os.PathLike"], str]  # (settings, the stack's run dir) -> value
+    docker: Callable[[Settings], str]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port_field: str  # the Settings field of the port its health is probed on
+    command: tuple[str, ...]  # ${SB_X:-default} templates, resolved by both runtimes
+    groups: tuple[str, ...] = ()  # knobs declared for a group reach every service in it
+    environment: dict[str, str] = field(default_factory=dict)  # besides its knobs: fixed templates
+    runtime_env: dict[str, RuntimeValue] = field(default_factory=dict)  # environment that differs by runtime
+    runtime_vars: dict[str, RuntimeValue] = field(default_factory=dict)  # command-line values that differ
+    health_path: str | None = "/healthz"  # HTTP GET answered 200 once ready; None: a TCP connect
+    dockerfile: str | None = None  # None: an official image
+    image: str | None = None
+    volumes: tuple[str, ...] = ()  # compose only
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    title: str  # in plots and tables
+    color: str  # matplotlib colour
+    services: tuple[str, ...]  # start order: backend first, then the front end, then nginx
+    profile: str  # compose profile
+    backend: str  # the front end's backend class, "module:Class"
+    backend_port: str | None = None  # the Settings field of the port the front end forwards to
+    protocol: str = "in-process"  # how the front end talks to the backend: in-process, rest, grpc
+    needs: tuple[Need, ...] = ()
+    study: str | None = None
+    study_label: str | None = None  # the name the study gives it, when the study measured it
+    description: str = ""
+
+    def unmet(self, runtime: str) -> list[str]:
+        """What stops it from running on ``runtime`` (empty when nothing does)."""
+        return [msg for need in self.needs if (msg := need.unmet(runtime))]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    module: str  # under bench/studies/: its experiments (run) and its report section
+    source: str = ""
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+_SERVICES: dict[str, Service] = {}
+_ARCHITECTURES: dict[str, Architecture] = {}
+_STUDIES: dict[str, Study] = {}
+
+
+# ------------------------------------------------------------------ lookups
+def register_service(svc: Service) -> Service:
+    _SERVICES[svc.name] = svc
+    return svc
+
+
+def register(arch: Architecture) -> Architecture:
+    missing = [s for s in arch.services if s not in _SERVICES]
+    if missing:
+        raise ValueError(f"architecture {arch.name!r} runs unknown services {missing}: register them first")
+    _ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def register_study(study: Study) -> Study:
+    _STUDIES[study.name] = study
+    return study
+
+
+def unregister(name: str) -> None:
+    """Remove an architecture, and the services only it ran (tests register dummies)."""
+    arch = _ARCHITECTURES.pop(name)
+    used = {s for a in _ARCHITECTURES.values() for s in a.services}
+    for svc in arch.services:
+        if svc not in used:
+            _SERVICES.pop(svc, None)
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_ARCHITECTURES)
+
+
+def architectures() -> tuple[Architecture, ...]:
+    return tuple(_ARCHITECTURES.values())
+
+
+def get(name: str) -> Architecture:
+    try:
+        return _ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown ARCH {name!r}: choose one of {', '.join(_ARCHITECTURES)}") from None
+
+
+def service(name: str) -> Service:
+    return _SERVICES[name]
+
+
+def services() -> dict[str, Service]:
+    """Every service, in registration order."""
+    return dict(_SERVICES)
+
+
+def services_for(arch: str) -> list[Service]:
+    """The services of ``arch`` in start order."""
+    return [_SERVICES[s] for s in get(arch).services]
+
+
+def profiles() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.profile for a in _ARCHITECTURES.values()))
+
+
+def profiles_of(service_name: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(a.profile for a in _ARCHITECTURES.values() if service_name in a.services))
+
+
+def backend_of(arch: str) -> str | None:
+    """The service the front end forwards to (None when the model runs in the front end)."""
+    a = get(arch)
+    return a.services[0] if a.backend_port else None
+
+
+def studies() -> tuple[Study, ...]:
+    return tuple(_STUDIES.values())
+
+
+def study(name: str) -> Study:
+    try:
+        return _STUDIES[name]
+    except KeyError:
+        raise ValueError(f"unknown STUDY {name!r}: choose one of {', '.join(_STUDIES)}") from None
+
+
+def in_study(name: str) -> list[Architecture]:
+    return [a for a in _ARCHITECTURES.values() if a.study == name]
+
+
+# ------------------------------------------------------------------ services
+def ref(field_name: str) -> str:
+    """A compose-style reference to a knob with its default, resolved by both runtimes."""
+    name = env_name(field_name)
+    return "${%s:-%s}" % (name, knob_defaults()[name])
+
+
+def _model_base_native(settings: Settings, run_dir) -> str:
+    return str(settings.model_base)
+
+
+MODEL_BASE = RuntimeValue(native=_model_base_native, docker=lambda s: CONTAINER_MODEL_BASE)
+
+def _tfserving_models_config(settings: Settings, run_dir) -> str:
+    """Natively, TF Serving's model config points at the checkout's model; written into the run dir."""
+    from servebench import tfserving
+
+    conf = Path(run_dir) / "tfserving" / "models.config"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(tfserving.render_models_config(str(settings.model_base)))
+    return str(conf)
+
+
+register_service(Service(
+    name="nginx",
+    port_field="port",
+    command=("python", "-m", "servebench.nginx_conf", "--exec", "--prefix", "${SB_NGINX_PREFIX}"),
+    runtime_vars={"SB_NGINX_PREFIX": RuntimeValue(native=lambda s, run_dir: str(Path(run_dir) / "nginx"),
+                                                  docker=lambda s: "/tmp/servebench-nginx")},
+    health_path="/nginx-health",
+    dockerfile="nginx/Dockerfile",
+    depends_on=("frontend",),
+))
+
+
+register_service(Service(
+    name="frontend",
+    port_field="frontend_port",
+    command=(
+        "gunicorn", "services.frontend.wsgi:application",
+        "--config", "services/frontend/gunicorn_conf.py",
+        "--bind", "127.0.0.1:" + ref("frontend_port"),
+        "--workers", ref("frontend_workers"),
+        "--threads", ref("frontend_threads"),
+    ),
+    groups=(MODEL,),
+    environment={
+        "SB_ARCH": "${ARCH:-embedded}",
+        # Not a knob (knobs are recorded): passed through when set, else each worker draws one.
+        "SB_SECRET_KEY": "${SB_SECRET_KEY:-}",
+    },
+    runtime_env={"SB_MODEL_BASE": MODEL_BASE},
+    dockerfile=PYTHON_DOCKERFILE,
+))
+
+register_service(Service(
+    name="flask",
+    port_field="flask_port",
+    command=(
+        "gunicorn", "services.flask_backend.app:app",
+        "--config", "services/flask_backend/gunicorn_conf.py",
+        "--bind", "127.0.0.1:" + ref("flask_port"),
+        "--workers", ref("backend_workers"),
+        "--threads", ref("backend_threads"),
+    ),
+    groups=(MODEL, MODEL_SERVER),
+    runtime_env={"SB_MODEL_BASE": MODEL_BASE},
+    dockerfile=PYTHON_DOCKERFILE,
+))
+
+register_service(Service(
+    name="fastapi",
+    port_field="fastapi_port",
+    command=(
+        "uvicorn", "services.fastapi_backend.app:app",
+        "--host", "127.0.0.1", "--port", ref("fastapi_port"),
+        "--workers", ref("backend_workers"),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        # Uvicorn's default (5 s) races with the front end reusing its pooled connections.
+        "--timeout-keep-alive", "75",
+    ),
+    groups=(MODEL, MODEL_SERVER),
+    runtime_env={"SB_MODEL_BASE": MODEL_BASE},
+    dockerfile=PYTHON_DOCKERFILE,
+))
+
+register_service(Service(
+    name="tfserving",
+    port_field="tfserving_rest_port",
+    command=(
+        "tensorflow_model_server",
+        "--port=" + ref("tfserving_grpc_port"),
+        "--rest_api_port=" + ref("tfserving_rest_port"),
+        "--model_config_file=${SB_TFSERVING_MODELS_CONFIG}",
+        "--enable_batching=" + ref("tfserving_batching"),
+        # TF Serving refuses a batching file without --enable_batching, so it is empty unless set.
+        "--batching_parameters_file=${SB_TFSERVING_BATCHING_CONFIG}",
+        "--tensorflow_intra_op_parallelism=" + ref("intra_op_threads"),
+        "--tensorflow_inter_op_parallelism=" + ref("inter_op_threads"),
+    ),
+    runtime_vars={
+        "SB_TFSERVING_MODELS_CONFIG": RuntimeValue(
+            native=lambda s, run_dir: _tfserving_models_config(s, run_dir),
+            docker=lambda s: "/models/models.config"),
+        "SB_TFSERVING_BATCHING_CONFIG": RuntimeValue(
+            native=lambda s, run_dir: str(REPO_ROOT / "services/tfserving/batching.config") if s.tfserving_batching else "",
+            docker=lambda s: "/models/batching.config" if s.tfserving_batching else ""),
+    },
+    health_path="/v1/models/" + Settings.model_fields["model_name"].default,
+    image="tensorflow/serving:2.19.0",
+    volumes=("./models/cifar10_cnn:/models/cifar10_cnn:ro",
+             "./services/tfserving/models.config:/models/models.config:ro",
+             "./services/tfserving/batching.config:/models/batching.config:ro"),
+))
+
+
+# ------------------------------------------------------------------ studies
+register_study(Study(
+    name="docker-serving",
+    title="Docker-container serving architectures for real-time analysis",
+    module="bench.studies.docker_serving",
+    source='../shared/STUDIES.md, section 1',
+))
+
+# ------------------------------------------------------------------ architectures
+FRONT = ("frontend", "nginx")
+TF_SERVING_NEEDS = (Need(
+    "binary", "tensorflow_model_server",
+    "TensorFlow Serving is not installed: no `tensorflow_model_server` on PATH. Install it from Google's apt "
+    "repository (package tensorflow-model-server), or run it under docker compose (RUNTIME=docker), which uses "
+    "the official tensorflow/serving image. Nothing is substituted for it. See services/tfserving/README.md.",
+    runtimes=("native",)),)
+
+register(Architecture(
+    name="embedded", title="Embedded", color="tab:blue", services=FRONT, profile="embedded",
+    backend="services.frontend.backends:EmbeddedBackend",
+    study="docker-serving", study_label="Embedded function",
+    description="the model runs inside each Django worker"))
+register(Architecture(
+    name="flask", title="Flask", color="tab:orange", services=("flask", *FRONT), profile="flask",
+    backend="services.frontend.backends:ModelServerBackend", backend_port="flask_port", protocol="rest",
+    study="docker-serving", study_label="Flask API",
+    description="Django forwards to a Flask model server (gunicorn gthread)"))
+register(Architecture(
+    name="fastapi", title="FastAPI", color="tab:green", services=("fastapi", *FRONT), profile="fastapi",
+    backend="services.frontend.backends:ModelServerBackend", backend_port="fastapi_port", protocol="rest",
+    study="docker-serving", study_label="Fast API",
+    description="Django forwards to a FastAPI model server (uvicorn)"))
+register(Architecture(
+    name="tfserving-rest", title="TF Serving REST", color="tab:red", services=("tfserving", *FRONT),
+    profile="tfserving", backend="services.frontend.backends:TFServingBackend",
+    backend_port="tfserving_rest_port", protocol="rest", needs=TF_SERVING_NEEDS,
+    study="docker-serving", study_label="TF Serving",
+    description="Django forwards to TensorFlow Serving over REST"))
+# They measured TF Serving over REST only (gRPC is discussed as faster), so no study label.
+register(Architecture(
+    name="tfserving-grpc", title="TF Serving gRPC", color="tab:purple", services=("tfserving", *FRONT),
+    profile="tfserving", backend="services.frontend.backends:TFServingBackend",
+    backend_port="tfserving_grpc_port", protocol="grpc", needs=TF_SERVING_NEEDS,
+    study="docker-serving",
+    description="Django forwards to TensorFlow Serving over gRPC"))
