@@ -29,25 +29,33 @@ USERS ?= 4
 SPAWN_RATE ?= 4
 DURATION ?= 30s
 WORKERS ?= 0
+WEB_PORT ?= 8089
 # soak (bench/soak.py); DURATION's 30s default is locust's, so a plain `make soak` runs SOAK_DURATION
 SOAK_DURATION ?= 10m
 SOAK_LOAD ?= 0.70
 SOAK_RATE ?=
 SOAK_PROBE ?= 15s
 SOAK_CONCURRENCY ?= 8
+# studies (bench/studies/): which one, and a smoke-sized run (QUICK=1, STUDY_ARCHS="embedded flask")
+STUDY ?= docker-serving
+QUICK ?=
+STUDY_ARCHS ?=
 # training
 EPOCHS ?= 12
 export ARCH
 
 .PHONY: help setup test test-unit test-integration train export evaluate bench-model \
-        up down status bench bench-all bench-study load load-ui report compose-file base-image images clean
+        up down status bench bench-all study bench-study load load-ui soak report compose-file base-image images \
+        clean
 
 help:
 	@echo "make setup                    venv + pinned dependencies (+ nginx from Debian when root)"
 	@echo "make test                     all tests (unit, integration; docker ones when an engine runs)"
 	@echo "make bench ARCH=fastapi       send the CIFAR-10 test set through a stack; results/<run-id>/"
 	@echo "make bench-all                every architecture that can run here, same settings"
-	@echo "make bench-study              the committed results' runs (reference, workloads, sweeps) + report"
+	@echo "make study STUDY=NAME         a study's experiments, then the report (STUDY=docker-serving; QUICK=1 for a"
+	@echo "                              smoke run, STUDY_ARCHS=\"a b\" for some architectures only; N RUNTIME)"
+	@echo "make bench-study              make study STUDY=docker-serving: the committed results' runs + report"
 	@echo "make load ARCH=flask          locust load test (headless); make load-ui for the web UI"
 	@echo "make soak ARCH=flask          DURATION (10m) at SOAK_LOAD (0.70) x measured capacity, or SOAK_RATE req/s:"
 	@echo "                              RSS growth per service (goal < 5% after 1 min), errors; SOAK_PROBE SOAK_CONCURRENCY"
@@ -55,7 +63,8 @@ help:
 	@echo "make bench-model              in-process reference (the physical limit)"
 	@echo "make up|down|status ARCH=...  the stack alone (RUNTIME=native|docker)"
 	@echo "make train|export|evaluate    the model"
-	@echo "Knobs: ARCH RUNTIME N BATCH CODEC CONCURRENCY RATE ARRIVALS REPEATS WARMUP USERS SPAWN_RATE DURATION WORKERS"
+	@echo "Knobs: ARCH RUNTIME N BATCH CODEC CONCURRENCY RATE ARRIVALS REPEATS WARMUP RESULTS USERS SPAWN_RATE"
+	@echo "       DURATION WORKERS WEB_PORT STUDY QUICK STUDY_ARCHS"
 	@echo "       and the serving knobs of '$(PY) -m servebench.topology knobs'"
 
 $(PY):
@@ -93,7 +102,7 @@ evaluate: $(VENV)/.installed
 	$(PY) -m models.evaluate --check 0.70
 
 bench-model: $(VENV)/.installed
-	$(PY) -m bench.reference
+	$(PY) -m bench.reference --out $(RESULTS)
 
 up: $(VENV)/.installed
 	$(PY) -m servebench.runtime up $(ARCH) --runtime $(RUNTIME)
@@ -114,18 +123,23 @@ bench: $(VENV)/.installed
 bench-all: $(VENV)/.installed
 	$(PY) -m bench.run --arch all $(BENCH_ARGS)
 
-# The runs behind the committed results (bench/campaign.py), then the report.
-bench-study: $(VENV)/.installed
-	$(PY) -m bench.campaign --runtime $(RUNTIME) --n $(N)
+# A study's experiment set (bench/studies/<name>/), then the report.
+study: $(VENV)/.installed
+	$(PY) -m bench.study $(STUDY) --runtime $(RUNTIME) --n $(N) --out $(RESULTS) \
+	  $(if $(filter 1 yes true,$(QUICK)),--quick,) $(foreach a,$(STUDY_ARCHS),--arch $(a))
+
+# The runs behind the committed results: the first study.
+bench-study: override STUDY = docker-serving
+bench-study: study
 
 load: $(VENV)/.installed
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
-	  --duration $(DURATION) --workers $(WORKERS) --codec $(CODEC) --batch $(BATCH)
+	  --duration $(DURATION) --workers $(WORKERS) --codec $(CODEC) --batch $(BATCH) --out $(RESULTS)
 
 load-ui: $(VENV)/.installed
-	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --ui --codec $(CODEC) --batch $(BATCH)
+	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --ui --web-port $(WEB_PORT) --codec $(CODEC) \
+	  --batch $(BATCH) --out $(RESULTS)
 
-.PHONY: soak
 soak: $(VENV)/.installed
 	$(PY) -m bench.soak --arch $(ARCH) --runtime $(RUNTIME) \
 	  --duration $(if $(filter file,$(origin DURATION)),$(SOAK_DURATION),$(DURATION)) \
@@ -134,7 +148,7 @@ soak: $(VENV)/.installed
 	  --out $(RESULTS)
 
 report: $(VENV)/.installed
-	$(PY) -m bench.report
+	$(PY) -m bench.report --results $(RESULTS)
 
 compose-file: $(VENV)/.installed
 	$(PY) -m servebench.topology compose > docker-compose.yml

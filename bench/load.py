@@ -1,22 +1,24 @@
 """`make load`: a locust load test through a stack's nginx (``bench/locustfile.py``).
 
-    python -m bench.load --arch fastapi [--runtime native] [--users 4] [--spawn-rate 4]
+    python -m bench.load --arch ARCH [--runtime native] [--users 4] [--spawn-rate 4]
         [--duration 30s] [--workers 0] [--codec json] [--batch 1] [--ui]
 
 Headless by default: locust's CSVs (``locust_stats.csv``, ``locust_failures.csv``,
 ...) and HTML report go to ``results/<run-id>/``, beside ``resources.csv``
 (the services and locust's own processes, as in ``bench.run``),
 ``locust_totals.json`` (the final totals and accuracy counts, written by the
-locustfile as locust quits) and a ``summary.json`` with those numbers. ``--ui`` serves locust's
+locustfile as locust quits) and a ``summary.json`` with those numbers (a run
+record, kind ``load``). ``--ui`` serves locust's
 web UI on 127.0.0.1:8089 instead, until Ctrl-C. ``--workers n`` runs locust
 distributed on this machine: one master plus n worker processes, the way load
 generation is spread over several machines.
 
 The stack is brought up and down as in ``bench.run`` (:mod:`bench.target`).
+The locust processes get their options as ``SB_LOAD_*`` variables
+(:class:`bench.options.LocustSettings`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -28,35 +30,16 @@ from pathlib import Path
 
 import psutil
 
-from bench import provenance, resources, results, target
-from servebench import codecs, runtime as runtimes, topology
+from bench import options as opts
+from bench import provenance, records, resources, results, target
+from bench.records import RunRecord
+from servebench import runtime as runtimes
+from servebench.settings import Settings
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 TOTALS_FILE = "locust_totals.json"
 SIGINT_GRACE_S = 5.0
 SIGTERM_GRACE_S = 10.0
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", required=True, choices=topology.ARCHES)
-    p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
-    p.add_argument("--users", type=int, default=4, help="simulated users (each one request at a time)")
-    p.add_argument("--spawn-rate", type=float, default=4, help="users started per second")
-    p.add_argument("--duration", default="30s", help="run time, locust's format: 30s, 5m, 1h30m")
-    p.add_argument("--workers", type=int, default=0, help="0: one locust process; n: a master and n workers")
-    p.add_argument("--codec", default="json", choices=codecs.CODECS)
-    p.add_argument("--batch", type=int, default=1, help="images per request")
-    p.add_argument("--images", type=int, default=1000, help="test images each locust process encodes and cycles")
-    p.add_argument("--ui", action="store_true", help="locust's web UI on 127.0.0.1 instead of a headless run")
-    p.add_argument("--web-port", type=int, default=8089)
-    p.add_argument("--sample-hz", type=float, default=resources.DEFAULT_HZ)
-    p.add_argument("--out", type=Path, default=results.DEFAULT_ROOT)
-    p.add_argument("--run-dir", default=None, help="the stack's state folder (default: SB_RUN_DIR or run/)")
-    args = p.parse_args(argv)
-    if args.users < 1 or args.batch < 1 or args.workers < 0 or not 1 <= args.images <= 10000:
-        p.error("--users and --batch must be at least 1, --workers at least 0, --images 1..10000")
-    return args
 
 
 def _free_port() -> int:
@@ -65,7 +48,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def locust_commands(args, url: str, run_dir: Path) -> list[list[str]]:
+def locust_commands(args: opts.LoadOptions, url: str, run_dir: Path) -> list[list[str]]:
     """The master (or only) locust process first, then the workers."""
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", url]
     main = [*base, "--csv", str(run_dir / "locust"), "--html", str(run_dir / "locust.html"),
@@ -83,16 +66,16 @@ def locust_commands(args, url: str, run_dir: Path) -> list[list[str]]:
     return [main] + [worker] * args.workers
 
 
-def locust_env(args, run_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "SB_LOAD_CODEC": args.codec,
-        "SB_LOAD_BATCH": str(args.batch),
-        "SB_LOAD_IMAGES": str(args.images),
-        "SB_LOAD_TOTALS_FILE": str(run_dir / TOTALS_FILE),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(results.REPO_ROOT), env.get("PYTHONPATH")])),
-    })
-    return env
+def locust_settings(args: opts.LoadOptions, run_dir: Path) -> opts.LocustSettings:
+    return opts.LocustSettings(codec=args.codec, batch=args.batch, images=args.images,
+                               totals_file=run_dir / TOTALS_FILE, data_dir=args.data_dir)
+
+
+def locust_env(args: opts.LoadOptions, run_dir: Path) -> dict[str, str]:
+    """What the locust processes inherit, plus the load settings (the only way a locustfile gets options)."""
+    inherited = dict(os.environ)
+    return {**inherited, **locust_settings(args, run_dir).env(),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(results.REPO_ROOT), inherited.get("PYTHONPATH")]))}
 
 
 def _tree(procs: list[subprocess.Popen]) -> list[psutil.Process]:
@@ -137,14 +120,16 @@ def locust_numbers(run_dir: Path, batch: int) -> dict | None:
     return doc
 
 
-def run(args, st, run_dir: Path) -> dict:
+def run(args: opts.LoadOptions, st, run_dir: Path) -> RunRecord:
     stack = target.stack_record(st)
-    header = {"kind": "load", "run_id": run_dir.name, "arch": args.arch, "runtime": args.runtime,
-              "settings": {"users": args.users, "spawn_rate": args.spawn_rate, "duration": None if args.ui else args.duration,
-                           "workers": args.workers, "codec": args.codec, "batch": args.batch, "images": args.images,
+    header = {"kind": "load", "run_id": run_dir.name, "study": args.study, "arch": args.arch,
+              "runtime": args.runtime,
+              "settings": {"users": args.users, "spawn_rate": args.spawn_rate,
+                           "duration": None if args.ui else args.duration, "workers": args.workers,
+                           "codec": args.codec, "batch": args.batch, "images": args.images,
                            "ui": args.ui, "sample_hz": args.sample_hz},
               "stack": stack, "provenance": provenance.record()}
-    results.write_json(run_dir / "summary.json", {**header, "interrupted": True, "running": True})
+    records.write(run_dir, {**header, "interrupted": True, "running": True})
     env = locust_env(args, run_dir)
     procs: list[subprocess.Popen] = []
     interrupted = False
@@ -183,8 +168,9 @@ def run(args, st, run_dir: Path) -> dict:
         "resources": sampler.summary(images),
         "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3),
     }
-    results.write_json(run_dir / "summary.json", doc)
-    return doc
+    record = RunRecord.model_validate(doc)
+    records.write(run_dir, record)
+    return record
 
 
 def print_table(doc: dict, run_dir: Path) -> None:
@@ -201,23 +187,29 @@ def print_table(doc: dict, run_dir: Path) -> None:
     print(f"  results in {run_dir}")
 
 
+def load(options: opts.LoadOptions, settings: Settings) -> RunRecord:
+    """A locust run against the running stack of ``options.arch``, or one started (and stopped) here."""
+    with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
+        run_dir = results.new_run_dir(f"load-{options.arch}", options.out)
+        record = run(options, st, run_dir)
+        print_table(record.doc(), run_dir)
+    return record
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    options = opts.parse(opts.LoadOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
         try:
-            with target.stack_for(args.arch, args.runtime, args.run_dir) as (st, _started):
-                run_dir = results.new_run_dir(f"load-{args.arch}", args.out)
-                doc = run(args, st, run_dir)
-                print_table(doc, run_dir)
+            record = load(options, Settings())
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130
-        except runtimes.get(args.runtime).StackError as exc:
+        except runtimes.StackError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    if doc["interrupted"]:
+    if record.interrupted:
         return 130
-    if doc["locust"] is None:
+    if record.get("locust") is None:
         print("error: locust wrote no statistics (see its output above)", file=sys.stderr)
         return 1
     return 0

@@ -1,15 +1,12 @@
 """Locust users posting CIFAR-10 test images through nginx and checking every answer.
 
-Run by ``bench.load`` (``make load``), which sets the host and these
-environment variables (the only settings this file reads):
-
-- ``SB_LOAD_CODEC`` (json), ``SB_LOAD_BATCH`` (1): the request bodies;
-- ``SB_LOAD_IMAGES`` (1000): how many test images each process pre-encodes
-  and cycles through;
-- ``SB_LOAD_TOTALS_FILE``: where the master (or the only process) writes, when
-  it quits, the final totals: requests, failures, latency percentiles and the
-  accuracy counts;
-- ``SB_CIFAR10_DIR``: the data, as everywhere else.
+Run by ``bench.load`` (``make load``), which sets the host and passes the load
+options as ``SB_LOAD_*`` variables, read here once as
+:class:`bench.options.LocustSettings` (the only settings this file reads):
+the request bodies' codec and batch, how many test images each process
+pre-encodes and cycles through, the data folder, and the file where the master
+(or the only process) writes, when it quits, the final totals: requests,
+failures, latency percentiles and the accuracy counts.
 
 An answer fails unless it is a 200 with one well-formed prediction per image;
 right and wrong predictions are counted for the accuracy (from every worker,
@@ -19,16 +16,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 
 import gevent
 from locust import FastHttpUser, events, stats, task
 from locust.runners import MasterRunner, WorkerRunner
 
-CODEC = os.environ.get("SB_LOAD_CODEC", "json")
-BATCH = int(os.environ.get("SB_LOAD_BATCH", "1"))
-IMAGES = int(os.environ.get("SB_LOAD_IMAGES", "1000"))
-TOTALS_FILE = os.environ.get("SB_LOAD_TOTALS_FILE")
+from bench.options import LocustSettings
+
+SETTINGS = LocustSettings()
 
 bodies: list[tuple[bytes, dict, list[int]]] = []  # (body, headers, labels), encoded before any user starts
 counts = {"checked": 0, "correct": 0}
@@ -41,10 +36,11 @@ def encode_bodies(environment, **_):
         return  # the master sends nothing
     from servebench import codecs, data
 
-    split = data.load_test(limit=IMAGES)
-    for start in range(0, len(split), BATCH):
-        body, content_type = codecs.encode(split.images[start:start + BATCH], CODEC)
-        bodies.append((body, {"Content-Type": content_type}, split.labels[start:start + BATCH].tolist()))
+    batch = SETTINGS.batch
+    split = data.load_test(SETTINGS.data_dir, limit=SETTINGS.images)
+    for start in range(0, len(split), batch):
+        body, content_type = codecs.encode(split.images[start:start + batch], SETTINGS.codec)
+        bodies.append((body, {"Content-Type": content_type}, split.labels[start:start + batch].tolist()))
 
 
 @events.report_to_master.add_listener
@@ -67,7 +63,7 @@ def write_totals(environment, **_):
         # Locust rewrites its CSVs once a second and does not write them again when it
         # quits: let its writer run once more, so locust_stats.csv has the final numbers.
         gevent.sleep(stats.CSV_STATS_INTERVAL_SEC + 0.2)
-    if not TOTALS_FILE:
+    if SETTINGS.totals_file is None:
         return
     total = environment.stats.total
     percentile = total.get_response_time_percentile
@@ -82,7 +78,7 @@ def write_totals(environment, **_):
         "images_checked": counts["checked"],
         "images_correct": counts["correct"],
     }
-    with open(TOTALS_FILE, "w") as f:
+    with open(SETTINGS.totals_file, "w") as f:
         json.dump(doc, f, indent=2)
 
 

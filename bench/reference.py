@@ -4,8 +4,8 @@
                               [--batch-images 2048 | --batch-seconds 5] [--codec-calls 300]
                               [--out results]
 
-It calls :meth:`InferenceCore.predict`, built from the same ``SB_*`` settings
-as the servers, so every architecture is compared with the limit of its own
+It calls :meth:`InferenceCore.predict`, built from the same serving settings
+(:class:`servebench.settings.Settings`) as the servers, so every architecture is compared with the limit of its own
 call path. Measured on real CIFAR-10 test images:
 
 - latency of one image, sequential calls (p50/p90/p99/mean/max, ms);
@@ -13,16 +13,19 @@ call path. Measured on real CIFAR-10 test images:
 - one-image latency when the body is first decoded by the request codecs
   (what an in-process server does before the model), with decoding shown apart.
 
-Writes ``<out>/<run_id>/summary.json`` and ``latency.csv`` and copies the
-summary to ``<out>/reference.json``, which the harness reads for ratios.
+Writes ``<out>/<run_id>/summary.json`` (a run record, kind ``reference``) and
+``latency.csv``, and copies the summary to ``<out>/reference.json``, which the
+harness reads for ratios. A study measures it with :func:`measure_isolated`, in
+a process of its own.
 Ctrl-C stops measuring and writes what was measured, marked ``interrupted``.
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import json
+import multiprocessing
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -30,45 +33,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import provenance
-from servebench import codecs, data
-from servebench.inference import InferenceCore
+from bench import options as opts
+from bench import provenance, records
+from bench.records import RunRecord
+from servebench import codecs, data, interrupts
+from servebench.inference import InferenceCore  # loads TensorFlow only when a core is built
 from servebench.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCH_WARMUP_CALLS = 2  # the first calls at a new batch size allocate buffers
+BASELINE = "reference.json"  # in the results folder: the copy every bench run's ratio is computed against
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--calls", type=int, default=1000, help="timed one-image calls")
-    p.add_argument("--warmup", type=int, default=50, help="untimed one-image calls first")
-    p.add_argument("--batch-sizes", type=_int_list, default=(1, 8, 32, 128), help="comma-separated")
-    p.add_argument("--batch-images", type=int, default=2048, help="images per batch size (throughput)")
-    p.add_argument("--batch-seconds", type=float, default=None,
-                   help="run each batch size this long instead of a fixed number of images")
-    p.add_argument("--codec-calls", type=int, default=300, help="timed one-image calls per codec")
-    p.add_argument("--codecs", type=_str_list, default=("json", "raw"), help=f"from {','.join(codecs.CODECS)}")
-    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
-    p.add_argument("--out", type=Path, default=REPO_ROOT / "results")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    unknown = set(args.codecs) - set(codecs.CODECS)
-    if unknown:
-        p.error(f"unknown codec(s) {', '.join(sorted(unknown))}: choose from {', '.join(codecs.CODECS)}")
-    if args.calls < 1 or args.warmup < 0 or args.codec_calls < 0 or args.batch_images < 1:
-        p.error("--calls and --batch-images must be at least 1; --warmup and --codec-calls at least 0")
-    if any(b < 1 for b in args.batch_sizes):
-        p.error("batch sizes must be at least 1")
-    return args
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
-
-
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in text.split(",") if x.strip())
+class MeasurementFailed(RuntimeError):
+    """The reference's own process ended without a record."""
 
 
 def stats(ms: list[float]) -> dict | None:
@@ -163,41 +140,41 @@ class Reference:
                 self.codec[codec] = {**stats(total), "decode_ms": stats(decode), "body_bytes": len(bodies[0][0])}
 
 
-def summary(args, settings: Settings, ref: Reference, interrupted: bool) -> dict:
+def summary(options: opts.ReferenceOptions, settings: Settings, ref: Reference, run_id: str,
+            interrupted: bool) -> dict:
     return {
         "kind": "reference",
+        "run_id": run_id,
+        "study": options.study,
         "interrupted": interrupted,
         "settings": {
             "intra_op_threads": settings.intra_op_threads,
             "inter_op_threads": settings.inter_op_threads,
-            "model_base": str(settings.model_base),
+            "call_path": settings.call_path,
+            "model_name": settings.model_name,
             "model_version": settings.model_version,
-            "calls": args.calls,
-            "warmup": args.warmup,
-            "batch_sizes": list(args.batch_sizes),
-            "batch_images": None if args.batch_seconds else args.batch_images,
-            "batch_seconds": args.batch_seconds,
-            "codec_calls": args.codec_calls,
-            "codecs": list(args.codecs),
+            "calls": options.calls,
+            "warmup": options.warmup,
+            "batch_sizes": list(options.batch_sizes),
+            "batch_images": None if options.batch_seconds else options.batch_images,
+            "batch_seconds": options.batch_seconds,
+            "codec_calls": options.codec_calls,
+            "codecs": list(options.codecs),
         },
+        "provenance": provenance.record(),
         "model": ref.core.info(),
-        "data": data.provenance(args.data_dir),
+        "data": data.provenance(options.data_dir),
         "latency_ms": stats(ref.latency_ms),
         "throughput": ref.throughput,
         "codec_latency_ms": ref.codec,
-        **provenance.record(),
     }
 
 
-def write(out: Path, label: str, doc: dict, latency_ms: list[float]) -> Path:
-    run_dir = out / provenance.run_id(label)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(doc, indent=2) + "\n")
+def write_latency(run_dir: Path, latency_ms: list[float]) -> None:
     with (run_dir / "latency.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "latency_ms"])
         w.writerows((i, f"{ms:.4f}") for i, ms in enumerate(latency_ms))
-    return run_dir
 
 
 def print_table(doc: dict) -> None:
@@ -220,39 +197,100 @@ def print_table(doc: dict) -> None:
                 print(f"{t['batch']:>6}{t['images_per_s']:>10.1f}{t['batch_ms']['p50']:>14.2f}{t['images']:>8}")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    settings = Settings()
-    try:
-        split = data.load_test(args.data_dir)
-    except data.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def measure(options: opts.ReferenceOptions, settings: Settings) -> RunRecord:
+    """Measure in this process and write the run; a complete one becomes ``<out>/reference.json``.
+
+    Ctrl-C stops measuring: what was measured is written, marked interrupted,
+    and the baseline is left as it was.
+    """
+    split = data.load_test(options.data_dir)
     core = InferenceCore.from_settings(settings)
-    ref = Reference(core, split.images, progress=not args.no_progress)
+    ref = Reference(core, split.images, progress=options.progress)
     interrupted = False
     try:
-        ref.latency(args.calls, args.warmup)
-        for size in args.batch_sizes:
-            ref.batch(size, args.batch_images, args.batch_seconds)
-        for codec in args.codecs:
-            if args.codec_calls:
-                ref.codec_latency(codec, args.codec_calls)
+        ref.latency(options.calls, options.warmup)
+        for size in options.batch_sizes:
+            ref.batch(size, options.batch_images, options.batch_seconds)
+        for codec in options.codecs:
+            if options.codec_calls:
+                ref.codec_latency(codec, options.codec_calls)
     except KeyboardInterrupt:
         interrupted = True
         print("\ninterrupted: writing what was measured", file=sys.stderr)
+    with interrupts.shielded():
+        run_dir = options.out / provenance.run_id("reference")  # not `latest`: that is the newest served run
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = RunRecord.model_validate(summary(options, settings, ref, run_dir.name, interrupted))
+        records.write(run_dir, record)
+        write_latency(run_dir, ref.latency_ms)
+        print_table(record.doc())
+        print(f"\nwrote {run_dir}/summary.json and latency.csv")
+        baseline = options.out / BASELINE
+        if interrupted:
+            # A partial run must not become the baseline every ratio is computed against.
+            print(f"left {baseline} as it was (run interrupted)")
+        else:
+            shutil.copyfile(run_dir / records.FILE, baseline)
+            print(f"copied to {baseline}")
+    return record
 
-    doc = summary(args, settings, ref, interrupted)
-    run_dir = write(args.out, "reference", doc, ref.latency_ms)
-    print_table(doc)
-    print(f"\nwrote {run_dir}/summary.json and latency.csv")
-    if interrupted:
-        # A partial run must not become the baseline every ratio is computed against.
-        print(f"left {args.out / 'reference.json'} as it was (run interrupted)")
-        return 130
-    shutil.copyfile(run_dir / "summary.json", args.out / "reference.json")
-    print(f"copied to {args.out / 'reference.json'}")
-    return 0
+
+def _measure_in_child(options: opts.ReferenceOptions, settings: Settings, conn) -> None:
+    try:
+        conn.send(measure(options, settings))
+    except KeyboardInterrupt:
+        pass  # interrupted before anything was measured: no record
+    finally:
+        conn.close()
+
+
+def measure_isolated(options: opts.ReferenceOptions, settings: Settings) -> RunRecord:
+    """:func:`measure` in a process of its own, so that TensorFlow never loads into the caller's.
+
+    The caller is a client whose memory the harness records. On Ctrl-C or
+    SIGTERM here, the child is interrupted too and its record is awaited.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_measure_in_child, args=(options, settings, send), name="bench-reference")
+    proc.start()
+    send.close()
+    record = None
+    try:
+        record = _receive(receive, proc)
+    except KeyboardInterrupt:
+        with interrupts.shielded():
+            if proc.is_alive():  # a terminal's Ctrl-C reached it too; SIGTERM (ours) did not
+                os.kill(proc.pid, signal.SIGINT)
+            record = _receive(receive, proc)
+        if record is None:
+            raise
+    finally:
+        proc.join()
+        receive.close()
+    if record is None:
+        raise MeasurementFailed(f"the reference process ended with exit code {proc.exitcode} and no record")
+    return record
+
+
+def _receive(conn, proc) -> RunRecord | None:
+    while not conn.poll(0.2):  # short waits: Ctrl-C and SIGTERM are handled here
+        if not proc.is_alive() and not conn.poll(0):
+            return None
+    try:
+        return conn.recv()
+    except EOFError:
+        return None
+
+
+def main(argv=None) -> int:
+    options = opts.parse(opts.ReferenceOptions, argv, __doc__)
+    try:
+        record = measure(options, Settings())
+    except data.DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 130 if record.interrupted else 0
 
 
 if __name__ == "__main__":

@@ -2,13 +2,13 @@
 
 Each run owns ``results/<run-id>/``; ``results/latest`` is a relative symlink
 to the newest one. CSV rows are flushed one by one, so a run that is killed
-keeps every row it measured; ``summary.json`` is replaced atomically, and is
-also written for an interrupted run (with ``"interrupted": true``).
+keeps every row it measured; ``summary.json`` (a run record, written by
+:func:`bench.records.write`) is replaced atomically, and is also written for an
+interrupted run (with ``"interrupted": true``).
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import threading
@@ -105,22 +105,6 @@ def _labels(values) -> str:
 
 def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.3f}"
-
-
-def write_json(path: Path, doc: dict) -> None:
-    """Write via a temporary file, so a reader never sees half a summary."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def rounded(value: float | None, digits: int = 3) -> float | None:

@@ -1,7 +1,6 @@
 """`make bench`: send the CIFAR-10 test set through a stack's nginx and record what it costs.
 
-    python -m bench.run --arch embedded|flask|fastapi|tfserving-rest|tfserving-grpc|all
-        [--runtime native|docker] [--n 10000] [--batch 1] [--codec json]
+    python -m bench.run --arch ARCH|all [--runtime native|docker] [--n 10000] [--batch 1] [--codec json]
         [--concurrency 1] [--rate R --arrivals constant|poisson] [--repeats 1] [--warmup 50]
 
 The stack is brought up if none is running (and down again afterwards); a
@@ -18,76 +17,44 @@ Writes ``results/<run-id>/`` (``results/latest`` points at it):
   the Server-Timing components in ms and nginx's upstream header time in ms;
 - ``resources.csv``: CPU and memory per service and for the client, 5 times a
   second (:mod:`bench.resources`);
-- ``summary.json``: settings, stack, provenance, accuracy, errors, latency,
+- ``summary.json``: the run record (:mod:`bench.records`, kind ``bench``):
+  settings, stack, provenance, accuracy, errors, latency,
   throughput, Table 3, per-hop medians (``hops_ms``, defined in
   :mod:`bench.timing`), resources, harness overhead and the ratio to the
   in-process reference (``results/reference.json``, from ``make bench-model``).
 
-Table 3 is the study's: the elapsed time until the first 1, 10, 100, 1,000 and
-10,000 images were answered in each pass, mean and spread over the repeats
-(sequential only with concurrency 1 and no rate). Ctrl-C or SIGTERM stops
+Table 3 is the docker-serving study's: the elapsed time until the first 1, 10,
+100, 1,000 and 10,000 images were answered in each pass, mean and spread over
+the repeats (sequential only with concurrency 1 and no rate). Ctrl-C or SIGTERM stops
 sending; the rows are kept and the summary says ``"interrupted": true``.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, overhead, provenance, resources, results, target, timing
-from servebench import codecs, data, interrupts, runtime as runtimes, topology
-
-TABLE3_SIZES = (1, 10, 100, 1000, 10000)
-OPEN_LOOP_CONNECTIONS = 16  # the most requests in flight at once in the open loop, at least
-
-
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", required=True, choices=(*topology.ARCHES, "all"))
-    p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
-    p.add_argument("--n", type=int, default=10000, help="images to send per pass (CIFAR-10 test set: at most 10000)")
-    p.add_argument("--batch", type=int, default=1, help="images per request")
-    p.add_argument("--codec", default="json", choices=codecs.CODECS, help="request body format")
-    p.add_argument("--concurrency", type=int, default=1, help="closed loop: requests in flight (1: sequential)")
-    p.add_argument("--rate", type=float, default=None, help="open loop: requests per second")
-    p.add_argument("--arrivals", default="constant", choices=("constant", "poisson"), help="open-loop inter-arrival times")
-    p.add_argument("--connections", type=int, default=None,
-                   help=f"open loop: connection pool (default: max(concurrency, {OPEN_LOOP_CONNECTIONS}))")
-    p.add_argument("--repeats", type=int, default=1, help="passes over the N images")
-    p.add_argument("--warmup", type=int, default=50, help="requests sent first and not counted")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals")
-    p.add_argument("--overhead-requests", type=int, default=1000, help="requests for the harness-overhead measurement")
-    p.add_argument("--sample-hz", type=float, default=resources.DEFAULT_HZ, help="resource samples per second")
-    p.add_argument("--out", type=Path, default=results.DEFAULT_ROOT, help="results folder")
-    p.add_argument("--run-dir", default=None, help="the stack's state folder (default: SB_RUN_DIR or run/)")
-    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    if not 1 <= args.n <= 10000:
-        p.error("--n must be 1..10000 (the CIFAR-10 test set)")
-    if args.batch < 1 or args.concurrency < 1 or args.repeats < 1 or args.warmup < 0:
-        p.error("--batch, --concurrency and --repeats must be at least 1, --warmup at least 0")
-    if args.rate is not None and args.rate <= 0:
-        p.error("--rate must be positive")
-    if args.connections is None:
-        args.connections = max(args.concurrency, OPEN_LOOP_CONNECTIONS) if args.rate else args.concurrency
-    return args
+from bench import client, overhead, provenance, records, resources, results, target, timing
+from bench import options as opts
+from bench.formats import fmt
+from bench.records import RunRecord
+from bench.studies.docker_serving.published import TABLE3_SIZES
+from servebench import data, interrupts
+from servebench import runtime as runtimes
+from servebench.settings import Settings
 
 
-def settings_of(args) -> dict:
-    return {
-        "n": args.n, "batch": args.batch, "codec": args.codec, "concurrency": args.concurrency,
-        "rate": args.rate, "arrivals": args.arrivals if args.rate else None,
-        "open_loop_connections": args.connections if args.rate else None,
-        "repeats": args.repeats, "warmup": args.warmup, "seed": args.seed,
-        "mode": ("open" if args.rate else "closed"), "sample_hz": args.sample_hz,
-    }
+class BenchFailed(RuntimeError):
+    """Some architectures of ``--arch all`` could not be run; the others' records are kept."""
+
+    def __init__(self, failed: dict[str, str], done: list[RunRecord]):
+        super().__init__("failed: " + ", ".join(failed))
+        self.failed, self.done = failed, done
 
 
 class Recorder:
@@ -127,7 +94,7 @@ class Recorder:
 class Bench:
     """One architecture's run: warm-up, passes, resources, summary."""
 
-    def __init__(self, args, arch: str, st, requests: list[client.Request], harness: dict):
+    def __init__(self, args: opts.BenchOptions, arch: str, st, requests: list[client.Request], harness: dict):
         self.args = args
         self.arch = arch
         self.st = st
@@ -146,17 +113,17 @@ class Bench:
             statuses[r.status] = statuses.get(r.status, 0) + 1
 
         sample = [self.requests[i % len(self.requests)] for i in range(self.args.warmup)]
-        self.client.closed_loop(sample, min(self.args.connections, len(sample)), count, threading.Event())
+        self.client.closed_loop(sample, min(self.args.pool, len(sample)), count, threading.Event())
         if set(statuses) != {200}:
             print(f"  warm-up answers by status: {statuses}", file=sys.stderr)
 
-    def measure(self, run_dir: Path) -> dict:
+    def measure(self, run_dir: Path) -> RunRecord:
         args, self.run_dir = self.args, run_dir
         self.stack = target.stack_record(self.st)
         # Replaced at the end: a run killed outright still says it did not finish.
-        results.write_json(run_dir / "summary.json", {**self._header(interrupted=True), "running": True})
+        records.write(run_dir, {**self._header(interrupted=True), "running": True})
         origin = time.perf_counter()
-        bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=args.no_progress,
+        bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
                    dynamic_ncols=True, mininterval=0.5)
         req_log = results.CsvLog(run_dir / "requests.csv", results.REQUEST_COLUMNS)
         res_log = results.CsvLog(run_dir / "resources.csv", resources.COLUMNS)
@@ -183,9 +150,9 @@ class Bench:
             res_log.close()
             bar.close()
             self.client.close()
-            doc = self.summary(rows, sampler, interrupted)
-            results.write_json(run_dir / "summary.json", doc)
-        return doc
+            record = RunRecord.model_validate(self.summary(rows, sampler, interrupted))
+            records.write(run_dir, record)
+        return record
 
     def _pass(self, repeat: int, recorder: Recorder, stop: threading.Event) -> None:
         args = self.args
@@ -195,7 +162,7 @@ class Bench:
             offsets = client.arrival_offsets(len(self.requests), args.rate, args.arrivals, args.seed + repeat)
             start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
             record["start"] = start
-            self.client.open_loop(self.requests, offsets, args.connections, recorder, stop, start)
+            self.client.open_loop(self.requests, offsets, args.pool, recorder, stop, start)
         else:
             self.client.closed_loop(self.requests, args.concurrency, recorder, stop)
         record["end"] = time.perf_counter()
@@ -205,10 +172,11 @@ class Bench:
         return {
             "kind": "bench",
             "run_id": self.run_dir.name,
+            "study": self.args.study,
             "arch": self.arch,
             "runtime": self.args.runtime,
             "interrupted": interrupted,
-            "settings": settings_of(self.args),
+            "settings": self.args.recorded(),
             "stack": self.stack,
             "provenance": provenance.record(),
             "harness_overhead_ms": self.harness.get("median_ms"),
@@ -283,8 +251,10 @@ class Bench:
     def _reference(self, p50: float | None) -> dict | None:
         path = Path(self.args.out) / "reference.json"
         try:
-            ref_p50 = json.loads(path.read_text())["latency_ms"]["p50"]
-        except (OSError, ValueError, KeyError, TypeError):
+            ref_p50 = records.read(path).get("latency_ms", "p50")
+        except records.SchemaError:
+            return None
+        if ref_p50 is None:
             return None
         return {"path": str(path), "p50_ms": ref_p50,
                 "ratio_p50": results.rounded(p50 / ref_p50, 3) if p50 and ref_p50 else None}
@@ -310,69 +280,92 @@ def print_table(doc: dict, run_dir: Path) -> None:
         print("  Table 3 (s): " + "  ".join(f"{k}: {v['mean_s']}±{v['stdev_s']}" for k, v in doc["table3"].items()))
     print(f"  {'service':<10}{'cpu %':>8}{'cpu-s/img':>11}{'RSS MB':>9}{'max':>8}{'PSS MB':>9}")
     for name, r in doc["resources"].items():
-        print(f"  {name:<10}{_fmt(r['cpu_percent_mean']):>8}{_fmt(r['cpu_seconds_per_image'], 5):>11}"
-              f"{_fmt(r['rss_mb_mean']):>9}{_fmt(r['rss_mb_max']):>8}{_fmt(r['pss_mb_mean']):>9}")
+        print(f"  {name:<10}{fmt(r['cpu_percent_mean']):>8}{fmt(r['cpu_seconds_per_image'], 5):>11}"
+              f"{fmt(r['rss_mb_mean']):>9}{fmt(r['rss_mb_max']):>8}{fmt(r['pss_mb_mean']):>9}")
     h = doc["harness_overhead"]
     print(f"  harness overhead {h.get('median_ms')} ms/request (target < {overhead.TARGET_MS}; "
           f"sampler used {doc['sampler_cpu_seconds']} CPU-s)")
     print(f"  results in {run_dir}")
 
 
-def _fmt(value, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 # ------------------------------------------------------------------ main
-def bench_arch(args, arch: str, requests: list[client.Request]) -> dict:
-    harness = overhead.measure(requests, n=args.overhead_requests)
-    print(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
-    with target.stack_for(arch, args.runtime, args.run_dir) as (st, _started):
-        bench = Bench(args, arch, st, requests, harness)
+def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Request], settings: Settings,
+               log: Callable = print) -> RunRecord:
+    """One architecture's run, in the running stack of ``arch`` or one started (and stopped) here."""
+    harness = overhead.measure(requests, n=options.overhead_requests)
+    log(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
+    with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
+        bench = Bench(options, arch, st, requests, harness)
         bench.warm_up()
-        run_dir = results.new_run_dir(f"bench-{arch}", args.out)
-        doc = bench.measure(run_dir)
-        print_table(doc, run_dir)
-    return doc
+        run_dir = results.new_run_dir(f"bench-{arch}", options.out)
+        record = bench.measure(run_dir)
+        print_table(record.doc(), run_dir)
+    return record
+
+
+def prepare(options: opts.BenchOptions) -> list[client.Request]:
+    """The first N test images, encoded as the run's request bodies (raises data.DatasetError)."""
+    split = data.load_test(options.data_dir, limit=options.n)
+    bar = (lambda it: tqdm(it, desc=f"encoding ({options.codec})", unit="req", leave=False,
+                           disable=not options.progress))
+    return client.prepare(split.images, split.labels, options.batch, options.codec, progress=bar)
+
+
+def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
+    """Run ``options.arch`` (or each that runs here, for ``all``); the records written, in order.
+
+    Stops after an interrupted run (its record is the last). A stack error ends
+    a single architecture's run; with ``all`` the others still run, and
+    :class:`BenchFailed` then names the ones that failed.
+    """
+    if options.arch == "all":
+        arches, skipped = target.runnable_arches(options.runtime)
+        for arch, why in skipped.items():
+            log(f"skipping {arch}: {why}")
+        other = target.running(options.runtime, options.run_dir)
+        if other is not None:
+            raise runtimes.StackError(f"a {other.arch} stack is running; --arch all brings each stack up itself: "
+                                      f"`make down RUNTIME={options.runtime}` first")
+    else:
+        arches = [options.arch]
+    requests = prepare(options)
+    done: list[RunRecord] = []
+    failed: dict[str, str] = {}
+    for arch in arches:
+        try:
+            record = bench_arch(options, arch, requests, settings, log)
+        except runtimes.StackError as exc:
+            if options.arch != "all":
+                raise
+            print(f"error: {arch}: {exc}", file=sys.stderr)
+            failed[arch] = str(exc)
+            continue
+        done.append(record)
+        if record.interrupted:
+            return done
+    if failed:
+        raise BenchFailed(failed, done)
+    return done
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    if args.arch == "all":
-        arches, skipped = target.runnable_arches(args.runtime)
-        for arch, why in skipped.items():
-            print(f"skipping {arch}: {why}")
-        other = target.running(args.runtime, args.run_dir)
-        if other is not None:
-            print(f"error: a {other.arch} stack is running; --arch all brings each stack up itself: "
-                  f"`make down RUNTIME={args.runtime}` first", file=sys.stderr)
-            return 1
-    else:
-        arches = [args.arch]
-    try:
-        split = data.load_test(args.data_dir, limit=args.n)
-    except data.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bar = (lambda it: tqdm(it, desc=f"encoding ({args.codec})", unit="req", leave=False, disable=args.no_progress))
-    requests = client.prepare(split.images, split.labels, args.batch, args.codec, progress=bar)
-    failed = []
+    options = opts.parse(opts.BenchOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
-        for arch in arches:
-            try:
-                doc = bench_arch(args, arch, requests)
-            except KeyboardInterrupt:
-                print("\ninterrupted", file=sys.stderr)
-                return 130
-            except runtimes.get(args.runtime).StackError as exc:
-                print(f"error: {arch}: {exc}", file=sys.stderr)
-                failed.append(arch)
-                continue
-            if doc["interrupted"]:
-                return 130
-    if failed:
-        print(f"failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+        try:
+            done = bench(options, Settings())
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return 130
+        except data.DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except BenchFailed as exc:
+            print(f"{exc}", file=sys.stderr)
+            return 130 if any(r.interrupted for r in exc.done) else 1
+        except runtimes.StackError as exc:
+            print(f"error: {options.arch}: {exc}", file=sys.stderr)
+            return 1
+    return 130 if done and done[-1].interrupted else 0
 
 
 if __name__ == "__main__":

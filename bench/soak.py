@@ -1,7 +1,6 @@
 """`make soak`: hold a stack at a steady share of its capacity for a long time, and watch its memory.
 
-    python -m bench.soak --arch embedded|flask|fastapi|tfserving-rest|tfserving-grpc
-        [--runtime native|docker] [--duration 10m] [--load 0.70 | --rate R]
+    python -m bench.soak --arch ARCH [--runtime native|docker] [--duration 10m] [--load 0.70 | --rate R]
         [--probe 15s] [--probe-concurrency 8] [--codec json] [--batch 1] [--n 10000] [--out results/]
 
 1. Capacity: unless ``--rate`` (requests/s) is given, ``--warmup`` requests are
@@ -21,17 +20,15 @@
 Writes ``<out>/<run-id>/`` (``soak-<arch>``): ``requests.csv`` and
 ``resources.csv`` (the columns of ``bench.run``; ``repeat`` is the pass over
 the test images, times are from the soak's start), ``summary.json`` (kind
-``soak``: settings, capacity, errors by status, latency overall and per
+``soak``, a run record: settings, capacity, errors by status, latency overall and per
 minute, throughput, memory growth per service with its verdict) and
 ``soak.png``. Ctrl-C or SIGTERM stops sending: the rows are kept, the summary
 says ``"interrupted": true`` and a stack started here is brought down.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import re
 import sys
 import threading
 import time
@@ -42,49 +39,27 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, provenance, resources, results, target
-from servebench import codecs, data, interrupts, runtime as runtimes, topology
+from bench import client, provenance, records, resources, results, target
+from bench import options as opts
+from bench.formats import fmt, format_duration, parse_duration
+from bench.records import RunRecord
+from servebench import data, interrupts
+from servebench import runtime as runtimes
+from servebench.settings import Settings
 
-GOAL_PCT = 5.0
+_DEFAULTS = opts.SoakOptions.model_fields
+GOAL_PCT = _DEFAULTS["goal"].default
 BASELINE_AT_S = 60.0  # growth counts from here: the first minute is start-up (caches, pools, arenas)
-DEFAULT_WINDOW_S = 20.0
-DEFAULT_SAMPLE_HZ = 1.0  # PSS walks every page table; once a second is cheap enough for hours
-DEFAULT_CONNECTIONS = 16
+DEFAULT_WINDOW_S = parse_duration(_DEFAULTS["window"].default)
 CLIENT = "client"  # the harness's own process: reported, never part of the verdict
 PLOT_FILE = "soak.png"
+
 
 class CapacityError(RuntimeError):
     """The capacity measurement got no good answer, so there is no rate to soak at."""
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
-
-
 # ------------------------------------------------------------------ pure helpers
-def parse_duration(text) -> float:
-    """Seconds in '30s', '10m', '1h', '1h30m', '1.5m' or plain seconds ('90'); positive."""
-    s = str(text).strip().lower()
-    if not s:
-        raise ValueError("empty duration")
-    try:
-        seconds = float(s)
-    except ValueError:
-        parts = _DURATION_PART.findall(s)
-        if not parts or "".join(n + u for n, u in parts) != s or len({u for _, u in parts}) != len(parts):
-            raise ValueError(f"bad duration {text!r}: use 30s, 10m, 1h, 1h30m or seconds") from None
-        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"bad duration {text!r}: must be positive")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    s = int(round(seconds))
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
-
-
 def soak_rate(capacity_images_per_s: float, load: float, batch: int) -> float:
     """Requests/s that put ``load`` x capacity (images/s) on the stack."""
     if capacity_images_per_s <= 0:
@@ -280,49 +255,8 @@ class Recorder:
 
 
 # ------------------------------------------------------------------ the run
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", required=True, choices=topology.ARCHES)
-    p.add_argument("--runtime", default="native", choices=runtimes.RUNTIMES)
-    p.add_argument("--duration", default="10m", help="soak length: 30s, 10m, 1h, 1h30m or seconds (default 10m)")
-    p.add_argument("--load", type=float, default=0.70, help="share of the measured capacity to send (default 0.70)")
-    p.add_argument("--rate", type=float, default=None, help="requests/s; skips the capacity measurement")
-    p.add_argument("--probe", default="15s", help="capacity measurement length (closed loop)")
-    p.add_argument("--probe-concurrency", type=int, default=8, help="connections of the capacity measurement")
-    p.add_argument("--n", type=int, default=10000, help="test images cycled through (at most 10000)")
-    p.add_argument("--batch", type=int, default=1, help="images per request")
-    p.add_argument("--codec", default="json", choices=codecs.CODECS, help="request body format")
-    p.add_argument("--connections", type=int, default=DEFAULT_CONNECTIONS, help="open-loop connection pool")
-    p.add_argument("--warmup", type=int, default=50, help="requests sent first and not counted")
-    p.add_argument("--sample-hz", type=float, default=DEFAULT_SAMPLE_HZ, help="resource samples per second")
-    p.add_argument("--window", default=f"{DEFAULT_WINDOW_S:g}s", help="median window of the growth figures")
-    p.add_argument("--goal", type=float, default=GOAL_PCT, help="memory growth goal, %% (default 5)")
-    p.add_argument("--bin", default="1m", help="latency/throughput bins (default 1m)")
-    p.add_argument("--out", type=Path, default=results.DEFAULT_ROOT, help="results folder")
-    p.add_argument("--run-dir", default=None, help="the stack's state folder (default: SB_RUN_DIR or run/)")
-    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    for name in ("duration", "probe", "window", "bin"):
-        try:
-            setattr(args, f"{name}_s", parse_duration(getattr(args, name)))
-        except ValueError as exc:
-            p.error(f"--{name}: {exc}")
-    if not 1 <= args.n <= 10000:
-        p.error("--n must be 1..10000 (the CIFAR-10 test set)")
-    if min(args.batch, args.probe_concurrency, args.connections) < 1 or args.warmup < 0:
-        p.error("--batch, --probe-concurrency and --connections must be at least 1, --warmup at least 0")
-    if not 0 < args.load <= 1.5:
-        p.error("--load must be in (0, 1.5]")
-    if args.rate is not None and args.rate <= 0:
-        p.error("--rate must be positive")
-    if args.sample_hz <= 0 or args.goal <= 0:
-        p.error("--sample-hz and --goal must be positive")
-    return args
-
-
 class Soak:
-    def __init__(self, args, st, prepared: list[client.Request]):
+    def __init__(self, args: opts.SoakOptions, st, prepared: list[client.Request]):
         self.args, self.st, self.prepared = args, st, prepared
         self.client = client.Client(st.url)
         self.capacity: dict = {"measured": False}
@@ -336,7 +270,7 @@ class Soak:
         self.rows_written = None
 
     def say(self, text: str) -> None:
-        if self.args.no_progress:
+        if not self.args.progress:
             print(text, flush=True)
         else:
             tqdm.write(text)  # above the progress bar, not through it
@@ -396,7 +330,7 @@ class Soak:
         requests = schedule(self.prepared, a.duration_s, self.rate)
         offsets = client.arrival_offsets(len(requests), self.rate, "constant", 0)
         self.planned = len(requests)
-        bar = tqdm(total=len(requests), unit="req", desc=f"soak {self.st.arch}", disable=a.no_progress,
+        bar = tqdm(total=len(requests), unit="req", desc=f"soak {self.st.arch}", disable=not a.progress,
                    dynamic_ncols=True, mininterval=1.0)
         self.say(f"soak: {len(requests)} requests at {self.rate:.1f}/s for {format_duration(a.duration_s)}, "
                  f"{a.connections} connections")
@@ -411,11 +345,11 @@ class Soak:
             self.end = time.perf_counter()
             bar.close()
 
-    def run(self, out: Path) -> dict:
+    def run(self, out: Path) -> RunRecord:
         self.run_dir = results.new_run_dir(f"soak-{self.st.arch}", out)
         self.stack = target.stack_record(self.st)
         # Replaced at the end: a run killed outright still says it did not finish.
-        results.write_json(self.run_dir / "summary.json", {**self._header(True), "running": True})
+        records.write(self.run_dir, {**self._header(True), "running": True})
         req_log = results.CsvLog(self.run_dir / "requests.csv", results.REQUEST_COLUMNS)
         res_log = results.CsvLog(self.run_dir / "resources.csv", resources.COLUMNS)
         interrupted, error = False, None
@@ -440,12 +374,13 @@ class Soak:
                 doc["error"] = error
             if doc["requests"]["count"] != self.rows_written:
                 self.say(f"  warning: {doc['requests']['count']} answers counted, {self.rows_written} rows written")
-            results.write_json(self.run_dir / "summary.json", doc)
+            record = RunRecord.model_validate(doc)
+            records.write(self.run_dir, record)
             try:
                 plot(doc, read_resources(self.run_dir / "resources.csv"), self.run_dir / PLOT_FILE)
             except Exception as exc:  # a plot is never worth losing the run over
                 self.say(f"  no plot: {type(exc).__name__}: {exc}")
-        return doc
+        return record
 
     def _close(self, req_log: results.CsvLog, res_log: results.CsvLog) -> None:
         if self.recorder is not None:
@@ -472,7 +407,8 @@ class Soak:
         }
 
     def _header(self, interrupted: bool) -> dict:
-        return {"kind": "soak", "run_id": self.run_dir.name, "arch": self.st.arch, "runtime": self.args.runtime,
+        return {"kind": "soak", "run_id": self.run_dir.name, "study": self.args.study, "arch": self.st.arch,
+                "runtime": self.args.runtime,
                 "interrupted": interrupted, "settings": self.settings(), "capacity": self.capacity,
                 "stack": self.stack, "provenance": provenance.record()}
 
@@ -652,44 +588,45 @@ def print_table(doc: dict, run_dir: Path) -> None:
             verdict = f"n/a ({reasons.index(r['reason']) + 1})"
         if name == CLIENT:
             verdict += " (the harness: not in the verdict)"
-        print(f"  {name:<10}{_fmt(r['baseline_mb']):>9}{_fmt(r['end_mb']):>9}{_fmt(r['growth_pct'], 2, '%'):>9}"
-              f"{_fmt(r['slope_mb_per_min'], 2):>9}{_fmt(p['end_mb']):>9}{_fmt(cpu):>7}  {verdict}")
+        print(f"  {name:<10}{fmt(r['baseline_mb']):>9}{fmt(r['end_mb']):>9}{fmt(r['growth_pct'], 2, '%'):>9}"
+              f"{fmt(r['slope_mb_per_min'], 2):>9}{fmt(p['end_mb']):>9}{fmt(cpu):>7}  {verdict}")
     for k, reason in enumerate(reasons, 1):
         print(f"  ({k}) {reason}")
     print(f"  results in {run_dir}")
 
 
-def _fmt(value, digits: int = 1, unit: str = "") -> str:
-    return "-" if value is None else f"{value:.{digits}f}{unit}"
-
-
 # ------------------------------------------------------------------ main
+def soak(options: opts.SoakOptions, settings: Settings) -> RunRecord:
+    """A soak of the running stack of ``options.arch``, or of one started (and stopped) here."""
+    split = data.load_test(options.data_dir, limit=options.n)
+    bar = (lambda it: tqdm(it, desc=f"encoding ({options.codec})", unit="req", leave=False,
+                           disable=not options.progress))
+    prepared = client.prepare(split.images, split.labels, options.batch, options.codec, progress=bar)
+    with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
+        run = Soak(options, st, prepared)
+        record = run.run(options.out)
+        print_table(record.doc(), run.run_dir)
+    return record
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        split = data.load_test(args.data_dir, limit=args.n)
-    except data.DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    bar = (lambda it: tqdm(it, desc=f"encoding ({args.codec})", unit="req", leave=False, disable=args.no_progress))
-    prepared = client.prepare(split.images, split.labels, args.batch, args.codec, progress=bar)
-    doc = None
+    options = opts.parse(opts.SoakOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
         try:
-            with target.stack_for(args.arch, args.runtime, args.run_dir) as (st, _started):
-                soak = Soak(args, st, prepared)
-                doc = soak.run(args.out)
-                print_table(doc, soak.run_dir)
+            record = soak(options, Settings())
         except KeyboardInterrupt:  # while the stack was starting or stopping
             print("\ninterrupted", file=sys.stderr)
             return 130
-        except runtimes.get(args.runtime).StackError as exc:
-            print(f"error: {args.arch}: {exc}", file=sys.stderr)
+        except data.DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except runtimes.StackError as exc:
+            print(f"error: {options.arch}: {exc}", file=sys.stderr)
             return 1
-    if doc.get("error"):
-        print(f"error: {doc['error']}", file=sys.stderr)
+    if record.get("error"):
+        print(f"error: {record.get('error')}", file=sys.stderr)
         return 1
-    return 130 if doc["interrupted"] else 0
+    return 130 if record.interrupted else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The stack under test: the running one, or one brought up for the run and down after it.
 
-Shared by ``bench.run`` and ``bench.load``. Whatever ends the run (its end,
+Shared by ``bench.run``, ``bench.load`` and ``bench.soak``. Whatever ends the run (its end,
 an error, Ctrl-C, SIGTERM), a stack the harness started is stopped again, and
 a stack someone else started is left running.
 """
@@ -8,54 +8,56 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from servebench import interrupts, topology
+from servebench import interrupts, registry
 from servebench import runtime as runtimes
+from servebench.settings import Settings
 
 
-def runnable_arches(runtime: str) -> tuple[list[str], dict[str, str]]:
-    """Every architecture that can run here, and why the others cannot."""
-    arches, skipped = [], {}
-    for arch in topology.ARCHES:
-        if (runtime == "native" and topology.BACKEND_OF[arch] == "tfserving"
-                and not shutil.which("tensorflow_model_server")):
-            skipped[arch] = ("no tensorflow_model_server on PATH (natively TF Serving is never substituted; "
-                             "RUNTIME=docker runs the official image)")
+def runnable_arches(runtime: str, arches=None) -> tuple[list[str], dict[str, str]]:
+    """Which of ``arches`` (default: every registered one) can run here, and why the others cannot."""
+    runnable, skipped = [], {}
+    for arch in registry.names() if arches is None else arches:
+        unmet = registry.get(arch).unmet(runtime)
+        if unmet:
+            skipped[arch] = " ".join(unmet)
         else:
-            arches.append(arch)
-    return arches, skipped
+            runnable.append(arch)
+    return runnable, skipped
 
 
 def running(runtime: str, run_dir=None):
     """The state of a stack whose services are alive, else None."""
-    st = runtimes.get(runtime).state(run_dir)
+    st = runtimes.get(runtime).state(run_dir=run_dir)
     if st is None or not any(st.processes().values()):
         return None  # none, or a stale record of one that is gone (``up`` clears it)
     return st
 
 
 @contextmanager
-def stack_for(arch: str, runtime: str = "native", run_dir=None, log=print):
-    """Yield ``(state, started)`` for ``arch``; bring it down afterwards if it was started here."""
+def stack_for(arch: str, runtime: str = "native", run_dir=None, settings: Settings | None = None, log=print):
+    """Yield ``(state, started)`` for ``arch``; bring it down afterwards if it was started here.
+
+    ``settings`` are those of a stack started here; a running stack is used with its own.
+    """
     rt = runtimes.get(runtime)
     st = running(runtime, run_dir)
     started = False
     if st is not None:
         if st.arch != arch:
-            raise rt.StackError(f"a {st.arch} stack is running ({runtime}), not {arch}: "
+            raise runtimes.StackError(f"a {st.arch} stack is running ({runtime}), not {arch}: "
                                 f"stop it first (`make down RUNTIME={runtime}`) or use ARCH={st.arch}")
         broken = {name: health for name, (health, _) in st.health().items() if health != "up"}
         if broken:
             what = ", ".join(f"{name} {health}" for name, health in broken.items())
-            raise rt.StackError(f"the running {arch} stack is not whole ({what}): "
+            raise runtimes.StackError(f"the running {arch} stack is not whole ({what}): "
                                 f"`make down RUNTIME={runtime}` and try again")
         log(f"using the running {arch} stack at {st.url}")
     else:
         log(f"starting {arch} ({runtime}) ...")
-        st = rt.up(arch, None, run_dir)
+        st = rt.up(arch, settings, run_dir=run_dir, log=log)
         started = True
     try:
         yield st, started
@@ -63,7 +65,7 @@ def stack_for(arch: str, runtime: str = "native", run_dir=None, log=print):
         if started:
             with interrupts.shielded():  # the stop always finishes; Ctrl-C again only hurries it
                 log(f"stopping the {arch} stack it started ...")
-                rt.down(run_dir)
+                rt.down(run_dir=run_dir, log=log)
 
 
 def front_end_info(url: str, timeout_s: float = 5.0) -> dict:

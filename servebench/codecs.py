@@ -28,14 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from servebench.data import CLASS_NAMES
+
 log = logging.getLogger(__name__)
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 DEFAULT_MAX_BATCH = 256
-CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 
 JSON = "application/json"
 OCTET = "application/octet-stream"

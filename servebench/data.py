@@ -1,18 +1,21 @@
 """CIFAR-10 from the standard ``cifar-10-batches-py`` layout.
 
-The folder comes from ``SB_CIFAR10_DIR``; on the development machines that is
-``../shared/datasets/cifar-10-batches-py``. Where no local copy exists the
-normal Keras download is used, unless downloads are forbidden (tests, CI).
+The folder comes from ``SB_CIFAR10_DIR`` (the harness settings,
+:class:`~servebench.settings.HarnessSettings`); on the development machines
+that is ``../shared/datasets/cifar-10-batches-py``. Where no local copy exists
+the normal Keras download is used, unless downloads are forbidden
+(``SB_ALLOW_DOWNLOAD=0``, tests, CI).
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from servebench.settings import HarnessSettings
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -39,11 +42,11 @@ class Split:
         return len(self.labels)
 
 
-def default_dir() -> Path | None:
+def default_dir(harness: HarnessSettings | None = None) -> Path | None:
     """The configured folder, else the shared copy beside the checkout, else None."""
-    configured = os.environ.get("SB_CIFAR10_DIR")
+    configured = (harness if harness is not None else HarnessSettings()).cifar10_dir
     if configured:
-        return Path(configured)
+        return configured
     if SHARED_COPY.is_dir():
         return SHARED_COPY
     return None
@@ -90,20 +93,22 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), labels
 
 
-def resolve_dir(folder: Path | str | None = None, allow_download: bool | None = None) -> Path:
-    """The folder to read, downloading through Keras only when allowed and needed."""
+def resolve_dir(folder: Path | str | None = None, allow_download: bool | None = None,
+                harness: HarnessSettings | None = None) -> Path:
+    """The folder to read, downloading through Keras only when allowed (default: the harness settings) and needed."""
+    harness = harness if harness is not None else HarnessSettings()
     if folder is not None:
         folder = Path(folder)
         if not folder.is_dir():
             raise DatasetError(f"CIFAR-10 folder not found: {folder}")
         return folder
-    found = default_dir()
+    found = default_dir(harness)
     if found is not None:
         if not found.is_dir():
             raise DatasetError(f"CIFAR-10 folder not found: {found} (from SB_CIFAR10_DIR)")
         return found
     if allow_download is None:
-        allow_download = os.environ.get("SB_ALLOW_DOWNLOAD", "1") == "1" and not os.environ.get("CI")
+        allow_download = harness.downloads_allowed
     if not allow_download:
         raise DatasetError(
             "no local CIFAR-10 copy: set SB_CIFAR10_DIR to a cifar-10-batches-py folder "

@@ -1,9 +1,10 @@
-"""Render nginx/nginx.conf.template from the topology's knobs, and optionally run nginx.
+"""Render nginx/nginx.conf.template from the settings, and optionally run nginx.
 
-    python -m servebench.nginx_conf [--prefix DIR] [--exec]
+    python -m servebench.nginx_conf --prefix DIR [--exec]
 
-Both runtimes use this, so nginx sees the same configuration natively and in
-its container. nginx's own ``$variables`` pass through untouched: only the
+Both runtimes use this (the registry's nginx command, with the prefix each
+runtime gives), so nginx sees the same configuration natively and in its
+container. nginx's own ``$variables`` pass through untouched: only the
 ``${NAME}`` placeholders this module knows are substituted.
 """
 from __future__ import annotations
@@ -14,22 +15,20 @@ import shutil
 import sys
 from pathlib import Path
 
-from servebench import topology
+from servebench.settings import Settings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
-def render(prefix: Path, env: dict[str, str] | None = None) -> str:
-    k = topology.knobs(env)
-    mb = int((env or os.environ).get("SB_MAX_BODY_MB", "16"))
+def render(prefix: Path, settings: Settings) -> str:
     values = {
         "PREFIX": str(prefix),
-        "SB_LISTEN": k["SB_LISTEN"],
-        "SB_PORT": k["SB_PORT"],
-        "SB_FRONTEND_PORT": k["SB_FRONTEND_PORT"],
-        "SB_MAX_BODY": f"{mb}m",
-        "SB_CONN_LIMIT": str(int(k["SB_CONN_LIMIT"])),
+        "SB_LISTEN": settings.listen,
+        "SB_PORT": str(settings.port),
+        "SB_FRONTEND_PORT": str(settings.frontend_port),
+        "SB_MAX_BODY": f"{settings.max_body_mb}m",
+        "SB_CONN_LIMIT": str(settings.conn_limit),
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
@@ -37,7 +36,7 @@ def render(prefix: Path, env: dict[str, str] | None = None) -> str:
     return text
 
 
-def write(prefix: Path, env: dict[str, str] | None = None) -> Path:
+def write(prefix: Path, settings: Settings) -> Path:
     prefix = prefix.resolve()
     for d in TEMP_DIRS:
         (prefix / d).mkdir(parents=True, exist_ok=True)
@@ -45,16 +44,16 @@ def write(prefix: Path, env: dict[str, str] | None = None) -> Path:
             # A root master runs workers as nobody; they write request bodies here.
             shutil.chown(prefix / d, user="nobody")
     conf = prefix / "nginx.conf"
-    conf.write_text(render(prefix, env))
+    conf.write_text(render(prefix, settings))
     return conf
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--prefix", type=Path, default=Path(os.environ.get("SB_NGINX_PREFIX", "/tmp/servebench-nginx")))
+    p.add_argument("--prefix", type=Path, required=True, help="nginx's folder: config, pid, logs, temp files")
     p.add_argument("--exec", action="store_true", help="replace this process with nginx in the foreground")
     args = p.parse_args(argv)
-    conf = write(args.prefix)
+    conf = write(args.prefix, Settings())
     if not args.exec:
         print(conf)
         return 0

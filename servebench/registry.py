@@ -144,6 +144,10 @@ def unregister(name: str) -> None:
             _SERVICES.pop(svc, None)
 
 
+def unregister_study(name: str) -> None:
+    _STUDIES.pop(name)
+
+
 def names() -> tuple[str, ...]:
     return tuple(_ARCHITECTURES)
 

@@ -1,41 +1,314 @@
-"""Pick the runtime: ``native`` (local processes, :mod:`servebench.stack`) or
-``docker`` (compose, :mod:`servebench.compose`). Both expose the same
-``up(arch, env, path) / down(path) / state(path)`` and return a state with
-``arch``, ``url``, ``doc`` and ``processes()`` (per service, its process tree).
+"""The runtime interface: native processes (:mod:`servebench.stack`) or docker compose (:mod:`servebench.compose`).
+
+Both implement :class:`Runtime` (``up / down / state / restart_service /
+stop_service``) and return a :class:`StackState` (``arch``, ``url``, ``doc``,
+``processes()`` and ``health()`` per service). The steps they share live here
+once: the existing-state check, the architecture's needs, the port check, the
+health wait, and the rollback (``down``) when anything fails, Ctrl-C included.
 
     python -m servebench.runtime up ARCH [--runtime native|docker]
     python -m servebench.runtime down|status [--runtime ...]
 """
 from __future__ import annotations
 
+import abc
 import argparse
+import datetime as dt
 import importlib
+import json
+import os
+import socket
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
-from servebench import topology
+import psutil
 
-RUNTIMES = ("native", "docker")
+from servebench import health, interrupts, registry, topology
+from servebench.registry import RUNTIMES, Service
+from servebench.settings import HarnessSettings, Settings, env_name
+
+__all__ = ["RUNTIMES", "Runtime", "StackError", "StackState", "get", "group_processes", "main", "pid_alive"]
+
+IMPLEMENTATIONS = {"native": "servebench.stack:NativeRuntime", "docker": "servebench.compose:DockerRuntime"}
+POLL_S = 0.2
 
 
-def get(runtime: str):
-    if runtime not in RUNTIMES:
-        raise ValueError(f"unknown RUNTIME {runtime!r}: choose native or docker")
-    return importlib.import_module("servebench.stack" if runtime == "native" else "servebench.compose")
+def _quiet(*_args) -> None:
+    pass
+
+
+class StackError(RuntimeError):
+    """Something stops the stack from starting; the message says what to do."""
+
+
+# ------------------------------------------------------------------ state
+@dataclass
+class StackState:
+    """A started stack: its record (``doc``, the state file) and, in the process that started it, its settings."""
+
+    run_dir: Path
+    doc: dict
+    # Never written to the state file (it may hold the secret key); restart_service reuses it.
+    settings: Settings | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def arch(self) -> str:
+        return self.doc["arch"]
+
+    @property
+    def url(self) -> str:
+        return self.doc["url"]
+
+    def pids(self) -> dict[str, int]:
+        """Each service's main process (0 when it has none)."""
+        return {name: svc["pid"] for name, svc in self.doc["services"].items()}
+
+    def processes(self) -> dict[str, list[psutil.Process]]:
+        """Each service's live processes: its main process and descendants, or what is left of its group."""
+        return {name: group_processes(pid) for name, pid in self.pids().items()}
+
+    def health(self) -> dict[str, tuple[str, list[psutil.Process]]]:
+        """Per service: "up" (main process alive), "degraded" (it is gone, workers left), or "dead"."""
+        out = {}
+        for name, pid in self.pids().items():
+            procs = group_processes(pid)
+            out[name] = ("up" if pid and pid_alive(pid) else ("degraded" if procs else "dead"), procs)
+        return out
+
+    def alive(self) -> bool:
+        return all(pid and pid_alive(pid) for pid in self.pids().values())
+
+    def knob_settings(self) -> Settings:
+        """The settings the stack was started with: in memory, or rebuilt from the recorded knobs."""
+        if self.settings is None:
+            self.settings = Settings.from_env({**self.doc["knobs"], env_name("arch"): self.arch})
+        return self.settings
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def group_processes(pid: int) -> list[psutil.Process]:
+    """The live processes of the group ``pid`` leads (each native service is started as a group leader).
+
+    While the leader lives: it and its descendants. Once it is gone: whatever is left
+    in its process group (workers orphaned by a killed master).
+    """
+    if not pid:
+        return []
+    if pid_alive(pid):
+        try:
+            leader = psutil.Process(pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    left = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return left
+
+
+# ------------------------------------------------------------------ shared steps
+def _port_owner(port: int) -> str:
+    try:
+        for conn in psutil.net_connections("tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                return f" by pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        pass
+    return ""
+
+
+def check_port_free(host: str, port: int, knob: str, down_hint: str = "make down") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers do: connections in TIME_WAIT from a previous run must not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise StackError(
+                f"port {port} ({knob}) on {host} is already in use{_port_owner(port)}: "
+                f"stop that process, run `{down_hint}`, or choose another port with {knob}=..."
+            ) from None
+
+
+def service_healthy(svc: Service, settings: Settings) -> bool:
+    """The service's health probe, from the host: its health path answers 200 (or its port accepts)."""
+    port = topology.port(svc, settings)
+    # The client-facing port is probed where clients reach it; the others listen on loopback.
+    host = urlsplit(settings.base_url()).hostname if svc.port_field == "port" else "127.0.0.1"
+    if svc.health_path is None:
+        return health.accepts(host, port)
+    return health.probe(f"http://{host}:{port}{svc.health_path}")
+
+
+def secret_of(settings: Settings) -> str:
+    return settings.secret_key.get_secret_value() if settings.secret_key else ""
+
+
+# ------------------------------------------------------------------ the interface
+class Runtime(abc.ABC):
+    """Starts an architecture's services, tells their health, stops them; see :func:`get`."""
+
+    name: str
+    state_file: str  # in the run dir
+    state_class: type[StackState] = StackState
+    start_timeout_s: float
+    down_hint: str  # the command that stops a stack of this runtime
+    StackError = StackError  # `runtime.get(name).StackError`, for callers that catch it
+
+    def __init__(self, harness: HarnessSettings | None = None):
+        self.harness = harness if harness is not None else HarnessSettings()
+
+    def run_dir(self, path: str | Path | None = None) -> Path:
+        return Path(path or self.harness.run_dir).resolve()
+
+    def state(self, run_dir: str | Path | None = None) -> StackState | None:
+        rdir = self.run_dir(run_dir)
+        f = rdir / self.state_file
+        if not f.is_file():
+            return None
+        return self.state_class(rdir, json.loads(f.read_text()))
+
+    def up(self, arch: str, settings: Settings | None = None, run_dir: str | Path | None = None,
+           log=print, timeout_s: float | None = None) -> StackState:
+        """Start ``arch`` with ``settings`` (default: ``Settings()``); on any failure nothing is left running."""
+        try:
+            record = registry.get(arch)
+        except ValueError as exc:
+            raise StackError(str(exc)) from None
+        settings = (settings if settings is not None else Settings()).model_copy(update={"arch": arch})
+        rdir = self.run_dir(run_dir)
+        services = registry.services_for(arch)
+        self._check_runtime()
+        self._check_existing(rdir)
+        unmet = record.unmet(self.name)
+        if unmet:
+            raise StackError("\n".join(unmet))
+        for svc in services:
+            check_port_free("127.0.0.1", topology.port(svc, settings), env_name(svc.port_field), self.down_hint)
+        self._prepare(arch, settings, services, log)
+        doc = {
+            "arch": arch,
+            "runtime": self.name,
+            "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "url": settings.base_url(),
+            "knobs": settings.knob_env(),
+            "services": {},
+        }
+        st = self.state_class(rdir, doc, settings)
+        try:
+            rdir.mkdir(parents=True, exist_ok=True)
+            self._start(st, services, timeout_s or self.start_timeout_s, log)
+        except BaseException:
+            self.down(rdir, log=_quiet)
+            raise
+        return st
+
+    def down(self, run_dir: str | Path | None = None, log=print) -> bool:
+        """Stop every service of the stack in ``run_dir``; True when something was running.
+
+        It always finishes: further Ctrl-C only shortens the grace periods.
+        """
+        with interrupts.shielded():
+            return self._down(self.run_dir(run_dir), log)
+
+    @abc.abstractmethod
+    def restart_service(self, st: StackState, name: str, timeout_s: float | None = None) -> None:
+        """Start one service again with the settings it was started with, and wait until it is healthy."""
+
+    @abc.abstractmethod
+    def stop_service(self, st: StackState, name: str) -> None:
+        """Stop one service of a running stack (fault tests; the rest keeps running)."""
+
+    # -------------------------------------------------------------- what each runtime does its own way
+    def _check_runtime(self) -> None:
+        """Refuse early when the runtime itself cannot run here."""
+
+    def _prepare(self, arch: str, settings: Settings, services: list[Service], log) -> None:
+        """What must be there before anything starts (images, programs)."""
+
+    @abc.abstractmethod
+    def _start(self, st: StackState, services: list[Service], timeout_s: float, log) -> None:
+        """Start the services, record them in ``st.doc`` and the state file, and wait for their health."""
+
+    @abc.abstractmethod
+    def _poll(self, st: StackState, pending: list[str]) -> dict[str, str]:
+        """Of ``pending``, those now healthy (name -> where, for the log); StackError for one that died."""
+
+    @abc.abstractmethod
+    def _last_lines(self, st: StackState, name: str) -> str:
+        """The end of a service's log, introduced by where it comes from."""
+
+    @abc.abstractmethod
+    def _down(self, rdir: Path, log) -> bool:
+        """Stop what the stack in ``rdir`` runs (shielded by :meth:`down`) and remove its state file."""
+
+    # -------------------------------------------------------------- shared
+    def _check_existing(self, rdir: Path) -> None:
+        existing = self.state(rdir)
+        if existing is None:
+            return
+        live = {name: h for name, (h, _) in existing.health().items() if h != "dead"}
+        if live:
+            what = ", ".join(f"{name} {h}" for name, h in live.items())
+            raise StackError(f"a {existing.arch} stack is already running ({self.name}: {what}; state in {rdir}): "
+                             f"run `{self.down_hint}` first")
+        (rdir / self.state_file).unlink()  # a stale record of a stack that is gone
+
+    def _await(self, st: StackState, names: list[str], timeout_s: float, log) -> None:
+        """Wait until every service of ``names`` is healthy; StackError when one dies or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        pending = list(names)
+        while True:
+            for name, where in self._poll(st, pending).items():
+                pending.remove(name)
+                log(f"  {name:<10} healthy {where}")
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(self._last_lines(st, name) for name in pending)
+                raise StackError(f"{', '.join(pending)} did not become healthy within {timeout_s:.0f} s; {tails}")
+            time.sleep(POLL_S)
+
+    def _write_state(self, st: StackState) -> None:
+        tmp = st.run_dir / (self.state_file + ".tmp")
+        tmp.write_text(json.dumps(st.doc, indent=2))
+        os.replace(tmp, st.run_dir / self.state_file)
+
+
+def get(name: str, harness: HarnessSettings | None = None) -> Runtime:
+    """The runtime called ``name`` (native or docker), with the harness settings (default: ``HarnessSettings()``)."""
+    if name not in RUNTIMES:
+        raise ValueError(f"unknown RUNTIME {name!r}: choose {' or '.join(RUNTIMES)}")
+    module, _, cls = IMPLEMENTATIONS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)(harness)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", choices=("up", "down", "status"))
-    p.add_argument("arch", nargs="?", choices=topology.ARCHES)
+    p.add_argument("arch", nargs="?", choices=registry.names())
     p.add_argument("--runtime", default="native", choices=RUNTIMES)
     args = p.parse_args(argv)
-    rt = get(args.runtime)
+    rt = get(args.runtime, HarnessSettings())
     try:
         if args.cmd == "up":
             if not args.arch:
                 p.error("up needs an ARCH")
             print(f"starting {args.arch} ({args.runtime}) ...", flush=True)
-            st = rt.up(args.arch)
+            st = rt.up(args.arch, Settings())
             print(f"{args.arch} is up ({args.runtime}): POST {st.url}/v1/predict   stop with `make down RUNTIME={args.runtime}`")
         elif args.cmd == "down":
             rt.down()
@@ -45,11 +318,11 @@ def main(argv=None) -> int:
                 print(f"no {args.runtime} stack is running")
                 return 1
             healthy = True
-            for name, (health, procs) in st.health().items():
+            for name, (state, procs) in st.health().items():
                 pids = [p.pid for p in procs]
-                if health == "up":
+                if state == "up":
                     print(f"{name:<10} up        pids {pids}")
-                elif health == "degraded":
+                elif state == "degraded":
                     healthy = False
                     print(f"{name:<10} DEGRADED  master gone, {len(procs)} orphaned process(es) still running "
                           f"{pids}: `make down RUNTIME={args.runtime}` stops them")
@@ -58,7 +331,7 @@ def main(argv=None) -> int:
                     print(f"{name:<10} DEAD")
             if not healthy:
                 return 1
-    except rt.StackError as exc:
+    except rt.StackError as exc:  # the class the runtime raises, also when this module runs as __main__
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -14,6 +14,8 @@ help an attacker, and the harness records the ports itself).
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,7 +27,8 @@ ENV_PREFIX = "SB_"
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
 # Never recorded nor shown by /v1/info: filesystem paths, internal addresses
 # and ports, and the secret. model_name and the model's own info say which model.
-NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key"}
+NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key",
+                "port", "frontend_port", "flask_port", "fastapi_port", "tfserving_grpc_port", "tfserving_rest_port"}
 
 # Who receives a knob: a service's name, or a group every service in it belongs
 # to (see servebench.registry.Service.groups).
@@ -123,14 +126,41 @@ class Settings(BaseSettings):
         host = "127.0.0.1" if self.listen in WILDCARD_ADDRESSES else self.listen
         return f"http://{host}:{self.port}"
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """The settings that ``env``'s ``SB_*`` variables give; the process's own environment is not read.
+
+        Rebuilds a running stack's settings from its recorded knobs, and takes
+        settings written as variables (``SB_FRONTEND_WORKERS="1"``).
+        """
+        return _GivenOnly(**{name: env[env_name(name)] for name in cls.model_fields if env_name(name) in env})
+
     def knob_env(self) -> dict[str, str]:
         """Every knob as the environment variable the services receive (``SB_PORT`` -> ``"8080"``)."""
         return {env_name(name): env_value(getattr(self, name)) for name in knob_fields()}
 
-    def recorded(self) -> dict:
-        """The settings in force, without what only helps an attacker (see NOT_RECORDED)."""
+    def recorded(self, service: str | None = None) -> dict:
+        """The settings in force, without what only helps an attacker (see NOT_RECORDED).
+
+        With ``service``: only the knobs that service receives (a knob it is not given
+        would show its default, not the value in force elsewhere in the stack).
+        """
+        exclude = set(NOT_RECORDED)
+        if service is not None:
+            from servebench import registry, topology
+
+            svc = registry.service(service)
+            exclude |= {name for name in knob_fields() if not topology.receives(svc, name)}
         return {k: (str(v) if isinstance(v, Path) else v)
-                for k, v in self.model_dump(exclude=NOT_RECORDED).items()}
+                for k, v in self.model_dump(exclude=exclude).items()}
+
+
+class _GivenOnly(Settings):
+    """Settings from the values given alone (see :meth:`Settings.from_env`)."""
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
+        return (init_settings,)
 
 
 def knob_fields() -> dict[str, Any]:
@@ -163,6 +193,24 @@ def knob_defaults() -> dict[str, str]:
     return {env_name(name): env_value(f.default) for name, f in knob_fields().items()}
 
 
+def inherited_env(names: Iterable[str]) -> dict[str, str]:
+    """The parent's values of ``names`` (those set), passed through as they are (a native service's PATH, HOME...)."""
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+# What the docker client and compose need from the parent: where the engine is, its
+# configuration, proxies. Not SB_* (compose gets the settings explicitly), nor what the
+# runtime passes on compose's command line (project, file, profiles).
+CLIENT_ENV = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR", "SSL_CERT_FILE", "SSL_CERT_DIR",
+              "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+CLIENT_ENV_PREFIXES = ("DOCKER_", "BUILDKIT_")
+
+
+def client_env() -> dict[str, str]:
+    """The parent's environment as far as the docker client and compose need it."""
+    return {k: v for k, v in os.environ.items() if k in CLIENT_ENV or k.startswith(CLIENT_ENV_PREFIXES)}
+
+
 def public_model_info(info: dict) -> dict:
     """A model's info (name, version, threads, versions) without where it lies on disk."""
     return {k: v for k, v in info.items() if k != "path"}
@@ -171,7 +219,8 @@ def public_model_info(info: dict) -> dict:
 class HarnessSettings(BaseSettings):
     """Where the harness finds data, keeps stack state and runs compose; read from the environment once."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # The Makefile exports SB_CIFAR10_DIR empty when there is no shared copy: empty means unset.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True)
 
     cifar10_dir: Path | None = Field(None, description="cifar-10-batches-py folder (default: ../shared/datasets/...)")
     allow_download: bool = Field(True, description="download CIFAR-10 when no local copy exists (never under CI)")

@@ -24,12 +24,14 @@ import grpc
 import numpy as np
 import urllib3
 
-from servebench.codecs import CLASS_NAMES, IMAGE_SHAPE, Prediction
+from servebench.codecs import IMAGE_SHAPE, Prediction
+from servebench.data import CLASS_NAMES
+from servebench.settings import Settings
 
 if TYPE_CHECKING:
     from tensorflow_serving.apis import predict_pb2
 
-MODEL_NAME = "cifar10_cnn"
+MODEL_NAME = Settings.model_fields["model_name"].default
 SIGNATURE = "serving_default"
 INPUT_KEY = "images"
 PROBABILITIES = "probabilities"

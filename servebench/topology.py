@@ -109,12 +109,15 @@ def compose_document() -> dict:
             spec["image"] = svc.image
         spec["profiles"] = list(registry.profiles_of(svc.name))
         spec["network_mode"] = "host"
+        # The runtime paths default to the container's, for compose run by hand.
+        paths = {k: v.docker(defaults) for k, v in svc.runtime_vars.items()}
+        command = [_with_defaults(a, paths) for a in svc.command]
         if svc.dockerfile:
-            spec["command"] = list(svc.command)
+            spec["command"] = command
         else:
             # The official image's entrypoint adds its own model flags; run the server directly.
-            spec["entrypoint"] = [svc.command[0]]
-            spec["command"] = list(svc.command[1:])
+            spec["entrypoint"] = command[:1]
+            spec["command"] = command[1:]
         env = environment_templates(svc)
         env.update({k: v.docker(defaults) for k, v in svc.runtime_env.items()})
         spec["environment"] = env
@@ -132,6 +135,12 @@ def compose_document() -> dict:
             spec["depends_on"] = {d: {"condition": "service_healthy"} for d in svc.depends_on}
         services[svc.name] = spec
     return {"version": "2.4", "services": services}
+
+
+def _with_defaults(template: str, defaults: dict[str, str]) -> str:
+    """``${VAR}`` -> ``${VAR:-default}`` for the variables in ``defaults``."""
+    return _REF.sub(lambda m: "${%s:-%s}" % (m.group(1), defaults[m.group(1)])
+                    if m.group(2) is None and m.group(1) in defaults else m.group(0), template)
 
 
 def knobs_table() -> list[tuple[str, str, str, str, str]]:

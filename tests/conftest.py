@@ -14,7 +14,7 @@ import pytest
 os.environ.setdefault("SB_ALLOW_DOWNLOAD", "0")
 
 from servebench import data, stack  # noqa: E402
-from tests.stacks import stack_env  # noqa: E402
+from tests.stacks import stack_settings  # noqa: E402
 
 TEST_SPLIT_IMAGES = 500
 
@@ -45,12 +45,13 @@ def core():
 
 @pytest.fixture(scope="module")
 def start_stack(tmp_path_factory):
-    """start_stack(arch, **knobs) -> StackState; everything is stopped at module end."""
+    """start_stack(arch, **knobs) -> StackState, knobs by field or variable name (SB_FRONTEND_WORKERS="1");
+    everything is stopped at module end."""
     started = []
 
-    def start(arch: str, **knobs: str):
+    def start(arch: str, **knobs):
         run = tmp_path_factory.mktemp(f"run-{arch}")
-        st = stack.up(arch, env=stack_env(**knobs), path=run, log=lambda *_: None)
+        st = stack.up(arch, stack_settings(**knobs), run, log=lambda *_: None)
         started.append(run)
         return st
 

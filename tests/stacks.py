@@ -5,11 +5,11 @@ import os
 import socket
 from contextlib import closing
 
-import pytest
+from servebench.settings import ENV_PREFIX, Settings, env_name, env_value
 
-from servebench import stack, topology
-
-PORT_KNOBS = [k for k in topology.KNOBS if k.endswith("_PORT")]
+# Every port a service listens on (its probed port, and the backends' second ones).
+PORT_FIELDS = [name for name in Settings.model_fields if name.endswith("_port") or name == "port"]
+PORT_KNOBS = [env_name(name) for name in PORT_FIELDS]
 
 
 def free_ports(n: int) -> list[int]:
@@ -26,8 +26,21 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def _as_env(overrides: dict) -> dict[str, str]:
+    """Overrides by field (``frontend_workers=1``) or variable name (``SB_FRONTEND_WORKERS="1"``) as variables."""
+    return {(k if k.startswith(ENV_PREFIX) else env_name(k)): env_value(v) for k, v in overrides.items()}
+
+
+def stack_settings(**overrides) -> Settings:
+    """The default settings with every service port moved to a free one, then ``overrides``.
+
+    Nothing is read from the environment: a test's stack is the same wherever it runs.
+    """
+    return Settings.from_env({**dict(zip(PORT_KNOBS, map(str, free_ports(len(PORT_KNOBS))))), **_as_env(overrides)})
+
+
 def stack_env(**overrides: str) -> dict[str, str]:
-    """The current environment with every service port moved to a free one."""
+    """The current environment with every service port moved to a free one (for a harness subprocess)."""
     env = dict(os.environ)
     env.update(dict(zip(PORT_KNOBS, map(str, free_ports(len(PORT_KNOBS))))))
     env.update(overrides)

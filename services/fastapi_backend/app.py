@@ -69,7 +69,7 @@ async def healthz() -> Response:
 async def info() -> Response:
     import json
 
-    doc = {"service": "fastapi", "settings": settings.recorded(), "model": public_model_info(state["core"].info())}
+    doc = {"service": "fastapi", "settings": settings.recorded("fastapi"), "model": public_model_info(state["core"].info())}
     return _json(200, json.dumps(doc).encode())
 
 

@@ -48,7 +48,7 @@ def healthz():
 def info():
     import json
 
-    doc = {"service": "flask", "settings": settings.recorded(), "model": public_model_info(core().info())}
+    doc = {"service": "flask", "settings": settings.recorded("flask"), "model": public_model_info(core().info())}
     return _json(200, json.dumps(doc).encode())
 
 

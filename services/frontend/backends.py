@@ -7,6 +7,7 @@ response, whatever runs the model. Built once per gunicorn worker.
 from __future__ import annotations
 
 import http.client
+import importlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ import time
 import urllib3
 import urllib3.connection
 
-from servebench import codecs, endpoint
+from servebench import codecs, endpoint, registry
 from servebench.settings import Settings
 
 
@@ -25,11 +26,10 @@ def error(status: int, message: str, backend: str) -> endpoint.Reply:
 class EmbeddedBackend:
     """The model inside the Django process."""
 
-    name = "embedded"
-
     def __init__(self, settings: Settings):
         from servebench.inference import InferenceCore
 
+        self.name = settings.arch
         self.core = InferenceCore.from_settings(settings)
         self.max_batch = settings.max_batch
 
@@ -157,7 +157,7 @@ class TFServingBackend:
         self.max_batch = settings.max_batch
         self.address = settings.backend_address()
         self._error_type = tfserving.TFServingError
-        if settings.arch == "tfserving-grpc":
+        if registry.get(settings.arch).protocol == "grpc":
             self.client = tfserving.GrpcClient(self.address, timeout_s=settings.backend_timeout_s)
         else:
             host, port = self.address.rsplit(":", 1)
@@ -197,10 +197,6 @@ class TFServingBackend:
 
 
 def build(settings: Settings):
-    if settings.arch == "embedded":
-        return EmbeddedBackend(settings)
-    if settings.arch in ("flask", "fastapi"):
-        return ModelServerBackend(settings)
-    if settings.arch in ("tfserving-rest", "tfserving-grpc"):
-        return TFServingBackend(settings)
-    raise ValueError(f"unknown SB_ARCH {settings.arch!r}")
+    """The backend class the registry names for ``settings.arch``."""
+    module, _, cls = registry.get(settings.arch).backend.partition(":")
+    return getattr(importlib.import_module(module), cls)(settings)

@@ -76,7 +76,7 @@ def healthz(request):
 def info(request):
     if request.method not in ("GET", "HEAD"):
         return _not_allowed(request, "/v1/info", "GET, HEAD")
-    doc = {"arch": settings.SB.arch, "settings": settings.SB.recorded(), **backend().info()}
+    doc = {"arch": settings.SB.arch, "settings": settings.SB.recorded("frontend"), **backend().info()}
     if isinstance(doc.get("model"), dict):  # embedded: the model's info says where it lies on disk
         doc["model"] = public_model_info(doc["model"])
     return JsonResponse(doc)

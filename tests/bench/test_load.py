@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import load
+from bench import load, records
 from servebench import data
 
 pytestmark = pytest.mark.integration
@@ -38,6 +38,7 @@ def test_headless_locust_run_writes_its_csvs(embedded, tmp_path, workers):
     row = aggregated(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["kind"] == "load" and summary["interrupted"] is False
+    assert records.read(run_dir).schema_version == records.SCHEMA_VERSION
     assert summary["settings"]["workers"] == workers
     # locust's CSV holds the final totals, the same the summary reports
     assert int(row["Request Count"]) == summary["locust"]["requests"] > 0

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from bench import reference
+from bench import records, reference
+from bench.options import ReferenceOptions, parse
 
 pytestmark = pytest.mark.unit
 
@@ -24,14 +29,20 @@ def test_main_writes_summary_csv_and_reference(tmp_path, cifar_dir, capsys):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert json.loads((out / "reference.json").read_text()) == summary
 
+    record = records.read(run_dir)  # a versioned run record, as every writer writes
+    assert record.schema_version == records.SCHEMA_VERSION and record.kind == "reference"
+    assert record.run_id == run_dir.name and record.study is None
+    assert record.doc() == json.loads(json.dumps(summary))
+    assert records.read(out / "reference.json").run_id == run_dir.name
+
     assert summary["kind"] == "reference"
     assert summary["interrupted"] is False
     settings = summary["settings"]
     assert (settings["calls"], settings["warmup"], settings["batch_sizes"]) == (6, 2, [1, 4])
-    assert {"intra_op_threads", "inter_op_threads"} <= set(settings)
+    assert {"intra_op_threads", "inter_op_threads", "call_path"} <= set(settings)
     assert summary["model"]["name"] == "cifar10_cnn"
     assert summary["data"]["path"] == str(cifar_dir)
-    assert {"created_utc", "git_commit", "versions", "machine"} <= set(summary)
+    assert {"created_utc", "git_commit", "versions", "machine"} <= set(summary["provenance"])
 
     latency = summary["latency_ms"]
     assert latency["count"] == 6
@@ -78,5 +89,28 @@ def test_interrupted_run_keeps_what_was_measured(tmp_path, cifar_dir, monkeypatc
 
 def test_unknown_codec_is_refused(capsys):
     with pytest.raises(SystemExit):
-        reference.parse_args(["--codecs", "json,xml"])
-    assert "unknown codec" in capsys.readouterr().err
+        parse(ReferenceOptions, ["--codecs", "json,xml"])
+    assert "--codecs: unknown codec(s) xml" in capsys.readouterr().err
+
+
+@pytest.mark.dataset
+def test_isolated_measurement_keeps_tensorflow_out_of_the_caller(tmp_path, cifar_dir):
+    """A study measures the reference in a child process: the harness's memory stays a client's."""
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from bench import reference
+        from bench.options import ReferenceOptions
+        from servebench.settings import Settings
+        options = ReferenceOptions(calls=3, warmup=1, batch_sizes=(1,), batch_images=2, codec_calls=0,
+                                   data_dir=Path({str(cifar_dir)!r}), out=Path({str(tmp_path)!r}),
+                                   progress=False, study="docker-serving")
+        record = reference.measure_isolated(options, Settings())
+        print("RESULT", record.kind, record.study, record.get("latency_ms", "count"), "tensorflow" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    assert line.split()[1:] == ["reference", "docker-serving", "3", "False"]
+    assert records.read(tmp_path / "reference.json").study == "docker-serving"

@@ -1,7 +1,8 @@
 """bench.report on a small fake results tree.
 
 Everything under the tree is a test fixture made up here (FAKE-* run ids),
-not a measurement.
+not a measurement. The tree's builders are shared with the other
+test_report_*.py modules.
 """
 from __future__ import annotations
 
@@ -14,11 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import report, studies
+from bench import report
+from bench.report import runs, tables
+from bench.studies.docker_serving import published
+from bench.studies.docker_serving import report as study_report
 
 pytestmark = pytest.mark.unit
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The plots' file names are part of the output: README and old links point at them.
+PLOTS = ("table3_time_per_image.png", "resources_cpu_ram.png", "latency_distribution.png", "latency_vs_load.png",
+         "hops.png")
 SERVICES_OF = {"embedded": None, "flask": "flask", "fastapi": "fastapi"}
 # Made-up medians per arch (ms): end-to-end p50 and the model's share.
 FAKE_P50 = {"embedded": 3.1, "flask": 5.2, "fastapi": 4.4}
@@ -52,7 +59,7 @@ def make_bench(root: Path, run_id: str, arch: str, created: str, *, n: int = 100
     if backend:
         services[backend] = (30.0, 290.0)
     table3 = {str(k): {"mean_s": k * p50 / 1000 * 1.05, "stdev_s": k * p50 / 1000 * 0.04}
-              for k in studies.TABLE3_SIZES if k <= n}
+              for k in published.TABLE3_SIZES if k <= n}
     _write(root / run_id, {
         "kind": "bench", "run_id": run_id, "arch": arch, "runtime": "native", "interrupted": interrupted,
         "settings": {"n": n, "batch": 1, "codec": "json", "concurrency": concurrency, "rate": rate,
@@ -143,7 +150,7 @@ def read_csv(path: Path) -> list[dict]:
 def test_summary_csv_has_one_row_per_readable_run(built):
     rows = read_csv(built / "summary.csv")
     with (built / "summary.csv").open() as f:
-        assert next(csv.reader(f)) == report.COLUMNS
+        assert next(csv.reader(f)) == tables.COLUMNS
     ids = {r["run_id"] for r in rows}
     assert ids == {"FAKE-20250101T000000Z-reference", "FAKE-20250101T010000Z-embedded",
                    "FAKE-20250101T020000Z-flask", "FAKE-20250101T030000Z-fastapi",
@@ -163,38 +170,41 @@ def test_summary_csv_has_one_row_per_readable_run(built):
 
 
 def test_every_plot_is_a_nonempty_png(built):
-    for name in report.PLOTS.values():
+    for name in PLOTS:
         data = (built / "plots" / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
 
 
 def test_html_shows_plots_study_numbers_and_gaps(built):
     page = (built / "report.html").read_text()
-    for name in report.PLOTS.values():
+    for name in PLOTS:
         assert f'src="plots/{name}"' in page
     assert "20,702.672" in page and "289.219" in page  # their 10,000-image times, Flask and Embedded
     assert "38.92×" in page  # their Flask / FastAPI at 10,000 images
     assert "450.5" in page and "23.7" in page  # their Table 4
-    assert page.count(report.NOT_MEASURED) >= 2  # TF Serving REST and gRPC have no run here
+    assert page.count(tables.NOT_MEASURED) >= 2  # TF Serving REST and gRPC have no run here
     assert "INTERRUPTED" in page
     assert 'href="summary.csv"' in page
 
 
 def test_comparison_uses_newest_complete_default_run(built):
-    runs, notes = report.load_runs(built)
-    chosen = [r.run_id for r in report.comparison_runs(runs)]
+    found, notes = runs.load_runs(built)
+    chosen = [r.run_id for r in runs.comparison_runs(found)]
     assert chosen == ["FAKE-20250101T010000Z-embedded", "FAKE-20250101T020000Z-flask",
                       "FAKE-20250101T030000Z-fastapi"]
     assert any("FAKE-broken" in n for n in notes) and any("FAKE-empty" in n for n in notes)
 
 
 def test_ratio_rows_pair_the_same_runtime_and_codec(built):
-    runs, _ = report.load_runs(built)
-    rows = {(r["slow"], r["fast"]): r for r in report.ratio_rows(report.comparison_runs(runs))}
+    found, _ = runs.load_runs(built)
+    rows = {(r["slow"], r["fast"]): r for r in study_report.ratio_rows(runs.comparison_runs(found))}
     flask_fastapi = rows[("flask", "fastapi")]
     assert flask_fastapi["study"] == pytest.approx(20702.672 / 531.959)
     assert flask_fastapi["ours"][0]["ratio"] == pytest.approx(FAKE_P50["flask"] / FAKE_P50["fastapi"])
     assert rows[("fastapi", "tfserving-rest")]["ours"] == []
+    # gRPC runs the same services as the study's TF Serving (REST only there): its ratios, without theirs
+    assert rows[("fastapi", "tfserving-grpc")]["study"] is None
+    assert rows[("embedded", "tfserving-grpc")]["study"] is None
 
 
 def test_broken_runs_are_noted_not_fatal(built):
@@ -206,21 +216,9 @@ def test_broken_runs_are_noted_not_fatal(built):
 def test_empty_results_still_make_every_file(tmp_path):
     assert report.main(["--results", str(tmp_path)]) == 0
     assert read_csv(tmp_path / "summary.csv") == []
-    for name in report.PLOTS.values():
+    for name in PLOTS:
         assert (tmp_path / "plots" / name).stat().st_size > 0
-    assert report.NOT_MEASURED in (tmp_path / "report.html").read_text()
-
-
-def test_text_from_runs_is_escaped(built, tmp_path):
-    runs, notes = report.load_runs(built)
-    runs[-1].run_id = "<script>alert(1)</script>"
-    runs[-1].doc["settings"]["codec"] = "<b>"
-    page_path = tmp_path / "report.html"
-    report.write_html(page_path, runs, [report.summary_row(r) for r in runs], report.comparison_runs(runs), [],
-                      None, notes + ["<i>note</i>"])
-    page = page_path.read_text()
-    assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "<b>" not in page and "<i>" not in page
+    assert tables.NOT_MEASURED in (tmp_path / "report.html").read_text()
 
 
 def test_missing_results_folder_is_an_error(tmp_path):
@@ -228,13 +226,13 @@ def test_missing_results_folder_is_an_error(tmp_path):
 
 
 def test_study_numbers_match_their_conclusions():
-    t3 = studies.TABLE3_SECONDS
-    for n in studies.TABLE3_SIZES:
+    t3 = {arch: published.table3_seconds(arch) for arch in published.measured()}
+    for n in published.TABLE3_SIZES:
         assert 36 <= t3["flask"][n] / t3["fastapi"][n] <= 39  # "FastAPI 36-39x faster than Flask"
         assert min(t3, key=lambda a: t3[a][n]) == "tfserving-rest"  # "TF Serving fastest"
-    assert studies.seconds_per_image("fastapi") == pytest.approx(0.0531959)
-    assert studies.cpu_percent_of_one_core("embedded") == pytest.approx(173.6)
-    assert set(studies.TABLE4) == set(studies.TABLE3_SECONDS) == set(studies.NAMES)
+    assert published.seconds_per_image("fastapi") == pytest.approx(0.0531959)
+    assert published.cpu_percent_of_one_core("embedded") == pytest.approx(173.6)
+    assert set(published.TABLE4) == set(published.TABLE3_SECONDS) == set(published.LABELS)
 
 
 def test_slow_call_path_runs_never_stand_for_an_architecture(tmp_path):
@@ -244,8 +242,8 @@ def test_slow_call_path_runs_never_stand_for_an_architecture(tmp_path):
     doc["stack"]["knobs"]["SB_CALL_PATH"] = "keras-predict"
     (tmp_path / "FAKE-2-fastapi-slow" / "summary.json").write_text(json.dumps(doc))
     make_bench(tmp_path, "FAKE-3-fastapi-small", "fastapi", "2026-01-01T00:00:03+00:00", n=100)
-    runs, _ = report.load_runs(tmp_path)
-    chosen = report.comparison_runs(runs)
+    found, _ = runs.load_runs(tmp_path)
+    chosen = runs.comparison_runs(found)
     # The slow path is excluded, and the run with the most images wins over a newer, smaller one.
     assert [r.run_id for r in chosen] == ["FAKE-1-fastapi"]
     with contextlib.redirect_stdout(io.StringIO()):

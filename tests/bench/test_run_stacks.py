@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import client, results, run, timing
+from bench import client, records, results, run, timing
 from servebench import data
 
 pytestmark = pytest.mark.integration
@@ -89,7 +89,8 @@ def check_summary_keys(summary: dict) -> None:
                 "accuracy", "latency_ms", "throughput_images_per_s", "wall_s", "table3", "hops_ms", "resources",
                 "harness_overhead_ms", "reference"):
         assert key in summary, key
-    assert summary["kind"] == "bench"
+    assert summary["kind"] == "bench" and summary["schema_version"] == records.SCHEMA_VERSION
+    assert summary["study"] is None  # run by hand, not by a study
     assert set(summary["settings"]) >= {"n", "batch", "codec", "concurrency", "rate", "arrivals", "repeats",
                                         "warmup", "seed"}
     assert set(summary["latency_ms"]) == {"p50", "p90", "p99", "max", "mean"}

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import resources, results, soak
+from bench import formats, resources, results, soak
+from bench.options import SoakOptions, parse
 
 pytestmark = pytest.mark.unit
 
@@ -24,19 +25,19 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
     ("1m30s", 90), ("1.5m", 90), (" 10M ", 600), (".5m", 30), (45, 45),
 ])
 def test_parse_duration(text, seconds):
-    assert soak.parse_duration(text) == pytest.approx(seconds)
+    assert formats.parse_duration(text) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("text", ["", "  ", "0", "0s", "-5", "-1m", "10x", "m", "1m1m", "1 m", "abc", "inf", "nan",
                                   "1h-5m"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
-        soak.parse_duration(text)
+        formats.parse_duration(text)
 
 
 @pytest.mark.parametrize("seconds, text", [(30, "30s"), (600, "10m"), (3600, "1h"), (5430, "1h30m30s"), (0, "0s")])
 def test_format_duration(seconds, text):
-    assert soak.format_duration(seconds) == text
+    assert formats.format_duration(seconds) == text
 
 
 # ------------------------------------------------------------------ rate and schedule
@@ -216,21 +217,23 @@ def test_plot_writes_a_png(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC and out.stat().st_size > 10_000
 
 
-# ------------------------------------------------------------------ options
-def test_parse_args_defaults_and_knobs():
-    a = soak.parse_args(["--arch", "embedded"])
+# ------------------------------------------------------------------ options (bench.options.SoakOptions)
+def test_options_defaults_and_knobs():
+    a = parse(SoakOptions, ["--arch", "embedded"])
     assert a.duration_s == 600 and a.load == 0.70 and a.rate is None and a.probe_s == 15 and a.bin_s == 60
     assert a.window_s == soak.DEFAULT_WINDOW_S and a.sample_hz == 1.0 and a.runtime == "native"
-    a = soak.parse_args(["--arch", "fastapi", "--duration", "1h", "--rate", "50", "--runtime", "docker",
-                         "--codec", "raw", "--batch", "4"])
+    assert a.goal == soak.GOAL_PCT
+    a = parse(SoakOptions, ["--arch", "fastapi", "--duration", "1h", "--rate", "50", "--runtime", "docker",
+                            "--codec", "raw", "--batch", "4"])
     assert (a.duration_s, a.rate, a.runtime, a.codec, a.batch) == (3600, 50.0, "docker", "raw", 4)
 
 
 @pytest.mark.parametrize("argv", [["--duration", "soon"], ["--duration", "0"], ["--load", "0"], ["--rate", "-1"],
                                   ["--n", "0"], ["--batch", "0"], ["--probe", "x"]])
-def test_parse_args_rejects(argv, capsys):
+def test_options_reject(argv, capsys):
     with pytest.raises(SystemExit):
-        soak.parse_args(["--arch", "embedded", *argv])
+        parse(SoakOptions, ["--arch", "embedded", *argv])
+    assert argv[0] in capsys.readouterr().err  # the message names the flag
 
 
 def test_recorder_counts_what_it_writes(tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import soak
+from bench import records, soak
 from servebench import data
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -50,6 +50,7 @@ def test_short_soak_writes_everything(embedded, tmp_path):
     assert run_dir.name.endswith("-soak-embedded")
     doc = json.loads((run_dir / "summary.json").read_text())
     assert doc["kind"] == "soak" and doc["interrupted"] is False and "running" not in doc
+    assert records.read(run_dir).schema_version == records.SCHEMA_VERSION
     s, cap, req = doc["settings"], doc["capacity"], doc["requests"]
     assert cap["measured"] and cap["images_per_s"] > 0 and s["rate_source"] == "measured"
     assert s["rate"] == pytest.approx(0.5 * cap["images_per_s"], rel=1e-3)

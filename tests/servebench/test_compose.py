@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from servebench import codecs, compose, runtime, topology
-from tests.stacks import stack_env
+from servebench import codecs, compose, registry, runtime, topology
+from servebench.settings import HarnessSettings
+from tests.stacks import stack_settings
 
 pytestmark = pytest.mark.docker
 
@@ -35,7 +36,7 @@ if not compose.engine_answers():
     pytest.skip("no Docker engine answers (`docker info`): start one with `bash .ci/docker-engine.sh start` "
                 "(see ../shared/MACHINES.md)", allow_module_level=True)
 try:
-    compose.compose_command()
+    compose.DockerRuntime(HarnessSettings()).compose_command()
 except compose.StackError as exc:
     pytest.skip(str(exc), allow_module_level=True)
 
@@ -46,8 +47,8 @@ def _have(image: str) -> bool:
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    if os.environ.get("BASE_IMAGE"):
-        return os.environ["BASE_IMAGE"]
+    if HarnessSettings().base_image:
+        return HarnessSettings().base_image
     if _have(OFFLINE_BASE):
         return OFFLINE_BASE
     if _have(PUBLIC_BASE):
@@ -61,21 +62,22 @@ def base_image() -> str:
 @pytest.fixture(scope="module")
 def images(base_image) -> str:
     """Every service's image, built once (the Python dependency layer is shared)."""
-    compose.build(env={**os.environ, "BASE_IMAGE": base_image}, log=QUIET)
+    docker(base_image).build(log=QUIET)
     return base_image
 
 
-def docker_env(base_image: str) -> dict[str, str]:
-    """Free, non-default ports for every service and a project of our own."""
-    return stack_env(BASE_IMAGE=base_image, SB_COMPOSE_PROJECT=PROJECT, SB_BACKEND_TIMEOUT_S="5")
+def docker(base_image: str = "") -> compose.DockerRuntime:
+    """The docker runtime on a project of our own, using the images as they are."""
+    return compose.DockerRuntime(HarnessSettings(base_image=base_image, compose_project=PROJECT, docker_build=False))
 
 
 @pytest.fixture(scope="module", params=ARCHES)
 def docker_stack(request, images, tmp_path_factory):
     run = tmp_path_factory.mktemp(f"docker-{request.param}")
-    st = compose.up(request.param, env=docker_env(images), path=run, log=QUIET, build_images=False)
+    # Free, non-default ports for every service.
+    st = docker(images).up(request.param, stack_settings(backend_timeout_s=5), run, log=QUIET)
     yield st
-    compose.down(run, log=QUIET)
+    docker(images).down(run, log=QUIET)
 
 
 def post(st, body: bytes, content_type: str | None, timeout: float = 30):
@@ -94,17 +96,17 @@ def reference(core, test_split):
 
 
 def test_the_runtime_switch_picks_compose():
-    assert runtime.get("docker") is compose
+    assert isinstance(runtime.get("docker"), compose.DockerRuntime)
 
 
 def test_state_describes_the_containers(docker_stack):
     doc = docker_stack.doc
     assert doc["runtime"] == "docker" and doc["project"] == PROJECT
-    assert set(doc["services"]) == {svc.name for svc in topology.services_for(docker_stack.arch)}
+    assert set(doc["services"]) == {svc.name for svc in registry.services_for(docker_stack.arch)}
     for name, svc in doc["services"].items():
         assert len(svc["container"]) == 64, name
-        assert svc["port"] == topology.port(topology.SERVICES[name], {k: str(v) for k, v in doc["knobs"].items()})
-    assert compose.state(docker_stack.run_dir).doc == doc
+        assert svc["port"] == topology.port(registry.service(name), docker_stack.settings)
+    assert docker().state(docker_stack.run_dir).doc == doc
 
 
 @pytest.mark.parametrize("codec", codecs.CODECS)
@@ -148,22 +150,31 @@ def test_sampler_sees_each_containers_processes(docker_stack):
         leader.cpu_percent(None)  # what the harness's sampler calls
 
 
+def test_one_service_is_stopped_and_restarted(docker_stack):
+    name = registry.services_for(docker_stack.arch)[0].name  # the backend (the front end for embedded)
+    docker().stop_service(docker_stack, name)
+    assert docker_stack.health()[name][0] == "dead"
+    docker().restart_service(docker_stack, name)
+    assert docker_stack.health()[name][0] == "up"
+    assert docker().state(docker_stack.run_dir).pids()[name] == docker_stack.pids()[name]
+
+
 def test_down_leaves_nothing_running(docker_stack):
-    assert compose.down(docker_stack.run_dir, log=QUIET) is True
+    assert docker().down(docker_stack.run_dir, log=QUIET) is True
     assert compose.project_containers(PROJECT) == {}
-    assert compose.state(docker_stack.run_dir) is None
+    assert docker().state(docker_stack.run_dir) is None
     assert docker_stack.processes() == {name: [] for name in docker_stack.doc["services"]}
 
 
 def test_tfserving_profile_is_valid():
-    seen = compose.config("tfserving", env={**os.environ, "SB_TFSERVING_BATCHING": "true"})
+    seen = docker().config("tfserving", stack_settings(tfserving_batching=True))
     assert "tensorflow/serving" in seen and "/models/cifar10_cnn" in seen and "/models/batching.config" in seen
 
 
-@pytest.mark.skipif(_have(topology.TFSERVING.image), reason="the TF Serving image is present here")
+@pytest.mark.skipif(_have(registry.service("tfserving").image), reason="the TF Serving image is present here")
 @pytest.mark.parametrize("arch", ["tfserving-rest", "tfserving-grpc"])
 def test_tfserving_is_refused_clearly_without_its_image(arch, tmp_path):
     with pytest.raises(compose.StackError, match="official image .* cannot be pulled"):
-        compose.up(arch, env=stack_env(SB_COMPOSE_PROJECT=PROJECT), path=tmp_path, log=QUIET)
-    assert compose.state(tmp_path) is None
+        docker().up(arch, stack_settings(), tmp_path, log=QUIET)
+    assert docker().state(tmp_path) is None
     assert compose.project_containers(PROJECT) == {}

@@ -1,67 +1,110 @@
-"""The native runner: clear failures, and `down` stops exactly what `up` started."""
+"""The native runner with real servers: clear failures, `down` stops exactly what `up` started, and each
+service receives exactly the environment compose gives its container."""
 from __future__ import annotations
 
-import socket
+import json
 
 import psutil
 import pytest
 
-from servebench import stack
-from tests.stacks import is_listening, stack_env
+from servebench import registry, stack, topology
+from servebench.settings import REPO_ROOT
+from tests.stacks import free_ports, is_listening, stack_settings
 
 pytestmark = pytest.mark.integration
 
-
-def test_port_in_use_is_named(tmp_path):
-    env = stack_env()
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", int(env["SB_FASTAPI_PORT"])))
-        blocker.listen()
-        with pytest.raises(stack.StackError, match=r"port .* \(SB_FASTAPI_PORT\) .* in use"):
-            stack.up("fastapi", env=env, path=tmp_path, log=lambda *_: None)
-    assert stack.state(tmp_path) is None
-
-
-def test_tfserving_without_binary_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")
-    with pytest.raises(stack.StackError, match="tensorflow_model_server"):
-        stack.up("tfserving-rest", env=stack_env(), path=tmp_path, log=lambda *_: None)
+QUIET = lambda *_: None  # noqa: E731
+SECRET = "k3y-" + "".join(chr(ord("a") + i % 26) for i in range(60))
 
 
 def test_backend_that_fails_to_start_is_reported(tmp_path):
-    env = stack_env(SB_MAX_BATCH="not-a-number")  # the settings object refuses it
-    with pytest.raises(stack.StackError, match="flask exited"):
-        stack.up("flask", env=env, path=tmp_path, log=lambda *_: None, timeout_s=60)
+    settings = stack_settings(backend_workers=1).model_copy(update={"model_base": tmp_path / "no-model"})
+    with pytest.raises(stack.StackError, match="flask exited with code"):
+        stack.up("flask", settings, tmp_path, log=QUIET, timeout_s=60)
     assert stack.state(tmp_path) is None
 
 
 def test_down_stops_everything_it_started(tmp_path):
-    env = stack_env()
-    st = stack.up("embedded", env=env, path=tmp_path, log=lambda *_: None)
+    settings = stack_settings()
+    st = stack.up("embedded", settings, tmp_path, log=QUIET)
     try:
         pids = [p.pid for procs in st.processes().values() for p in procs]
         assert len(pids) >= 3 and st.alive()
         with pytest.raises(stack.StackError, match="already running"):
-            stack.up("embedded", env=stack_env(), path=tmp_path, log=lambda *_: None)
+            stack.up("embedded", stack_settings(), tmp_path, log=QUIET)
     finally:  # a failed assertion must not leave the stack running
-        assert stack.down(tmp_path, log=lambda *_: None)
+        assert stack.down(tmp_path, log=QUIET)
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
-    assert not is_listening(int(env["SB_PORT"]))
+    assert not is_listening(settings.port)
     assert stack.state(tmp_path) is None
 
 
 def test_down_without_a_state_file_still_stops_every_process(tmp_path):
     """The state file lost (a deleted run folder's, a run killed while writing it): strays are found anyway."""
-    env = stack_env(SB_FRONTEND_WORKERS="1")
-    st = stack.up("embedded", env=env, path=tmp_path, log=lambda *_: None)
+    st = stack.up("embedded", stack_settings(frontend_workers=1), tmp_path, log=QUIET)
     try:
         pids = [p.pid for procs in st.processes().values() for p in procs]
         assert any("nginx: worker" in " ".join(psutil.Process(p).cmdline()) for p in pids)
         (tmp_path / "stack.json").unlink()
-        assert stack.down(tmp_path, log=lambda *_: None)
+        assert stack.down(tmp_path, log=QUIET)
         psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
         left = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
         assert not left, [psutil.Process(p).cmdline() for p in left]
     finally:
         for name, pid in st.pids().items():
             stack._stop(pid, grace_s=2)
+
+
+def _received(st, name: str) -> tuple[dict[str, str], dict[str, str]]:
+    """What the service's main process really received: (its own variables, the platform's and the marker)."""
+    env = psutil.Process(st.doc["services"][name]["pid"]).environ()
+    platform = {k: env.pop(k) for k in (*topology.PLATFORM_ENV, topology.STACK_MARKER) if k in env}
+    return env, platform
+
+
+def _compose_gives(st, name: str, settings) -> dict[str, str]:
+    """The environment compose gives the service's container for the same settings, with the native paths."""
+    svc = registry.service(name)
+    subst = topology.compose_substitutions(st.arch, settings, SECRET)
+    env = {k: topology.resolve(v, subst) for k, v in topology.compose_document()["services"][name]["environment"].items()}
+    # The one variable whose value is the runtime's: a path (the checkout's model, the image's model).
+    env.update({k: v for k, v in topology.runtime_values(svc, "native", settings, st.run_dir).items()
+                if k in svc.runtime_env})
+    return env
+
+
+@pytest.mark.parametrize("arch", ["embedded", "flask"])
+def test_each_service_receives_exactly_what_compose_gives_it(arch, tmp_path, monkeypatch):
+    """Drift test: the real environment of each running process, inherited variables included."""
+    settings = stack_settings(frontend_workers=1, backend_workers=1, secret_key=SECRET)
+    # Strays in the caller's environment: none may reach a service, only the settings do.
+    monkeypatch.setenv("SB_POISON", "1")
+    monkeypatch.setenv("SB_FLASK_PORT", str(free_ports(1)[0]))
+    monkeypatch.setenv("SB_FRONTEND_WORKERS", "3")
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "nowhere.settings")
+    st = stack.up(arch, settings, tmp_path, log=QUIET)
+    try:
+        assert SECRET not in (tmp_path / "stack.json").read_text()
+        # nginx writes its process title over its environment: its variables are checked statically
+        # (tests/servebench/test_topology.py), its settings by its health on the settings' port.
+        checked = [name for name in st.doc["services"] if name != "nginx"]
+        assert checked == [svc.name for svc in registry.services_for(arch) if svc.name != "nginx"]
+        for name in checked:
+            env, platform = _received(st, name)
+            expected = _compose_gives(st, name, settings)
+            assert set(env) == set(topology.compose_document()["services"][name]["environment"]), name
+            assert env == expected, name
+            assert platform[topology.STACK_MARKER] == str(tmp_path.resolve())
+            assert platform["PYTHONPATH"] == str(REPO_ROOT)
+        # A service restarted from the recorded state (another process: no secret) gets the same variables.
+        name = checked[0]
+        stack.restart_service(stack.state(tmp_path), name)
+        st = stack.state(tmp_path)
+        env, _ = _received(st, name)
+        expected = _compose_gives(st, name, settings)
+        if "SB_SECRET_KEY" in expected:
+            expected["SB_SECRET_KEY"] = ""
+        assert env == expected, name
+        assert json.loads((tmp_path / "stack.json").read_text())["knobs"] == settings.knob_env()
+    finally:
+        stack.down(tmp_path, log=QUIET)

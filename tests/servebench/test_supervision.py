@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from servebench import stack
+from tests.stacks import stack_settings
 
 pytestmark = pytest.mark.integration
 
@@ -18,8 +19,8 @@ _ORPHANING_MASTER = "import subprocess, sys; subprocess.Popen([sys.executable, '
 
 
 def _fake_state(tmp_path, pid: int) -> stack.StackState:
-    doc = {"arch": "embedded", "runtime": "native", "url": "http://127.0.0.1:1",
-           "services": {"flask": {"pid": pid, "port": 1, "command": [], "log": "", "env": {}}}}
+    doc = {"arch": "embedded", "runtime": "native", "url": "http://127.0.0.1:1", "knobs": {},
+           "services": {"flask": {"pid": pid, "port": 1, "command": [], "log": ""}}}
     (tmp_path / "stack.json").write_text(json.dumps(doc))
     return stack.state(tmp_path)
 
@@ -39,7 +40,7 @@ def test_a_service_whose_master_died_is_degraded_and_down_stops_its_workers(tmp_
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 1 and "DEGRADED" in status.stdout and "make down" in status.stdout
         with pytest.raises(stack.StackError, match="already running"):
-            stack.up("embedded", path=tmp_path, log=lambda *_: None)
+            stack.up("embedded", stack_settings(), tmp_path, log=lambda *_: None)
         assert stack.down(tmp_path, log=lambda *_: None)
         procs[0].wait(timeout=15)
         assert not stack.group_processes(master.pid)

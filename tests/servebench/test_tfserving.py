@@ -23,6 +23,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from servebench.settings import Settings
 from servebench import codecs, topology, tfserving
 from servebench.tfserving import (
     GrpcClient,
@@ -253,7 +254,7 @@ def test_models_config_parses_and_names_the_mounted_model():
     text = (CONFIG_DIR / "models.config").read_text()
     config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     (model,) = config.model_config_list.config
-    assert model.name == topology.MODEL_NAME == tfserving.MODEL_NAME
+    assert model.name == Settings().model_name == tfserving.MODEL_NAME
     assert model.model_platform == "tensorflow"
     assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
     assert model.model_version_policy.latest.num_versions == 1
@@ -319,7 +320,7 @@ def test_batching_config_parses_and_fits_the_largest_request():
     for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads"):
         assert params.HasField(name), name
     # TF Serving rejects a request larger than one batch (no large-batch splitting).
-    assert params.max_batch_size.value >= int(topology.default("SB_MAX_BATCH"))
+    assert params.max_batch_size.value >= Settings().max_batch
     assert 1 <= params.num_batch_threads.value <= 2  # 2 cores
     assert params.max_enqueued_batches.value >= 1
 

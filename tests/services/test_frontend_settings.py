@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from servebench import topology
-from servebench.settings import NOT_RECORDED, Settings
+from servebench import registry, topology
+from servebench.settings import NOT_RECORDED, Settings, knob_defaults
 
 pytestmark = pytest.mark.unit
 
@@ -70,7 +70,7 @@ def test_secret_key_is_never_recorded_nor_shown():
     assert STRONG_KEY not in json.dumps(s.recorded())
     assert STRONG_KEY not in repr(s) and STRONG_KEY not in str(s)
     # Knobs are recorded with every result: the key must not be one.
-    assert "SB_SECRET_KEY" not in topology.KNOBS
+    assert "SB_SECRET_KEY" not in knob_defaults()
 
 
 def test_recorded_settings_hold_no_paths_addresses_or_ports():
@@ -86,8 +86,8 @@ def test_recorded_settings_hold_no_paths_addresses_or_ports():
 def test_allowed_hosts_default_to_loopback_and_the_listen_address():
     s = Settings()
     assert {"127.0.0.1", "localhost", "[::1]"} <= set(s.host_names())
-    assert ",".join(s.allowed_hosts) == topology.default("SB_ALLOWED_HOSTS")
-    assert s.listen == topology.default("SB_LISTEN")
+    assert ",".join(s.allowed_hosts) == knob_defaults()["SB_ALLOWED_HOSTS"]
+    assert s.listen == knob_defaults()["SB_LISTEN"]
     assert Settings(listen="127.0.0.5").host_names()[-1] == "127.0.0.5"
     assert "0.0.0.0" not in Settings(listen="0.0.0.0").host_names()
 
@@ -99,10 +99,13 @@ def test_allowed_hosts_come_from_the_environment(monkeypatch):
 
 
 def test_topology_passes_the_host_settings_to_the_front_end_only():
-    env = topology.FRONTEND.environment
-    assert env["SB_ALLOWED_HOSTS"] == topology.ref("SB_ALLOWED_HOSTS")
-    assert env["SB_LISTEN"] == topology.ref("SB_LISTEN")
+    env = topology.environment_templates(registry.service("frontend"))
+    assert env["SB_ALLOWED_HOSTS"] == registry.ref("allowed_hosts")
+    assert env["SB_LISTEN"] == registry.ref("listen")
     assert env["SB_SECRET_KEY"] == "${SB_SECRET_KEY:-}"
+    others = [svc for name, svc in registry.services().items() if name != "frontend"]
+    assert all("SB_ALLOWED_HOSTS" not in topology.environment_templates(svc) for svc in others)
+    assert all("SB_SECRET_KEY" not in topology.environment_templates(svc) for svc in others)
 
 
 CLIENT = """

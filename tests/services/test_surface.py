@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from servebench import codecs, stack
-from tests.stacks import port_of, stack_env
+from tests.stacks import port_of, stack_settings
 
 pytestmark = pytest.mark.integration
 ARCHES = ["embedded", "flask", "fastapi"]
@@ -38,8 +38,8 @@ def st(request, tmp_path_factory):
     """One stack at a time: stopped before the next architecture starts."""
     run = tmp_path_factory.mktemp(f"surface-{request.param}")
     # One front-end worker: embedded then loads one model copy; backends keep their two workers.
-    env = stack_env(SB_CONN_LIMIT=str(CONN_LIMIT), SB_FRONTEND_WORKERS="1", SB_BACKEND_WORKERS="2")
-    state = stack.up(request.param, env=env, path=run, log=lambda *_: None)
+    settings = stack_settings(conn_limit=CONN_LIMIT, frontend_workers=1, backend_workers=2)
+    state = stack.up(request.param, settings, run, log=lambda *_: None)
     try:
         yield state
     finally:

@@ -1,0 +1,318 @@
+"""The harness's options: one typed object per command, built once from the command line and passed down.
+
+Each option is a field, declared once with its type, default, constraints and
+help; :func:`parse` derives the command line from the fields (``n`` is
+``--n``, ``run_dir`` is ``--run-dir``, a boolean that defaults to true is
+``--no-<name>``), validates what was given and reports a bad value under the
+flag that carried it. The same classes are built directly by code (a study's
+experiments), where a bad value raises pydantic's ``ValidationError``.
+
+:class:`LocustSettings` is the one exception to "built from the command line":
+locust runs the locustfile in its own processes, so ``bench.load`` hands the
+load options to them as ``SB_LOAD_*`` variables, and that class alone reads them.
+"""
+from __future__ import annotations
+
+import argparse
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bench import resources, results
+from bench.formats import parse_duration
+from servebench import codecs, registry
+
+OPEN_LOOP_CONNECTIONS = 16  # the most requests in flight at once in the open loop, at least
+TEST_SET_IMAGES = 10000  # CIFAR-10's test set
+
+
+def option(default: Any, doc: str, *, flag: str | None = None, positional: bool = False, cli: bool = True,
+           append: bool = False, **constraints) -> Any:
+    """A field that is also a command-line option (``cli=False``: set by code only)."""
+    extra: dict[str, Any] = {"cli": cli}
+    if flag:
+        extra["flag"] = flag
+    if positional:
+        extra["positional"] = True
+    if append:
+        extra["append"] = True
+    return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+class Options(BaseModel):
+    """What every harness command shares: where results and data are, and whether to draw progress bars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    out: Path = option(results.DEFAULT_ROOT, "results folder")
+    data_dir: Path | None = option(None, "cifar-10-batches-py folder (default: SB_CIFAR10_DIR or the shared copy)")
+    progress: bool = option(True, "progress bars")
+    study: str | None = option(None, "the study whose experiment this run is", cli=False)
+
+    @classmethod
+    def choices(cls) -> dict[str, tuple]:
+        """Allowed values of the string fields that are looked up (not Literal types)."""
+        return {"runtime": registry.RUNTIMES, "codec": codecs.CODECS, "arch": registry.names(),
+                "arches": registry.names(), "study": tuple(s.name for s in registry.studies())}
+
+    @field_validator("*")
+    @classmethod
+    def _one_of(cls, value, info):
+        allowed = cls.choices().get(info.field_name)
+        if allowed is None or value is None:
+            return value
+        for v in value if isinstance(value, tuple) else (value,):
+            if v not in allowed:
+                raise ValueError(f"unknown {v!r}: choose from {', '.join(allowed)}")
+        return value
+
+    @classmethod
+    def flag(cls, name: str) -> str:
+        """The command-line spelling of field ``name``."""
+        f = cls.model_fields[name]
+        extra = f.json_schema_extra or {}
+        if extra.get("positional"):
+            return name.upper()
+        if extra.get("flag"):
+            return extra["flag"]
+        dashed = name.replace("_", "-")
+        if f.annotation is bool and f.default is True:
+            return f"--no-{dashed}"
+        return f"--{dashed}"
+
+
+class StackOptions(Options):
+    """A command that sends work through a stack's nginx (started here when none runs)."""
+
+    arch: str = option(..., "architecture")
+    runtime: str = option("native", "where the stack runs")
+    run_dir: Path | None = option(None, "the stack's state folder (default: SB_RUN_DIR or run/)")
+    codec: str = option("json", "request body format")
+    batch: int = option(1, "images per request", ge=1)
+    sample_hz: float = option(resources.DEFAULT_HZ, "resource samples per second", gt=0)
+
+
+class BenchOptions(StackOptions):
+    """``python -m bench.run``: N test images through a stack, closed or open loop."""
+
+    n: int = option(TEST_SET_IMAGES, "images to send per pass (the CIFAR-10 test set: at most 10000)",
+                    ge=1, le=TEST_SET_IMAGES)
+    concurrency: int = option(1, "closed loop: requests in flight (1: sequential)", ge=1)
+    rate: float | None = option(None, "open loop: requests per second", gt=0)
+    arrivals: Literal["constant", "poisson"] = option("constant", "open-loop inter-arrival times")
+    connections: int | None = option(
+        None, f"open loop: connection pool (default: max(concurrency, {OPEN_LOOP_CONNECTIONS}))", ge=1)
+    repeats: int = option(1, "passes over the N images", ge=1)
+    warmup: int = option(50, "requests sent first and not counted", ge=0)
+    seed: int = option(0, "seed of the Poisson arrivals")
+    overhead_requests: int = option(1000, "requests for the harness-overhead measurement", ge=1)
+
+    @classmethod
+    def choices(cls) -> dict[str, tuple]:
+        return {**super().choices(), "arch": (*registry.names(), "all")}
+
+    @property
+    def pool(self) -> int:
+        """Connections the run keeps open: the open loop's pool, else one per request in flight."""
+        if self.connections is not None:
+            return self.connections
+        return max(self.concurrency, OPEN_LOOP_CONNECTIONS) if self.rate else self.concurrency
+
+    def recorded(self) -> dict:
+        """What a bench record says it was asked to do (its ``settings``)."""
+        return {
+            "n": self.n, "batch": self.batch, "codec": self.codec, "concurrency": self.concurrency,
+            "rate": self.rate, "arrivals": self.arrivals if self.rate else None,
+            "open_loop_connections": self.pool if self.rate else None,
+            "repeats": self.repeats, "warmup": self.warmup, "seed": self.seed,
+            "mode": ("open" if self.rate else "closed"), "sample_hz": self.sample_hz,
+        }
+
+
+class LoadOptions(StackOptions):
+    """``python -m bench.load``: a locust load test."""
+
+    users: int = option(4, "simulated users (each one request at a time)", ge=1)
+    spawn_rate: float = option(4.0, "users started per second", gt=0)
+    duration: str = option("30s", "run time, locust's format: 30s, 5m, 1h30m")
+    workers: int = option(0, "0: one locust process; n: a master and n workers", ge=0)
+    images: int = option(1000, "test images each locust process encodes and cycles", ge=1, le=TEST_SET_IMAGES)
+    ui: bool = option(False, "locust's web UI on 127.0.0.1 instead of a headless run")
+    web_port: int = option(8089, "the web UI's port", ge=1, le=65535)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class SoakOptions(StackOptions):
+    """``python -m bench.soak``: a steady share of capacity for a long time, watching memory."""
+
+    duration: str = option("10m", "soak length: 30s, 10m, 1h, 1h30m or seconds")
+    load: float = option(0.70, "share of the measured capacity to send", gt=0, le=1.5)
+    rate: float | None = option(None, "requests/s; skips the capacity measurement", gt=0)
+    probe: str = option("15s", "capacity measurement length (closed loop)")
+    probe_concurrency: int = option(8, "connections of the capacity measurement", ge=1)
+    n: int = option(TEST_SET_IMAGES, "test images cycled through (at most 10000)", ge=1, le=TEST_SET_IMAGES)
+    connections: int = option(16, "open-loop connection pool", ge=1)
+    warmup: int = option(50, "requests sent first and not counted", ge=0)
+    # PSS walks every page table; once a second is cheap enough for hours.
+    sample_hz: float = option(1.0, "resource samples per second", gt=0)
+    window: str = option("20s", "median window of the growth figures")
+    goal: float = option(5.0, "memory growth goal, %", gt=0)
+    bin: str = option("1m", "latency/throughput bins")
+
+    @field_validator("duration", "probe", "window", "bin")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    @property
+    def duration_s(self) -> float:
+        return parse_duration(self.duration)
+
+    @property
+    def probe_s(self) -> float:
+        return parse_duration(self.probe)
+
+    @property
+    def window_s(self) -> float:
+        return parse_duration(self.window)
+
+    @property
+    def bin_s(self) -> float:
+        return parse_duration(self.bin)
+
+
+class ReferenceOptions(Options):
+    """``python -m bench.reference``: the model's own cost, in process."""
+
+    calls: int = option(1000, "timed one-image calls", ge=1)
+    warmup: int = option(50, "untimed one-image calls first", ge=0)
+    batch_sizes: tuple[int, ...] = option((1, 8, 32, 128), "batch sizes, comma-separated", min_length=1)
+    batch_images: int = option(2048, "images per batch size (throughput)", ge=1)
+    batch_seconds: float | None = option(
+        None, "run each batch size this long instead of a fixed number of images", gt=0)
+    codec_calls: int = option(300, "timed one-image calls per codec", ge=0)
+    codecs: tuple[str, ...] = option(("json", "raw"), f"codecs, comma-separated, from {','.join(codecs.CODECS)}")
+
+    @field_validator("batch_sizes", "codecs", mode="before")
+    @classmethod
+    def _comma_list(cls, v):
+        return tuple(x.strip() for x in v.split(",") if x.strip()) if isinstance(v, str) else v
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b < 1 for b in v):
+            raise ValueError("batch sizes must be at least 1")
+        return v
+
+    @field_validator("codecs")
+    @classmethod
+    def _known_codecs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(v) - set(codecs.CODECS))
+        if unknown:
+            raise ValueError(f"unknown codec(s) {', '.join(unknown)}: choose from {', '.join(codecs.CODECS)}")
+        return v
+
+
+class StudyOptions(Options):
+    """``python -m bench.study NAME``: a study's experiments, then its report section."""
+
+    study: str = option(..., "the study to run (servebench.registry)", positional=True)
+    runtime: str = option("native", "where the stacks run")
+    n: int = option(TEST_SET_IMAGES, "images of the main workload", ge=1, le=TEST_SET_IMAGES)
+    quick: bool = option(False, "shrink every count for a smoke run")
+    arches: tuple[str, ...] = option((), "only these architectures (repeatable); default: the study's that run here",
+                                     flag="--arch", append=True)
+    reference: bool = option(True, "the fresh in-process reference before each architecture "
+                                   "(results/reference.json is kept as it is)")
+    slow_path_n: int = option(300, "images for the keras-predict runs", ge=1, le=TEST_SET_IMAGES)
+    run_dir: Path | None = option(None, "the stacks' state folder (default: SB_RUN_DIR or run/)")
+    report: bool = option(True, "rewriting the report afterwards")
+    progress: bool = option(False, "progress bars (off: a study runs unattended)")
+
+
+class LocustSettings(BaseSettings):
+    """What the locustfile needs, read in locust's processes from ``SB_LOAD_*`` (set by ``bench.load``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SB_LOAD_", extra="ignore", frozen=True)
+
+    codec: str = "json"
+    batch: int = Field(1, ge=1)
+    images: int = Field(1000, ge=1, le=TEST_SET_IMAGES)
+    totals_file: Path | None = None  # where the master (or only) process writes the final totals
+    data_dir: Path | None = None  # None: the data's default folder
+
+    def env(self) -> dict[str, str]:
+        """These settings as the variables the locust processes read."""
+        prefix = self.model_config["env_prefix"]
+        return {prefix + k.upper(): str(v) for k, v in self.model_dump().items() if v is not None}
+
+
+# ------------------------------------------------------------------ the command line
+def parser(cls: type[Options], description: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser derived from ``cls``'s fields; it leaves out what was not given."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
+    choices = cls.choices()
+    for name, f in cls.model_fields.items():
+        extra = f.json_schema_extra or {}
+        if not extra.get("cli", True):
+            continue
+        doc = f.description or ""
+        if f.annotation is bool:
+            p.add_argument(cls.flag(name), dest=name, action="store_false" if f.default else "store_true",
+                           help=f"turn off {doc}" if f.default else doc)
+            continue
+        kw: dict[str, Any] = {"help": doc + ("" if f.is_required() or f.default in (None, ()) else
+                                             f" (default: {_shown(f.default)})")}
+        if name in choices:
+            kw["choices"] = choices[name]
+        elif typing.get_origin(f.annotation) is Literal:
+            kw["choices"] = typing.get_args(f.annotation)
+        if extra.get("positional"):
+            p.add_argument(name, metavar=name.upper(), **kw)
+            continue
+        if extra.get("append"):
+            kw["action"] = "append"
+        p.add_argument(cls.flag(name), dest=name, required=f.is_required(), **kw)
+    return p
+
+
+def parse(cls: type[Options], argv=None, description: str | None = None):
+    """``cls`` built from ``argv``; a bad value exits with usage and the flag that carried it."""
+    p = parser(cls, description)
+    given = vars(p.parse_args(argv))
+    try:
+        return cls.model_validate(given)
+    except ValidationError as exc:
+        p.error(explain(exc, cls))
+
+
+def explain(exc: ValidationError, cls: type[Options]) -> str:
+    """A validation error as the command line spells it: ``--n: Input should be ...``."""
+    parts = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        loc = err["loc"]
+        parts.append(f"{cls.flag(loc[0])}: {msg}" if loc and loc[0] in cls.model_fields else msg)
+    return "; ".join(parts)
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, Path):
+        try:
+            return str(value.relative_to(results.REPO_ROOT))
+        except ValueError:
+            return str(value)
+    return str(value)

@@ -1,0 +1,300 @@
+"""The runs under a results folder, read through ``bench.records``, and the ones the comparisons use.
+
+Every ``<run>/summary.json`` is read with :func:`bench.records.read`, which
+upgrades documents of any schema version (those written before the schema had
+one included); a folder whose summary cannot be read is skipped with a note.
+The measurements differ by kind (a bench run's ``latency_ms``, a load run's
+``locust`` totals), so they are looked up with :meth:`Run.get`, which treats a
+missing or null field alike.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import records
+from bench.report import archs
+from bench.report.numbers import number
+
+REFERENCE = "reference.json"  # the baseline the harness compares with, a copy of a reference run's summary
+
+# The path of one request, in order; a hop an architecture does not have is absent or null.
+HOPS = {
+    "client_network_nginx": "client → nginx (network)",
+    "gunicorn": "gunicorn",
+    "django": "Django",
+    "forward_network": "Django → backend (network)",
+    "backend_framework": "backend framework",
+    "decode": "decode",
+    "model": "model",
+}
+SERVICES = ("nginx", "frontend", "backend", "client")  # roles: backend is whichever model server runs
+SERVER_SERVICES = SERVICES[:3]  # the client is the load generator, not part of the architecture
+
+
+def dig(doc, *keys, default=None):
+    """doc[k1][k2]... or default when any level is missing, null or not a mapping."""
+    for key in keys:
+        if not isinstance(doc, dict) or doc.get(key) is None:
+            return default
+        doc = doc[key]
+    return doc
+
+
+class Run:
+    """One run folder: its record (current schema) and where it lies."""
+
+    def __init__(self, record: records.RunRecord, path: Path):
+        self.record = record
+        self.path = path
+        self.run_id = record.run_id
+        self.doc = record.doc()  # plain data, read many times below
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_id!r})"
+
+    def get(self, *keys, default=None):
+        return dig(self.doc, *keys, default=default)
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def arch(self) -> str | None:
+        return self.record.arch
+
+    @property
+    def runtime(self) -> str | None:
+        return self.record.runtime
+
+    @property
+    def interrupted(self) -> bool:
+        return self.record.interrupted
+
+    @property
+    def settings(self) -> dict:
+        return self.record.settings
+
+    # Missing workload settings mean the harness defaults.
+    @property
+    def batch(self) -> int:
+        return int(number(self.settings.get("batch")) or 1)
+
+    @property
+    def concurrency(self) -> int:
+        return int(number(self.settings.get("concurrency")) or 1)
+
+    @property
+    def rate(self) -> float | None:
+        return number(self.settings.get("rate"))
+
+    @property
+    def codec(self) -> str | None:
+        return self.settings.get("codec")
+
+    @property
+    def n(self) -> int:
+        return int(number(self.settings.get("n")) or 0)
+
+    @property
+    def created(self) -> str:
+        return self.record.provenance.created_utc or ""
+
+    @property
+    def newest_key(self) -> tuple[str, str]:
+        return (self.created, self.run_id)  # run ids start with a UTC time too
+
+    @property
+    def call_path(self) -> str:
+        return str(self.get("stack", "knobs", "SB_CALL_PATH") or "signature")
+
+    @property
+    def default_workload(self) -> bool:
+        # keras-predict runs measure a pitfall; they never stand for an architecture.
+        return self.batch == 1 and self.concurrency == 1 and self.rate is None and self.call_path == "signature"
+
+    @property
+    def complete_bench(self) -> bool:
+        return self.kind == "bench" and not self.interrupted and self.arch is not None
+
+
+def load_runs(results: Path) -> tuple[list[Run], list[str]]:
+    """Every run folder under results, oldest first, and notes on what was skipped."""
+    runs, notes = [], []
+    for folder in sorted(p for p in results.iterdir() if p.is_dir()):
+        if folder.is_symlink() or folder.name.startswith(".") or folder.name == "plots":
+            continue  # results/latest points at a run listed anyway; plots/ is ours
+        if not (folder / records.FILE).is_file():
+            notes.append(f"skipped {folder.name}: no {records.FILE}")
+            continue
+        try:
+            record = records.read(folder)
+        except records.SchemaError as exc:
+            notes.append(f"skipped {folder.name}: {exc}")
+            continue
+        runs.append(Run(record, folder))
+    runs.sort(key=lambda r: r.newest_key)
+    return runs, notes
+
+
+def load_reference(results: Path, runs: list[Run]) -> Run | None:
+    """results/reference.json (the harness's baseline), else the newest complete reference run."""
+    done = [r for r in runs if r.kind == "reference" and not r.interrupted]
+    try:
+        record = records.parse(json.loads((results / REFERENCE).read_text()))
+    except (OSError, ValueError):  # missing, not JSON, or not a record
+        return done[-1] if done else None
+    # The copy names no run when written before the schema; the run it copies does.
+    same = [r for r in runs if r.kind == "reference" and r.created and r.created == record.provenance.created_utc]
+    return same[-1] if same else Run(record, results)
+
+
+def reference_p50(reference: Run | None) -> float | None:
+    return number(reference.get("latency_ms", "p50")) if reference else None
+
+
+def run_order(run: Run) -> tuple:
+    return (*archs.order(run.arch), run.runtime or "", run.codec or "", run.batch)
+
+
+def comparison_runs(runs: list[Run]) -> list[Run]:
+    """Per (arch, runtime, codec): the complete default-workload bench run with the most images, newest first."""
+    best: dict[tuple, Run] = {}
+    for run in runs:
+        if run.complete_bench and run.default_workload:
+            key = (run.arch, run.runtime, run.codec)
+            if key not in best or (run.n, run.newest_key) > (best[key].n, best[key].newest_key):
+                best[key] = run
+    return sorted(best.values(), key=run_order)
+
+
+def labels(runs: list[Run], fields=("runtime", "codec", "batch"), titled: bool = False) -> dict[str, str]:
+    """run_id -> arch (or its title), plus whichever of runtime/codec/batch differ across these runs."""
+    varying = [f for f in fields if len({getattr(r, f) for r in runs}) > 1]
+    out = {}
+    for r in runs:
+        extra = [f"batch {r.batch}" if f == "batch" else str(getattr(r, f)) for f in varying]
+        name = archs.title(r.arch) if titled else (r.arch or "?")
+        out[r.run_id] = name + (f" ({', '.join(extra)})" if extra else "")
+    return out
+
+
+def missing_archs(runs: list[Run], among: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """The architectures (registered ones, or those given) that none of these runs measured."""
+    have = {r.arch for r in runs}
+    return [a for a in (archs.known() if among is None else among) if a not in have]
+
+
+# --------------------------------------------------------------------------- measurements
+
+def service_role(name: str) -> str:
+    if name in ("nginx", "client"):
+        return name
+    if name in ("frontend", "django", "gunicorn"):
+        return "frontend"
+    return "backend"
+
+
+def resources_of(run: Run) -> dict[str, dict]:
+    """role -> resource means; from the record, else averaged from resources.csv."""
+    found: dict[str, dict] = {}
+    res = run.get("resources")
+    if isinstance(res, dict) and res:
+        for name, values in res.items():
+            if isinstance(values, dict):
+                found.setdefault(service_role(name), {**values, "service": name})
+        return found
+    path = run.path / "resources.csv"
+    if not path.is_file():
+        return found
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return found
+    if "service" not in df:
+        return found
+
+    def mean(g, column):
+        return number(pd.to_numeric(g[column], errors="coerce").mean()) if column in g else None
+
+    for name, g in df.groupby("service"):
+        found.setdefault(service_role(str(name)), {
+            "service": str(name),
+            "cpu_percent_mean": mean(g, "cpu_percent"),
+            "rss_mb_mean": mean(g, "rss_mb"),
+            "pss_mb_mean": mean(g, "pss_mb"),
+        })
+    return found
+
+
+def table3_of(run: Run) -> dict[int, tuple[float, float | None]]:
+    """N -> (mean s, stdev s) of the sequential one-image passes, as recorded."""
+    out = {}
+    t3 = run.get("table3")
+    if isinstance(t3, dict):
+        for key, entry in t3.items():
+            n, mean = number(key), number(dig(entry, "mean_s"))
+            if n and mean is not None:
+                out[int(n)] = (mean, number(dig(entry, "stdev_s")))
+    return out
+
+
+def table3_largest(run: Run) -> tuple[int, float] | None:
+    """(N, mean seconds for N images) at the largest N measured."""
+    sizes = table3_of(run)
+    if not sizes:
+        return None
+    n = max(sizes)
+    return n, sizes[n][0]
+
+
+def request_latencies(run: Run) -> np.ndarray | None:
+    """Successful requests' latency (ms) from requests.csv, warm-up rows left out."""
+    try:
+        df = pd.read_csv(run.path / "requests.csv")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if "latency_ms" not in df:
+        return None
+    if "status" in df:
+        status = pd.to_numeric(df["status"], errors="coerce")
+        if status.notna().any():
+            df = df[(status >= 200) & (status < 300)]
+    for flag in ("warmup", "is_warmup"):
+        if flag in df:
+            df = df[~df[flag].astype(str).str.lower().isin(("1", "true"))]
+    lat = pd.to_numeric(df["latency_ms"], errors="coerce").dropna().to_numpy()
+    return lat if lat.size else None
+
+
+def load_series(runs: list[Run], by: str) -> dict[tuple, dict]:
+    """(arch, runtime, codec, batch) -> {x: newest complete run}; by is 'concurrency' or 'rate'."""
+    series: dict[tuple, dict] = {}
+    for run in runs:
+        if not run.complete_bench or run.call_path != "signature":
+            continue
+        if by == "concurrency" and run.rate is None:
+            x = run.concurrency
+        elif by == "rate" and run.rate is not None:
+            x = run.rate
+        else:
+            continue
+        pts = series.setdefault((run.arch, run.runtime, run.codec, run.batch), {})
+        if x not in pts or run.newest_key > pts[x].newest_key:
+            pts[x] = run
+    return series
+
+
+def load_sweep_runs(runs: list[Run]) -> list[str]:
+    """The runs the latency-versus-load plot draws, in its order."""
+    used = []
+    for by in ("concurrency", "rate"):
+        series = load_series(runs, by)
+        first = {key: next(iter(pts.values())) for key, pts in series.items()}
+        for key, pts in sorted(series.items(), key=lambda kv: run_order(first[kv[0]])):
+            used += [pts[x].run_id for x in sorted(pts)]
+    return used

@@ -1,0 +1,336 @@
+"""The study's section of the report: our numbers beside its Table 3 and Table 4, and its two plots.
+
+Found by ``bench.report`` through the registry (``<study module>.report``).
+Ours are the comparison runs of the study's architectures; theirs come from
+:mod:`published`, which maps our architectures to the study's names. Where
+either side has no number, the tables and plots say so; nothing is filled in.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Patch
+
+from bench.report import archs, plots
+from bench.report.numbers import fmt, number
+from bench.report.runs import SERVER_SERVICES, Run, dig, labels, missing_archs, resources_of, table3_largest, \
+    table3_of
+from bench.report.sections import Context, Figure, Heading, Section, Text
+from bench.report.tables import NOT_MEASURED, Cell, Table, missing, published as as_printed, table
+from bench.studies.docker_serving import published
+from servebench import registry
+
+NOT_IN_STUDY = "not measured in the study"
+TABLE3_N = 10000  # the size their per-image times and ratios are taken at
+PLOTS = {"table3": "table3_time_per_image.png", "resources": "resources_cpu_ram.png"}
+
+
+def study_archs() -> list[str]:
+    """Our architectures in the study, in registry order (those it did not measure included)."""
+    return [a.name for a in registry.in_study(published.STUDY)]
+
+
+def section(ctx: Context) -> Section:
+    selected = ctx.selected_in(published.STUDY)
+    hw = published.HARDWARE
+    return Section("Our numbers beside the study's", [
+        Text(f"Source: {published.SOURCE}. Their machine: {hw['cpu']}, {hw['ram']} RAM, {hw['gpu']}; "
+             f"{hw['software']}. The hardware differs, so compare the ratios between architectures; absolute "
+             f'times are shown for completeness. Where we have no run the table says "{NOT_MEASURED}"; '
+             "nothing is filled in."),
+        Text(f"Their conclusions: {'; '.join(published.CONCLUSIONS)}."),
+        Heading("Time per image"),
+        Text("Study: the time for 10,000 images divided by 10,000. Ours: the mean over repeats of the time for "
+             "the largest N sent, divided by N (Table 3 protocol: one image per request, sequential)."),
+        per_image_table(selected),
+        Heading("Ratios between architectures"),
+        ratio_table(selected),
+        Heading("CPU and RAM (Table 4 / Figure 11)"),
+        Text(f"The study's CPU % is {published.CPU_PERCENT_BASIS}; ours is % of one core (100 % = one core "
+             "busy), summed over nginx, the front end and the model server. The ×8 column puts theirs on our "
+             "scale, approximately."),
+        resources_table(selected),
+        Figure("table3", PLOTS["table3"], "Time per image at the study's Table 3 sizes: ours, theirs, and the "
+               "ratios between architectures.", lambda path: plot_table3(selected, path)),
+        Figure("resources", PLOTS["resources"], "CPU and RAM per service (ours, top; CPU as % of one core) and "
+               "the study's Figure 11 (bottom; CPU as % of an 8-core machine).",
+               lambda path: plot_resources(selected, path)),
+    ])
+
+
+# --------------------------------------------------------------------------- comparisons
+
+def ratio_pairs() -> list[tuple[str, str]]:
+    """Their ratios, then each again with an architecture of the study they did not measure in place
+    of the faster one when it runs the same services (TF Serving over gRPC: discussed there, not measured)."""
+    pairs = list(published.ratios())
+    unmeasured = [a for a in study_archs() if published.label(a) is None]
+    for slow, fast in list(pairs):
+        pairs += [(slow, a) for a in unmeasured if registry.get(a).services == registry.get(fast).services]
+    return pairs
+
+
+def ratio_rows(selected: list[Run]) -> list[dict]:
+    """Each ratio: theirs at 10,000 images, ours per (runtime, codec) at the largest N both runs measured."""
+    rows = []
+    for slow, fast in ratio_pairs():
+        ts, tf = published.table3_seconds(slow), published.table3_seconds(fast)
+        study = ts[TABLE3_N] / tf[TABLE3_N] if ts and tf else None
+        ours = []
+        for a in (r for r in selected if r.arch == slow):
+            for b in (r for r in selected if r.arch == fast and (r.runtime, r.codec) == (a.runtime, a.codec)):
+                ta, tb = table3_of(a), table3_of(b)
+                common = set(ta) & set(tb)
+                if common:
+                    n = max(common)
+                    ours.append({"ratio": ta[n][0] / tb[n][0], "n": n, "runs": (a.run_id, b.run_id),
+                                 "variant": f"{a.runtime}, {a.codec}"})
+        rows.append({"slow": slow, "fast": fast, "label": f"{archs.title(slow)} / {archs.title(fast)}",
+                     "study": study, "ours": ours})
+    return rows
+
+
+def ram_key(selected: list[Run]) -> str:
+    """PSS (shared pages counted once) when every server service has it, else RSS."""
+    values = [v for r in selected for role, v in resources_of(r).items() if role in SERVER_SERVICES]
+    return "pss_mb_mean" if values and all(number(v.get("pss_mb_mean")) is not None for v in values) \
+        else "rss_mb_mean"
+
+
+# --------------------------------------------------------------------------- tables
+
+def per_image_table(selected: list[Run]) -> Table:
+    names = labels(selected, titled=True)
+    rows = []
+    for arch in study_archs():
+        total = (published.table3_seconds(arch) or {}).get(TABLE3_N)
+        per = published.seconds_per_image(arch, TABLE3_N)
+        theirs = [as_printed(total), per * 1000] if total else [missing(NOT_IN_STUDY), None]
+        ours = [r for r in selected if r.arch == arch]
+        if not ours:
+            rows.append([archs.title(arch), *theirs, missing(), missing(), None, None, None])
+            continue
+        for run in ours:
+            largest = table3_largest(run)
+            n, mean = largest if largest else (None, None)
+            rows.append([names[run.run_id], *theirs, run.run_id, n, mean,
+                         mean / n * 1000 if largest else None, number(run.get("latency_ms", "p50"))])
+    return table(["architecture", "study: 10,000 images (s)", "study: per image (ms)", "our run",
+                  "our N", "ours: N images (s)", "ours: per image (ms)", "ours: p50 latency (ms)"], rows)
+
+
+def ratio_table(selected: list[Run]) -> Table:
+    rows = []
+    for r in ratio_rows(selected):
+        study = Cell(f"{r['study']:.2f}×") if r["study"] else missing(NOT_IN_STUDY)
+        if not r["ours"]:
+            absent = [a for a in (r["slow"], r["fast"]) if not any(x.arch == a for x in selected)]
+            why = f"{NOT_MEASURED} ({', '.join(absent)})" if absent else "no common Table 3 size"
+            rows.append([r["label"], study, missing(why), None, None])
+        for ours in r["ours"]:
+            rows.append([r["label"], study, Cell(f"{ours['ratio']:.2f}×"), f"N = {ours['n']:,}; {ours['variant']}",
+                         " / ".join(ours["runs"])])
+    return table(["ratio of time per image", "study (10,000 images)", "ours", "ours measured at", "our runs"], rows)
+
+
+def resources_table(selected: list[Run]) -> Table:
+    names = labels(selected, titled=True)
+    rkey = ram_key(selected)
+    rows = []
+    for arch in study_archs():
+        t4 = published.table4(arch)
+        theirs = ([as_printed(t4["cpu_percent"]), published.cpu_percent_of_one_core(arch), as_printed(t4["ram_mb"])]
+                  if t4 else [missing(NOT_IN_STUDY), None, None])
+        ours = [r for r in selected if r.arch == arch and resources_of(r)]
+        if not ours:
+            rows.append([archs.title(arch), *theirs, missing(), missing(), None, None])
+            continue
+        for run in ours:
+            res = resources_of(run)
+            cpu = [number(dig(res, s, "cpu_percent_mean")) for s in SERVER_SERVICES]
+            ram = [number(dig(res, s, rkey)) for s in SERVER_SERVICES]
+            parts = [f"{dig(res, s, 'service', default=s)} {fmt(c)} % / {fmt(m)} MB"
+                     for s, c, m in zip(SERVER_SERVICES, cpu, ram) if c is not None or m is not None]
+            client = res.get("client", {})
+            if client:
+                parts.append(f"client {fmt(number(client.get('cpu_percent_mean')))} % / "
+                             f"{fmt(number(client.get(rkey)))} MB (not in total)")
+            rows.append([names[run.run_id], *theirs,
+                         sum(c for c in cpu if c is not None), sum(m for m in ram if m is not None),
+                         "; ".join(parts), run.run_id])
+    ram_name = "PSS" if rkey == "pss_mb_mean" else "RSS"
+    return table(["architecture", "study: CPU (% of 8-core machine)", "study: CPU × 8 (≈ % of one core)",
+                  "study: RAM (MB)", "ours: CPU (% of one core, server services)",
+                  f"ours: RAM ({ram_name} MB, server services)", "ours per service (CPU % / RAM MB)", "our run"],
+                 rows)
+
+
+# --------------------------------------------------------------------------- plots
+
+def plot_table3(selected: list[Run], path: Path) -> Path:
+    """Ours per arch at the Table 3 sizes, theirs, and the ratios between architectures."""
+    fig, (ours, theirs, ratios) = plt.subplots(1, 3, figsize=(17, 5.4), layout="constrained")
+    names = labels(selected)
+    sizes = published.TABLE3_SIZES
+    drawn = False
+    for run in selected:
+        t3 = table3_of(run)
+        if not t3:
+            continue
+        ns = sorted(t3)
+        y = np.array([t3[n][0] / n * 1000 for n in ns])
+        err = np.array([(t3[n][1] or 0.0) / n * 1000 for n in ns])
+        ours.errorbar(ns, y, yerr=[np.minimum(err, 0.9 * y), err], marker="o", capsize=3,
+                      color=archs.color(run.arch), linestyle=plots.CODEC_LINES.get(run.codec, "-"),
+                      label=names[run.run_id])
+        drawn = True
+    if drawn:
+        ours.set_xscale("log")
+        ours.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ours.set_xlabel("images sent (N), one per request, sequential")
+        lo, hi = ours.get_ylim()
+        if lo > 0 and hi / lo > 10:  # a log axis only when the archs are an order of magnitude apart
+            ours.set_yscale("log")
+            plots.plain_log(ours.yaxis)
+            ours.set_ylabel("time per image (ms, log scale)")
+        else:
+            ours.set_ylim(0, hi * 1.1)
+            ours.set_ylabel("time per image (ms)")
+        ours.legend(fontsize=9, title="architecture", title_fontsize=9)
+        ours.grid(True, which="both", alpha=0.3)
+        absent = missing_archs(selected, study_archs())
+        if absent:
+            ours.text(0.98, 0.02, NOT_MEASURED + ": " + ", ".join(absent), transform=ours.transAxes,
+                      ha="right", fontsize=8, color=plots.GREY_TEXT)
+    else:
+        plots.placeholder(ours, "no complete bench run with Table 3 timings yet\n(make bench ARCH=...)")
+    ours.set_title("Ours: mean time per image (error bars: stdev over repeats)", fontsize=11)
+
+    for arch in published.measured():
+        row = published.table3_seconds(arch)
+        ns = sorted(row)
+        theirs.plot(ns, [row[n] / n * 1000 for n in ns], marker="s", color=archs.color(arch),
+                    label=published.label(arch))
+    theirs.set_xscale("log")
+    theirs.set_yscale("log")
+    theirs.set_xticks(sizes, [f"{n:,}" for n in sizes])
+    theirs.set_xlabel("images sent (N)")
+    theirs.set_ylabel("time per image (ms, log scale)")
+    plots.plain_log(theirs.yaxis)
+    theirs.set_title("Study (Table 3; i7-9700K + RTX 2070 SUPER)", fontsize=11)
+    theirs.legend(fontsize=9, title="architecture", title_fontsize=9)
+    theirs.grid(True, which="both", alpha=0.3)
+
+    rows = ratio_rows(selected)
+    y = np.arange(len(rows))
+    h = 0.38
+    study_vals = [r["study"] for r in rows]
+    our_vals = [r["ours"][0]["ratio"] if r["ours"] else None for r in rows]
+    known = [v for v in study_vals + our_vals if v]
+    left, right = min(known + [1.0]) / 2, max(known + [2.0]) * 4
+    ratios.barh(y - h / 2, [v or 0 for v in study_vals], h, color=plots.STUDY_COLOR, label="study (N = 10,000)")
+    ratios.barh(y + h / 2, [v or 0 for v in our_vals], h, color="tab:blue", label="ours (largest N measured)")
+    for i, (sv, ov) in enumerate(zip(study_vals, our_vals)):
+        for offset, v, absent in ((-h / 2, sv, NOT_IN_STUDY), (h / 2, ov, NOT_MEASURED)):
+            text, x = (f" {v:.2g}×", v) if v else (" " + absent, left)
+            ratios.text(x, i + offset, text, va="center", fontsize=8, color="black" if v else plots.GREY_TEXT)
+    ratios.axvline(1.0, color="black", lw=0.8)
+    ratios.set_xscale("log")
+    ratios.set_xlim(left, right)
+    plots.plain_log(ratios.xaxis)
+    ratios.set_yticks(y, [r["label"] for r in rows], fontsize=9)
+    ratios.invert_yaxis()
+    ratios.set_xlabel("time per image, slower ÷ faster architecture (×, log scale)")
+    ratios.set_title("Ratios between architectures (comparable across hardware)", fontsize=11)
+    ratios.legend(fontsize=9, loc="lower right")
+    ratios.grid(True, axis="x", which="both", alpha=0.3)
+    fig.suptitle("Time per image, sequential one-image requests (the study's Table 3)", fontsize=13)
+    return plots.save(fig, path)
+
+
+def plot_resources(selected: list[Run], path: Path) -> Path:
+    """Ours: CPU and RAM stacked per server service, the client beside; theirs below (Figure 11)."""
+    fig = plt.figure(figsize=(15, 11), layout="constrained")
+    ours_fig, study_fig = fig.subfigures(2, 1, height_ratios=(1.12, 1), hspace=0.04)
+    cpu, ram = ours_fig.subplots(1, 2)
+    s_cpu, s_ram = study_fig.subplots(1, 2)
+    names = labels(selected)
+    measured = [r for r in selected if resources_of(r)]
+    cats = [(names[r.run_id], r) for r in measured] + [(a, None) for a in missing_archs(measured, study_archs())]
+    rkey = ram_key(measured)
+    ram_name = "PSS" if rkey == "pss_mb_mean" else "RSS"
+    x = np.arange(len(cats))
+    width = 0.38
+    colors = plots.SERVICE_COLORS
+    for ax, key, unit in ((cpu, "cpu_percent_mean", "CPU (% of one core)"),
+                          (ram, rkey, f"RAM ({ram_name}, MB)")):
+        if not cats:
+            plots.placeholder(ax, "no runs yet")
+            continue
+        highest = 0.0
+        for i, (_, run) in enumerate(cats):
+            if run is None:
+                ax.text(i, 0.03, NOT_MEASURED.replace(" ", "\n"), ha="center", va="bottom", fontsize=8,
+                        color=plots.GREY_TEXT, transform=ax.get_xaxis_transform())
+                continue
+            res = resources_of(run)
+            bottom = 0.0
+            for role in SERVER_SERVICES:
+                v = number(dig(res, role, key))
+                if v:
+                    ax.bar(i - width / 2, v, width, bottom=bottom, color=colors[role])
+                    bottom += v
+            ax.text(i - width / 2, bottom, f"{bottom:.0f}", ha="center", va="bottom", fontsize=9)
+            client = number(dig(res, "client", key))
+            if client:
+                ax.bar(i + width / 2, client, width, color=colors["client"], hatch="//", edgecolor="white")
+                ax.text(i + width / 2, client, f"{client:.0f}", ha="center", va="bottom", fontsize=8,
+                        color=plots.GREY_TEXT)
+            highest = max(highest, bottom, client or 0)
+        ax.set_ylim(0, max(highest, 1) * 1.15)
+        ax.set_xlim(-0.6, len(cats) - 0.4)
+        # Long "arch (runtime, codec)" labels: one part per line, so neighbours never overlap.
+        ax.set_xticks(x, [c[0].replace(" (", "\n(").replace(", ", ",\n").replace("-", "-\n") for c in cats],
+                      fontsize=8)
+        ax.set_ylabel(unit)
+        ax.set_xlabel("architecture (left bar: server services stacked, total on top; right: client)")
+        ax.grid(True, axis="y", alpha=0.3)
+    cpu.set_title("CPU, mean while serving (100 % = one core fully busy)", fontsize=11)
+    ram.set_title(f"Memory, mean {ram_name} while serving", fontsize=11)
+    handles = [Patch(color=colors[r], label=lbl) for r, lbl in (
+        ("nginx", "nginx"), ("frontend", "front end (gunicorn + Django)"),
+        ("backend", "model server (Flask / FastAPI / TF Serving)"))]
+    handles.append(Patch(facecolor=colors["client"], hatch="//", edgecolor="white",
+                         label="client (load generator; not in the total)"))
+    ours_fig.legend(handles=handles, fontsize=10, loc="outside lower center", ncol=4)
+    ours_fig.suptitle("Ours (this machine): CPU and RAM per service while serving one image per request",
+                      fontsize=13)
+
+    theirs = published.measured()
+    sx = np.arange(len(theirs))
+    bar_colors = [archs.color(a) for a in theirs]
+    cores = published.HARDWARE["cpu_cores"]
+    s_vals = [published.table4(a)["cpu_percent"] for a in theirs]
+    s_cpu.bar(sx, s_vals, 0.6, color=bar_colors)
+    for i, v in enumerate(s_vals):
+        s_cpu.text(i, v, f"{v:g} %\n(≈{v * cores:.0f} % of one core)", ha="center", va="bottom", fontsize=8)
+    s_cpu.set_ylim(0, max(s_vals, default=1) * 1.35)
+    s_cpu.set_ylabel("CPU (% of the whole 8-core machine)")
+    sec = s_cpu.secondary_yaxis("right", functions=(lambda v: v * cores, lambda v: v / cores))
+    sec.set_ylabel("≈ % of one core (× 8)")
+    s_cpu.set_title("CPU, % of their 8-core machine (right axis: × 8)", fontsize=11)
+    s_ram_vals = [published.table4(a)["ram_mb"] for a in theirs]
+    s_ram.bar(sx, s_ram_vals, 0.6, color=bar_colors)
+    for i, v in enumerate(s_ram_vals):
+        s_ram.text(i, v, f"{v:g}", ha="center", va="bottom", fontsize=9)
+    s_ram.set_ylim(0, max(s_ram_vals, default=1) * 1.2)
+    s_ram.set_ylabel("RAM (MB)")
+    s_ram.set_title("RAM", fontsize=11)
+    for ax in (s_cpu, s_ram):
+        ax.set_xticks(sx, [published.label(a) for a in theirs], fontsize=9)
+        ax.set_xlabel("architecture (study's names; TF Serving over REST)")
+        ax.grid(True, axis="y", alpha=0.3)
+    study_fig.suptitle("The study (Table 4 / Figure 11): averages while processing 10,000 images", fontsize=13)
+    return plots.save(fig, path)
