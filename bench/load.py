@@ -20,7 +20,6 @@ The locust processes get their options as ``SB_LOAD_*`` variables
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -33,8 +32,9 @@ import psutil
 from bench import options as opts
 from bench import provenance, records, resources, results, target
 from bench.records import RunRecord
+from servebench import data
 from servebench import runtime as runtimes
-from servebench.settings import Settings
+from servebench.settings import Settings, inherited_env
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 TOTALS_FILE = "locust_totals.json"
@@ -68,14 +68,13 @@ def locust_commands(args: opts.LoadOptions, url: str, run_dir: Path) -> list[lis
 
 def locust_settings(args: opts.LoadOptions, run_dir: Path) -> opts.LocustSettings:
     return opts.LocustSettings(codec=args.codec, batch=args.batch, images=args.images,
-                               totals_file=run_dir / TOTALS_FILE, data_dir=args.data_dir)
+                               totals_file=run_dir / TOTALS_FILE, data_dir=args.data_dir or data.default_dir())
 
 
 def locust_env(args: opts.LoadOptions, run_dir: Path) -> dict[str, str]:
-    """What the locust processes inherit, plus the load settings (the only way a locustfile gets options)."""
-    inherited = dict(os.environ)
-    return {**inherited, **locust_settings(args, run_dir).env(),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(results.REPO_ROOT), inherited.get("PYTHONPATH")]))}
+    """What the locust processes get: the platform's variables and the load settings (a locustfile's only options)."""
+    return {**inherited_env(("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")), **locust_settings(args, run_dir).env(),
+            "PYTHONPATH": str(results.REPO_ROOT)}
 
 
 def _tree(procs: list[subprocess.Popen]) -> list[psutil.Process]:

@@ -296,11 +296,16 @@ def get(name: str, harness: HarnessSettings | None = None) -> Runtime:
     return getattr(importlib.import_module(module), cls)(harness)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", choices=("up", "down", "status"))
     p.add_argument("arch", nargs="?", choices=registry.names())
     p.add_argument("--runtime", default="native", choices=RUNTIMES)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     rt = get(args.runtime, HarnessSettings())
     try:

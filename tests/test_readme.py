@@ -128,7 +128,7 @@ def test_up_status_snippet_down(tmp_path):
     finally:
         down = _make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert _make("status", env=env).returncode == 1  # nothing running any more
+    assert _make("status", env=env).returncode != 0  # nothing running any more (make says 2)
     assert not _nothing_running(tmp_path / "run")
 
 
