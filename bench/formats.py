@@ -1,4 +1,4 @@
-"""How the harness writes numbers and durations as text, and reads durations back."""
+"""How the harness and the report write numbers and durations as text, and read them back."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,32 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([hms])")
 
 
 def fmt(value, digits: int = 1, unit: str = "") -> str:
-    """A number in a table: fixed digits and a unit, or '-' when there is none."""
+    """A number in a console table: fixed digits and a unit, or '-' when there is none."""
     return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def significant(x: float | None, unit: str = "") -> str:
+    """A number in the report: about three significant digits, thousands separated; '–' for nothing."""
+    if x is None:
+        return "–"
+    if abs(x) >= 100:
+        text = f"{x:,.0f}"
+    elif abs(x) >= 10:
+        text = f"{x:.1f}"
+    elif abs(x) >= 1:
+        text = f"{x:.2f}"
+    else:
+        text = f"{x:.3f}"
+    return text + unit
+
+
+def number(value) -> float | None:
+    """A float, or None for anything missing, non-numeric or NaN (values read from run records)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
 
 
 def parse_duration(text) -> float:

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from bench.report import archs  # noqa: E402
-from bench.report.numbers import fmt, number  # noqa: E402
+from bench.formats import number, significant  # noqa: E402
 from bench.report.runs import HOPS, Run, labels, load_series, missing_archs, reference_p50, run_order  # noqa: E402
 from bench.report.sections import Context, Figure  # noqa: E402
 from bench.report.tables import NOT_MEASURED  # noqa: E402
@@ -69,7 +69,7 @@ def wrap_label(label: str) -> str:
 
 
 def reference_label(ref: float) -> str:
-    return f"in-process reference p50 {fmt(ref, ' ms')}"
+    return f"in-process reference p50 {significant(ref, ' ms')}"
 
 
 # --------------------------------------------------------------------------- the general plots
@@ -85,7 +85,7 @@ def plot_latency(ctx: Context, path: Path) -> Path:
         lat = np.sort(lat)
         share = np.arange(1, lat.size + 1) / lat.size * 100
         p50, p99 = np.percentile(lat, [50, 99])
-        label = f"{names[run.run_id]}: p50 {fmt(p50, ' ms')}, p99 {fmt(p99, ' ms')}, n={lat.size:,}"
+        label = f"{names[run.run_id]}: p50 {significant(p50, ' ms')}, p99 {significant(p99, ' ms')}, n={lat.size:,}"
         color = archs.color(run.arch)
         cdf.step(lat, share, where="post", color=color, label=label)
         tail.step(lat, 100 - share + 100 / lat.size, where="post", color=color, label=label)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import records
 from bench.report import archs
-from bench.report.numbers import number
+from bench.formats import number
 
 REFERENCE = "reference.json"  # the baseline the harness compares with, a copy of a reference run's summary
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.report import archs
-from bench.report.numbers import fmt, number
+from bench.formats import number, significant
 from bench.report.runs import HOPS, SERVICES, Run, dig, labels, resources_of, table3_largest
 
 NOT_MEASURED = "not measured here"
@@ -138,7 +138,7 @@ def cell(value) -> Cell:
     if isinstance(value, bool):
         return Cell("yes" if value else "no")
     if isinstance(value, float):
-        return Cell(fmt(value))
+        return Cell(significant(value))
     return Cell(str(value))
 
 
@@ -221,8 +221,8 @@ def call_path_table(runs: list[Run], selected: list[Run]) -> Table | None:
         base = fast.get((arch, runtime))
         p50_fast = number(base.get("latency_ms", "p50")) if base else None
         model_slow = number(run.get("hops_ms", "model"))
-        rows.append([arch, runtime, fmt(p50_fast, " ms"), fmt(p50_slow, " ms"), fmt(model_slow, " ms"),
-                     fmt(p50_slow / p50_fast if p50_slow and p50_fast else None, "x"), run.run_id])
+        rows.append([arch, runtime, significant(p50_fast, " ms"), significant(p50_slow, " ms"), significant(model_slow, " ms"),
+                     significant(p50_slow / p50_fast if p50_slow and p50_fast else None, "x"), run.run_id])
     return table(["arch", "runtime", "p50, signature (default)", "p50, keras-predict", "model hop, keras-predict",
                   "slowdown", "run"], rows)
 

@@ -19,7 +19,7 @@ from matplotlib.container import ErrorbarContainer
 
 from bench import report
 from bench.report import archs, plots, tables
-from bench.report.numbers import fmt, number
+from bench.formats import number, significant
 from bench.report.sections import Context, Figure, Heading, Section, Text, study_sections
 from servebench import registry
 from tests.bench.test_report import PNG_MAGIC, make_bench, make_results
@@ -71,7 +71,7 @@ def test_a_registered_study_gets_its_own_section(tmp_path, dummy_study):
     assert "<h3>Dummy heading</h3>" in html and "Dummy text &amp; &lt;b&gt;not bold&lt;/b&gt;" in html
     section = html.split('id="study-dummy-study"')[1].split("<h2")[0]
     p50 = json.loads((root / "FAKE-20250101T030000Z-fastapi" / "summary.json").read_text())["latency_ms"]["p50"]
-    assert f"<td>FAKE-20250101T030000Z-fastapi</td><td>{fmt(p50)}</td>" in section
+    assert f"<td>FAKE-20250101T030000Z-fastapi</td><td>{significant(p50)}</td>" in section
     assert '<img src="plots/dummy_plot.png" alt="Dummy caption">' in section
     assert written["dummy"].read_bytes().startswith(PNG_MAGIC)
     # after the study that was there before, in registry order

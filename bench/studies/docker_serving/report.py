@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from bench.report import archs, plots
-from bench.report.numbers import fmt, number
+from bench.formats import number, significant
 from bench.report.runs import SERVER_SERVICES, Run, dig, labels, missing_archs, resources_of, table3_largest, \
     table3_of
 from bench.report.sections import Context, Figure, Heading, Section, Text
@@ -151,12 +151,12 @@ def resources_table(selected: list[Run]) -> Table:
             res = resources_of(run)
             cpu = [number(dig(res, s, "cpu_percent_mean")) for s in SERVER_SERVICES]
             ram = [number(dig(res, s, rkey)) for s in SERVER_SERVICES]
-            parts = [f"{dig(res, s, 'service', default=s)} {fmt(c)} % / {fmt(m)} MB"
+            parts = [f"{dig(res, s, 'service', default=s)} {significant(c)} % / {significant(m)} MB"
                      for s, c, m in zip(SERVER_SERVICES, cpu, ram) if c is not None or m is not None]
             client = res.get("client", {})
             if client:
-                parts.append(f"client {fmt(number(client.get('cpu_percent_mean')))} % / "
-                             f"{fmt(number(client.get(rkey)))} MB (not in total)")
+                parts.append(f"client {significant(number(client.get('cpu_percent_mean')))} % / "
+                             f"{significant(number(client.get(rkey)))} MB (not in total)")
             rows.append([names[run.run_id], *theirs,
                          sum(c for c in cpu if c is not None), sum(m for m in ram if m is not None),
                          "; ".join(parts), run.run_id])
