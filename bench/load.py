@@ -34,7 +34,7 @@ from bench import provenance, records, resources, results, target
 from bench.records import RunRecord
 from servebench import data
 from servebench import runtime as runtimes
-from servebench.settings import Settings, inherited_env
+from servebench.settings import Settings, from_environment, inherited_env
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 TOTALS_FILE = "locust_totals.json"
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     options = opts.parse(opts.LoadOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
         try:
-            record = load(options, Settings())
+            record = load(options, from_environment())
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130

@@ -38,7 +38,7 @@ from bench import provenance, records
 from bench.records import RunRecord
 from servebench import codecs, data, interrupts
 from servebench.inference import InferenceCore  # loads TensorFlow only when a core is built
-from servebench.settings import Settings
+from servebench.settings import Settings, from_environment
 
 BATCH_WARMUP_CALLS = 2  # the first calls at a new batch size allocate buffers
 BASELINE = "reference.json"  # in the results folder: the copy every bench run's ratio is computed against
@@ -286,7 +286,7 @@ def _receive(conn, proc) -> RunRecord | None:
 def main(argv=None) -> int:
     options = opts.parse(opts.ReferenceOptions, argv, __doc__)
     try:
-        record = measure(options, Settings())
+        record = measure(options, from_environment())
     except data.DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

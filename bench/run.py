@@ -46,7 +46,7 @@ from bench.records import RunRecord
 from bench.studies.docker_serving.published import TABLE3_SIZES
 from servebench import data, interrupts
 from servebench import runtime as runtimes
-from servebench.settings import Settings
+from servebench.settings import Settings, from_environment
 
 
 class BenchFailed(RuntimeError):
@@ -352,7 +352,7 @@ def main(argv=None) -> int:
     options = opts.parse(opts.BenchOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
         try:
-            done = bench(options, Settings())
+            done = bench(options, from_environment())
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130

@@ -45,7 +45,7 @@ from bench.formats import fmt, format_duration, parse_duration
 from bench.records import RunRecord
 from servebench import data, interrupts
 from servebench import runtime as runtimes
-from servebench.settings import Settings
+from servebench.settings import Settings, from_environment
 
 _DEFAULTS = opts.SoakOptions.model_fields
 GOAL_PCT = _DEFAULTS["goal"].default
@@ -613,7 +613,7 @@ def main(argv=None) -> int:
     options = opts.parse(opts.SoakOptions, argv, __doc__)
     with target.sigterm_as_interrupt():
         try:
-            record = soak(options, Settings())
+            record = soak(options, from_environment())
         except KeyboardInterrupt:  # while the stack was starting or stopping
             print("\ninterrupted", file=sys.stderr)
             return 130

@@ -19,7 +19,7 @@ from bench import reference, studies, target
 from bench.records import RunRecord
 from servebench import data
 from servebench import runtime as runtimes
-from servebench.settings import Settings
+from servebench.settings import Settings, from_environment
 
 
 def study(options: opts.StudyOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
         sys.stdout.reconfigure(line_buffering=True)  # our lines and the reference process's stay in order
     with target.sigterm_as_interrupt():
         try:
-            records = study(options, Settings())
+            records = study(options, from_environment())
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
             return 130

@@ -47,7 +47,7 @@ import psutil
 from servebench import registry, topology
 from servebench.registry import Service
 from servebench.runtime import Runtime, StackError, StackState, secret_of, service_healthy
-from servebench.settings import REPO_ROOT, HarnessSettings, Settings, client_env
+from servebench.settings import REPO_ROOT, HarnessSettings, Settings, client_env, from_environment
 
 __all__ = ["StackError", "ComposeState", "DockerRuntime", "engine_answers", "project_containers", "built"]
 
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
         if args.cmd == "build":
             rt.build(args.services or None)
         else:
-            settings = Settings()
+            settings = from_environment()
             for profile in [args.profile] if args.profile else registry.profiles():
                 rt.config(profile, settings)
                 print(f"docker-compose.yml is valid for profile {profile}")

@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from servebench.settings import Settings
+from servebench.settings import Settings, from_environment
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--prefix", type=Path, required=True, help="nginx's folder: config, pid, logs, temp files")
     p.add_argument("--exec", action="store_true", help="replace this process with nginx in the foreground")
     args = p.parse_args(argv)
-    conf = write(args.prefix, Settings())
+    conf = write(args.prefix, from_environment())
     if not args.exec:
         print(conf)
         return 0

@@ -28,7 +28,7 @@ import psutil
 
 from servebench import health, interrupts, registry, topology
 from servebench.registry import RUNTIMES, Service
-from servebench.settings import HarnessSettings, Settings, env_name
+from servebench.settings import HarnessSettings, Settings, env_name, from_environment
 
 __all__ = ["RUNTIMES", "Runtime", "StackError", "StackState", "get", "group_processes", "main", "pid_alive"]
 
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
             if not args.arch:
                 p.error("up needs an ARCH")
             print(f"starting {args.arch} ({args.runtime}) ...", flush=True)
-            st = rt.up(args.arch, Settings())
+            st = rt.up(args.arch, from_environment())
             print(f"{args.arch} is up ({args.runtime}): POST {st.url}/v1/predict   stop with `make down RUNTIME={args.runtime}`")
         elif args.cmd == "down":
             rt.down()

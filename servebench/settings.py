@@ -193,6 +193,21 @@ def knob_defaults() -> dict[str, str]:
     return {env_name(name): env_value(f.default) for name, f in knob_fields().items()}
 
 
+def from_environment(cls: type[BaseSettings] = None):
+    """``cls()`` read from the environment, for command-line entry points: a bad value exits
+    with the variable named, not a traceback."""
+    from pydantic import ValidationError
+
+    cls = cls or Settings
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = [f"{prefix}{'_'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+                 for e in exc.errors()]
+        raise SystemExit("error: bad setting: " + "; ".join(lines)) from None
+
+
 def inherited_env(names: Iterable[str]) -> dict[str, str]:
     """The parent's values of ``names`` (those set), passed through as they are (a native service's PATH, HOME...)."""
     return {name: os.environ[name] for name in names if name in os.environ}

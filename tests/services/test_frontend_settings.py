@@ -136,3 +136,14 @@ def test_a_wildcard_listen_address_allows_only_the_configured_names(listen):
     out = _django(CLIENT, SB_LISTEN=listen)
     assert out["allowed"] == ["127.0.0.1", "localhost", "[::1]"]
     assert out["192.0.2.7:80"][0] == 400
+
+
+def test_a_bad_knob_is_refused_with_its_variable_named(monkeypatch):
+    from servebench.settings import from_environment
+
+    monkeypatch.setenv("SB_FRONTEND_WORKERS", "two")
+    monkeypatch.setenv("SB_CALL_PATH", "fast")
+    with pytest.raises(SystemExit) as exc:
+        from_environment()
+    message = str(exc.value)
+    assert "SB_FRONTEND_WORKERS='two'" in message and "SB_CALL_PATH='fast'" in message
