@@ -56,6 +56,8 @@ def test_committed_results_give_the_committed_summary(tmp_path):
     root = tmp_path / "results"
     root.mkdir()
     for summary in COMMITTED.glob("*/summary.json"):
+        if summary.parent.is_symlink():
+            continue  # results/latest: the run it points at is copied anyway
         (root / summary.parent.name).mkdir()
         shutil.copy(summary, root / summary.parent.name / "summary.json")
     shutil.copy(COMMITTED / "reference.json", root / "reference.json")
