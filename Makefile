@@ -87,7 +87,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest tests
 
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -m unit tests
+	$(PY) -m pytest -m "unit and not slow" tests
 
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest -m integration tests

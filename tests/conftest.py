@@ -2,7 +2,7 @@
 
 Every test carries exactly one of the markers ``unit`` (no server is started),
 ``integration`` (real servers on loopback) or ``docker`` (a Docker engine);
-``slow`` marks the long ones. ``make test-unit`` is ``pytest -m unit``.
+``slow`` marks the long ones. ``make test-unit`` is ``pytest -m "unit and not slow"``.
 """
 from __future__ import annotations
 

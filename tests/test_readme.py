@@ -146,7 +146,7 @@ def test_topology_knobs_lists_every_knob():
 @pytest.mark.unit
 def test_make_test_unit_selects_only_unit_tests():
     text = (REPO / "Makefile").read_text()
-    assert re.search(r"^test-unit:.*\n\t.*pytest -m unit", text, re.M)
+    assert re.search(r"^test-unit:.*\n\t.*pytest -m \"unit and not slow\"", text, re.M)
 
 
 @pytest.mark.integration

@@ -131,6 +131,7 @@ def test_core_equals_keras_model(core, keras_model, test_split):
 
 
 @pytest.mark.dataset
+@pytest.mark.slow
 def test_accuracy_on_the_full_test_set(core, cifar_dir):
     from models.evaluate import TARGET_ACCURACY, evaluate
     from servebench import data
