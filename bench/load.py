@@ -33,7 +33,6 @@ from bench import options as opts
 from bench import provenance, records, resources, results, target
 from bench.records import RunRecord
 from servebench import data
-from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment, inherited_env
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -197,15 +196,9 @@ def load(options: opts.LoadOptions, settings: Settings) -> RunRecord:
 
 def main(argv=None) -> int:
     options = opts.parse(opts.LoadOptions, argv, __doc__)
-    with target.sigterm_as_interrupt():
-        try:
-            record = load(options, from_environment())
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        except runtimes.StackError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    record, rc = target.command(lambda: load(options, from_environment()))
+    if rc is not None:
+        return rc
     if record.interrupted:
         return 130
     if record.get("locust") is None:

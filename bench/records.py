@@ -49,18 +49,19 @@ class RunRecord(BaseModel):
     stack: dict[str, Any] | None = None  # url, runtime, knobs in force, services, /v1/info
     provenance: Provenance = Field(default_factory=Provenance)
 
-    @property
-    def measurements(self) -> dict[str, Any]:
-        """The kind-specific fields."""
-        return dict(self.model_extra or {})
-
     def get(self, *keys: str, default=None):
         """A nested value of the record (header or measurements), or ``default``."""
-        value: Any = self.model_dump()
+        value: Any = self
         for key in keys:
-            if not isinstance(value, dict) or key not in value:
+            if isinstance(value, BaseModel):  # a field, or an extra field of the record
+                fields = {**type(value).model_fields, **(value.model_extra or {})}
+                if key not in fields:
+                    return default
+                value = getattr(value, key)
+            elif isinstance(value, dict) and key in value:
+                value = value[key]
+            else:
                 return default
-            value = value[key]
         return value
 
     def doc(self) -> dict[str, Any]:

@@ -350,23 +350,19 @@ def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print)
 
 def main(argv=None) -> int:
     options = opts.parse(opts.BenchOptions, argv, __doc__)
-    with target.sigterm_as_interrupt():
-        try:
-            done = bench(options, from_environment())
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        except data.DatasetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except BenchFailed as exc:
-            print(f"{exc}", file=sys.stderr)
-            return 130 if any(r.interrupted for r in exc.done) else 1
-        except runtimes.StackError as exc:
-            print(f"error: {options.arch}: {exc}", file=sys.stderr)
-            return 1
-    return 130 if done and done[-1].interrupted else 0
 
+    def work():
+        try:
+            return bench(options, from_environment())
+        except BenchFailed as exc:  # some architectures ran: their records stand
+            print(f"{exc}", file=sys.stderr)
+            return exc
+    done, rc = target.command(work, prefix=f"{options.arch}: ")
+    if rc is not None:
+        return rc
+    if isinstance(done, BenchFailed):
+        return 130 if any(r.interrupted for r in done.done) else 1
+    return 130 if done and done[-1].interrupted else 0
 
 if __name__ == "__main__":
     sys.exit(main())

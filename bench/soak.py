@@ -44,7 +44,6 @@ from bench import options as opts
 from bench.formats import fmt, format_duration, parse_duration
 from bench.records import RunRecord
 from servebench import data, interrupts
-from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
 _DEFAULTS = opts.SoakOptions.model_fields
@@ -611,18 +610,9 @@ def soak(options: opts.SoakOptions, settings: Settings) -> RunRecord:
 
 def main(argv=None) -> int:
     options = opts.parse(opts.SoakOptions, argv, __doc__)
-    with target.sigterm_as_interrupt():
-        try:
-            record = soak(options, from_environment())
-        except KeyboardInterrupt:  # while the stack was starting or stopping
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        except data.DatasetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except runtimes.StackError as exc:
-            print(f"error: {options.arch}: {exc}", file=sys.stderr)
-            return 1
+    record, rc = target.command(lambda: soak(options, from_environment()), prefix=f"{options.arch}: ")
+    if rc is not None:
+        return rc
     if record.get("error"):
         print(f"error: {record.get('error')}", file=sys.stderr)
         return 1

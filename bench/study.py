@@ -17,8 +17,6 @@ from typing import Callable
 from bench import options as opts
 from bench import reference, studies, target
 from bench.records import RunRecord
-from servebench import data
-from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
 
@@ -38,18 +36,9 @@ def main(argv=None) -> int:
     options = opts.parse(opts.StudyOptions, argv, __doc__)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # our lines and the reference process's stay in order
-    with target.sigterm_as_interrupt():
-        try:
-            records = study(options, from_environment())
-        except KeyboardInterrupt:
-            print("\ninterrupted", file=sys.stderr)
-            return 130
-        except data.DatasetError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except (runtimes.StackError, reference.MeasurementFailed) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    records, rc = target.command(lambda: study(options, from_environment()), (reference.MeasurementFailed,))
+    if rc is not None:
+        return rc
     if records and records[-1].interrupted:
         return 130
     print(f"\n{options.study}: {len(records)} runs written under {options.out}")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
-from servebench import interrupts, registry
+from servebench import data, interrupts, registry
 from servebench import runtime as runtimes
 from servebench.settings import Settings
 
@@ -100,3 +101,23 @@ def stack_record(st) -> dict:
 def sigterm_as_interrupt():
     """SIGTERM ends a run as Ctrl-C does (see :mod:`servebench.interrupts`)."""
     return interrupts.sigterm_as_interrupt()
+
+
+def command(work, failures: tuple[type[Exception], ...] = (), prefix: str = ""):
+    """Run ``work()`` as a harness command: ``(result, None)``, or ``(None, exit code)`` after saying why.
+
+    SIGTERM counts as Ctrl-C (130); a missing dataset is a usage error (2); a stack
+    that cannot start, or one of ``failures``, is an error (1).
+    """
+    with sigterm_as_interrupt():
+        try:
+            return work(), None
+        except KeyboardInterrupt:  # while a stack was starting or stopping
+            print("\ninterrupted", file=sys.stderr)
+            return None, 130
+        except data.DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None, 2
+        except (runtimes.StackError, *failures) as exc:
+            print(f"error: {prefix}{exc}", file=sys.stderr)
+            return None, 1

@@ -156,11 +156,15 @@ def architectures() -> tuple[Architecture, ...]:
     return tuple(_ARCHITECTURES.values())
 
 
-def get(name: str) -> Architecture:
+def _lookup(table: dict, name: str, what: str):
     try:
-        return _ARCHITECTURES[name]
+        return table[name]
     except KeyError:
-        raise ValueError(f"unknown ARCH {name!r}: choose one of {', '.join(_ARCHITECTURES)}") from None
+        raise ValueError(f"unknown {what} {name!r}: choose one of {', '.join(table)}") from None
+
+
+def get(name: str) -> Architecture:
+    return _lookup(_ARCHITECTURES, name, "ARCH")
 
 
 def service(name: str) -> Service:
@@ -185,21 +189,12 @@ def profiles_of(service_name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a.profile for a in _ARCHITECTURES.values() if service_name in a.services))
 
 
-def backend_of(arch: str) -> str | None:
-    """The service the front end forwards to (None when the model runs in the front end)."""
-    a = get(arch)
-    return a.services[0] if a.backend_port else None
-
-
 def studies() -> tuple[Study, ...]:
     return tuple(_STUDIES.values())
 
 
 def study(name: str) -> Study:
-    try:
-        return _STUDIES[name]
-    except KeyError:
-        raise ValueError(f"unknown STUDY {name!r}: choose one of {', '.join(_STUDIES)}") from None
+    return _lookup(_STUDIES, name, "STUDY")
 
 
 def in_study(name: str) -> list[Architecture]:

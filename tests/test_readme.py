@@ -151,9 +151,8 @@ def test_make_test_unit_selects_only_unit_tests():
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.usefixtures("cifar_dir")
 def test_bench_all_on_a_small_n(tmp_path):
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
     env = _env(tmp_path, SB_FRONTEND_WORKERS="1", SB_BACKEND_WORKERS="1")
     res = _make("bench-all", "N=20", "WARMUP=2", env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -168,9 +167,8 @@ def test_bench_all_on_a_small_n(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.usefixtures("cifar_dir")
 def test_study_on_a_tiny_scale(tmp_path):
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
     env = _env(tmp_path, SB_FRONTEND_WORKERS="1", SB_BACKEND_WORKERS="1")
     res = _make("study", "STUDY=docker-serving", "QUICK=1", "N=20", "STUDY_ARCHS=embedded", env=env, timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -183,9 +181,8 @@ def test_study_on_a_tiny_scale(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("cifar_dir")
 def test_load_ui_starts_and_stops(tmp_path):
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
     env = _env(tmp_path, SB_FRONTEND_WORKERS="1")
     web = stack_env()["SB_PORT"]  # any free port
     proc = subprocess.Popen(["make", "--no-print-directory", "load-ui", "ARCH=embedded", f"WEB_PORT={web}"],

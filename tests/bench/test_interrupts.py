@@ -19,20 +19,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from servebench import data, stack
+from servebench import stack
 from tests.stacks import stack_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cifar_dir")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROWS_BEFORE_SIGNAL = 20
 QUIET_WORKERS = {"SB_FRONTEND_WORKERS": "1", "SB_BACKEND_WORKERS": "1"}  # faster start, same paths
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_dataset():
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
 
 
 @contextmanager

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from bench import load, records
-from servebench import data
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def embedded(start_stack):
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
+def embedded(start_stack, cifar_dir):
     return start_stack("embedded")
 
 

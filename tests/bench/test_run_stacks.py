@@ -19,18 +19,12 @@ import pytest
 from bench import client, records, results, run, timing
 from servebench import data
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cifar_dir")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N = 40
 QUICK = ["--no-progress", "--overhead-requests", "200"]
 NGINX_MS = 1.5  # nginx's upstream header time has 1 ms resolution
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_dataset():
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,11 @@ from pathlib import Path
 import pytest
 
 from bench import records, soak
-from servebench import data
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("cifar_dir")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--no-progress", "--n", "200", "--warmup", "10", "--sample-hz", "2"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _needs_dataset():
-    if data.default_dir() is None:
-        pytest.skip("no local CIFAR-10 copy (SB_CIFAR10_DIR)")
 
 
 @pytest.fixture(scope="module")
