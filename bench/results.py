@@ -19,10 +19,11 @@ import numpy as np
 from bench import provenance, timing
 
 # requests.csv: times in s from the run's origin, latency from the scheduled time,
-# labels as space-separated classes, Server-Timing components and nginx's upstream time in ms.
+# labels as space-separated classes, Server-Timing components and nginx's upstream time in ms,
+# batch_size: the images in the model call that answered the request (server-side batching).
 REQUEST_COLUMNS = [
     "repeat", "index", "images", "scheduled_s", "sent_s", "latency_ms", "status", "correct",
-    "predicted", "true", *(f"{c}_ms" for c in timing.COMPONENTS), "upstream_header_ms", "error",
+    "predicted", "true", *(f"{c}_ms" for c in timing.COMPONENTS), "batch_size", "upstream_header_ms", "error",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -95,12 +96,17 @@ def request_row(repeat: int, r, origin: float) -> list:
     return [
         repeat, r.request.index, r.request.images, f"{r.scheduled - origin:.6f}", f"{r.sent - origin:.6f}",
         f"{r.latency_ms:.3f}", r.status, r.correct, "" if r.predicted is None else _labels(r.predicted),
-        _labels(r.request.labels), *(_ms(t.get(c)) for c in timing.COMPONENTS), _ms(r.upstream_header_ms), r.error,
+        _labels(r.request.labels), *(_ms(t.get(c)) for c in timing.COMPONENTS), _count(t.get(timing.BATCH)),
+        _ms(r.upstream_header_ms), r.error,
     ]
 
 
 def _labels(values) -> str:
     return " ".join(str(int(v)) for v in values)
+
+
+def _count(value: float | None) -> str:
+    return "" if value is None else str(int(value))
 
 
 def _ms(value: float | None) -> str:

@@ -4,8 +4,11 @@ Every response carries ``Server-Timing`` entries in ms, each measured by the
 hop that did the work:
 
 - ``decode``: the request body turned into an image batch (where the model runs,
-  or in Django for TF Serving);
-- ``model``: the model call itself;
+  or in Django for TF Serving and Triton);
+- ``queue``: with server-side batching, from the request's arrival in the
+  batcher to the start of the model call that answered it;
+- ``model``: the model call itself (with batching: the whole batch's call);
+- ``batch`` (``desc``, not ``dur``): how many images that model call ran;
 - ``backend``: the Flask/FastAPI handler, from its start to its reply;
 - ``forward``: Django's call to the backend (urllib3, send to reply);
 - ``django``: Django's view, from its start to its response;
@@ -23,16 +26,17 @@ The hops are differences of these nested intervals (ms):
 ``gunicorn``               upstream_header - django: gunicorn, WSGI and
                            Django's middleware and routing outside the view
 ``django``                 django - what the view waited for: forward
-                           (+ decode for TF Serving, which decodes in Django),
-                           or decode + model for the embedded model
+                           (+ decode for TF Serving and Triton, decoded in Django),
+                           or decode + queue + model for the embedded model
 ``forward_network``        forward - backend: urllib3, loopback and the
                            backend's server (gunicorn/werkzeug, uvicorn/starlette)
                            outside the handler; all of TF Serving's time when
                            there is no ``backend`` entry (model included)
-``backend_framework``      backend - decode - model: the handler's own work
-                           (thread-pool hand-off, reading the body, encoding
-                           the response)
-``decode``, ``model``      as sent
+``backend_framework``      backend - decode - queue - model: the handler's own
+                           work (thread-pool hand-off, reading the body,
+                           encoding the response)
+``decode``, ``queue``,     as sent (``queue`` None without batching)
+``model``
 =========================  ====================================================
 
 A hop is None when its inputs are absent (e.g. no backend for embedded).
@@ -41,22 +45,25 @@ to about a millisecond per request; their medians are still informative.
 """
 from __future__ import annotations
 
-COMPONENTS = ("decode", "model", "backend", "forward", "django")
-HOPS = ("client_network_nginx", "gunicorn", "django", "forward_network", "backend_framework", "decode", "model")
+COMPONENTS = ("decode", "queue", "model", "backend", "forward", "django")
+HOPS = ("client_network_nginx", "gunicorn", "django", "forward_network", "backend_framework", "decode", "queue",
+        "model")
+BATCH = "batch"  # the entry whose desc is the model call's batch size
 
 
 def parse_server_timing(header: str | None) -> dict[str, float]:
-    """``"decode;dur=0.6, model;dur=3.7"`` -> ``{"decode": 0.6, "model": 3.7}``."""
+    """``"decode;dur=0.6, model;dur=3.7, batch;desc=8"`` -> ``{"decode": 0.6, "model": 3.7, "batch": 8.0}``."""
     found: dict[str, float] = {}
     if not header:
         return found
     for entry in header.split(","):
         name, _, params = entry.strip().partition(";")
+        name = name.strip()
         for param in params.split(";"):
             key, _, value = param.strip().partition("=")
-            if key == "dur":
+            if key == "dur" or (key == "desc" and name == BATCH):
                 try:
-                    found[name.strip()] = float(value)
+                    found[name] = float(value.strip('"'))
                 except ValueError:
                     pass
     return found
@@ -81,11 +88,12 @@ def _sub(a: float | None, *parts: float | None) -> float | None:
 def hops(latency_ms: float, upstream_header_ms: float | None, t: dict[str, float]) -> dict[str, float | None]:
     """One request's hops (see the module docstring for the definitions)."""
     decode, model, backend = t.get("decode"), t.get("model"), t.get("backend")
-    forward, django = t.get("forward"), t.get("django")
+    forward, django, queue = t.get("forward"), t.get("django"), t.get("queue")
+    waited = queue or 0.0  # no queue entry: no batcher, nothing waited
     if forward is not None:
         inside_view = forward + (decode if backend is None and decode is not None else 0.0)
     elif decode is not None and model is not None:
-        inside_view = decode + model
+        inside_view = decode + waited + model
     else:
         inside_view = None
     return {
@@ -93,7 +101,8 @@ def hops(latency_ms: float, upstream_header_ms: float | None, t: dict[str, float
         "gunicorn": _sub(upstream_header_ms, django),
         "django": _sub(django, inside_view),
         "forward_network": _sub(forward, backend) if backend is not None else forward,
-        "backend_framework": _sub(backend, decode, model),
+        "backend_framework": _sub(backend, decode, waited, model),
         "decode": decode,
+        "queue": queue,
         "model": model,
     }

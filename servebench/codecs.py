@@ -199,15 +199,25 @@ def _unique_keys(pairs: list) -> dict:
     return doc
 
 
-def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+def load_json(body: bytes):
+    """A request's JSON document, strictly: UTF-8 only, no duplicate keys, no NaN or Infinity.
+
+    Shared by every protocol's decoder. UTF-8 only (RFC 8259): json.loads also takes
+    UTF-16 and UTF-32 bytes, in which the scans for boolean pixels (b"true") find nothing.
+    """
     try:
-        doc = json.loads(body, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        return json.loads(bytes(body).decode("utf-8"), parse_constant=_refuse_constant,
+                          object_pairs_hook=_unique_keys)
     except RecursionError:  # the C scanner stops at the interpreter's recursion limit
         raise CodecError("malformed JSON: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:  # CodecError from the hooks is a ValueError too
         if isinstance(exc, CodecError):
             raise
         raise CodecError(f"malformed JSON: {_clip(str(exc))}") from None
+
+
+def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+    doc = load_json(body)
     if not isinstance(doc, dict):
         raise CodecError('JSON body must be an object with "instances" or "b64"')
     if "instances" in doc:

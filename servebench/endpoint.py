@@ -1,19 +1,43 @@
-"""The predict endpoint's logic, shared by every in-process server.
+"""The serving endpoints' logic, shared by every server we write.
 
 Embedded Django, Flask and FastAPI differ only in how they receive bytes and
-send bytes back; decoding, validation, the model call, the response body and
-the timing header are made here, once.
+send bytes back. Routing, decoding, validation, the model call (batched or
+not), the response body and the timing header are made here, once, for three
+protocols (:data:`PROTOCOLS`):
+
+- ``v1``: ``POST /v1/predict``, the suite's own (codecs json, b64, raw, npy:
+  :mod:`servebench.codecs`);
+- ``v2``: the Open Inference Protocol (KServe v2 REST) under ``/v2``
+  (:mod:`servebench.kserve`), which perf_analyzer and other standard clients speak;
+- ``tfserving``: TensorFlow Serving's REST paths under ``/v1/models``
+  (:mod:`servebench.tfserving`), so a TF Serving client only changes the host.
+
+:func:`handle` answers a request for a :class:`Target`: the model in this
+process (:class:`LocalModel`), or the front end's backend, which passes a
+request on unchanged when it speaks that protocol (``Target.speaks``) and is
+otherwise asked for a prediction that is encoded here in the client's protocol.
+:func:`handle` never raises: bad input is a 4xx naming the problem, a failing
+model a 500 (a backend's failure its own 5xx), in the protocol's error format.
 """
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from servebench import codecs
-from servebench.inference import InferenceCore
+import numpy as np
+
+from servebench import codecs, kserve, tfserving
+from servebench.batching import Batcher
+from servebench.codecs import Prediction
 
 log = logging.getLogger(__name__)
+
+PROTOCOLS = ("v1", "v2", "tfserving")
 
 
 @dataclass(frozen=True)
@@ -22,6 +46,7 @@ class Reply:
     body: bytes
     timing: str  # Server-Timing entries of this hop, e.g. "decode;dur=0.2, model;dur=4.1"
     content_type: str = codecs.JSON
+    headers: tuple[tuple[str, str], ...] = ()  # besides Content-Type and Server-Timing
 
 
 def timing_entry(name: str, ms: float) -> str:
@@ -32,25 +57,252 @@ def join_timing(*parts: str) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def predict(core: InferenceCore, body: bytes, content_type: str | None, max_batch: int) -> Reply:
-    """Never raises: bad input is a 4xx reply, a failing model a JSON 500 (not a server's HTML page)."""
+class InferenceFailed(RuntimeError):
+    """A prediction that could not be made; ``status`` is the answer (5xx: the server's fault)."""
+
+    def __init__(self, status: int, message: str, **extra):
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+@dataclass(frozen=True)
+class Inferred:
+    prediction: Prediction
+    timing: str
+
+
+class Target(Protocol):
+    """What :func:`handle` serves: a model in this process, or a backend behind the front end."""
+
+    speaks: frozenset[str]  # protocols passed on unchanged with forward()
+    max_batch: int
+    model_name: str
+
+    def model_version(self) -> int: ...
+
+    def batching(self) -> tuple[int, float]: ...  # (max_size, timeout_ms); max_size 1: off
+
+    def ready(self) -> bool: ...
+
+    def infer(self, images: np.ndarray) -> Inferred: ...  # raises InferenceFailed
+
+    def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply: ...
+
+
+class LocalModel:
+    """The model in this process: the inference core, called in the request's thread, or batched."""
+
+    speaks: frozenset[str] = frozenset()
+
+    def __init__(self, core, max_batch: int, batch_max_size: int = 1, batch_timeout_ms: float = 0.0):
+        self.core = core
+        self.model_name = core.name
+        self.max_batch = max_batch
+        self.batch_max_size, self.batch_timeout_ms = batch_max_size, batch_timeout_ms
+        self.batcher = Batcher(core.predict, batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
+
+    @classmethod
+    def from_settings(cls, settings) -> "LocalModel":
+        from servebench.inference import InferenceCore
+
+        return cls(InferenceCore.from_settings(settings), settings.max_batch,
+                   settings.batch_max_size, settings.batch_timeout_ms)
+
+    def model_version(self) -> int:
+        return self.core.version
+
+    def batching(self) -> tuple[int, float]:
+        return self.batch_max_size, self.batch_timeout_ms
+
+    def ready(self) -> bool:
+        return True
+
+    def infer(self, images: np.ndarray) -> Inferred:
+        try:
+            if self.batcher is None:
+                pred, model_ms = self.core.timed_predict(images)
+                return Inferred(pred, join_timing(timing_entry("model", model_ms), f"batch;desc={len(images)}"))
+            r = self.batcher(images)
+        except Exception as exc:
+            log.exception("inference failed")
+            raise InferenceFailed(500, f"inference failed: {type(exc).__name__}") from None
+        return Inferred(r.prediction, join_timing(timing_entry("queue", r.queue_ms), timing_entry("model", r.model_ms),
+                                                  f"batch;desc={r.batch_size}"))
+
+    def forward(self, method, path, body, headers) -> Reply:
+        raise NotImplementedError("a local model speaks no protocol to pass on")
+
+    def info(self) -> dict:
+        return {**self.core.info(), "batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms}
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+
+
+# ------------------------------------------------------------------ routes
+@dataclass(frozen=True)
+class Route:
+    protocol: str  # one of PROTOCOLS
+    action: str  # predict; v2: infer, server, live, ready, model, model_ready, config; tfserving: status, metadata
+    methods: tuple[str, ...]
+    model: str | None = None
+    version: str | None = None
+
+
+_MODEL = r"/models/(?P<model>[^/:]+)(?:/versions/(?P<version>[^/:]+))?"
+_ROUTES = (
+    (re.compile(r"/v1/predict"), "v1", "predict", ("POST",)),
+    (re.compile(r"/v2/?"), "v2", "server", ("GET", "HEAD")),
+    (re.compile(r"/v2/health/live"), "v2", "live", ("GET", "HEAD")),
+    (re.compile(r"/v2/health/ready"), "v2", "ready", ("GET", "HEAD")),
+    (re.compile(r"/v2" + _MODEL), "v2", "model", ("GET", "HEAD")),
+    (re.compile(r"/v2" + _MODEL + r"/ready"), "v2", "model_ready", ("GET", "HEAD")),
+    (re.compile(r"/v2" + _MODEL + r"/config"), "v2", "config", ("GET", "HEAD")),
+    (re.compile(r"/v2" + _MODEL + r"/infer"), "v2", "infer", ("POST",)),
+    (re.compile(r"/v1" + _MODEL), "tfserving", "status", ("GET", "HEAD")),
+    (re.compile(r"/v1" + _MODEL + r"/metadata"), "tfserving", "metadata", ("GET", "HEAD")),
+    (re.compile(r"/v1" + _MODEL + r":predict"), "tfserving", "predict", ("POST",)),
+)
+# The path prefixes each server routes to handle(); anything else is its own 404.
+PREFIXES = ("/v1/predict", "/v1/models/", "/v2")
+
+
+def match(path: str) -> Route | None:
+    for pattern, protocol, action, methods in _ROUTES:
+        m = pattern.fullmatch(path)
+        if m:
+            found = m.groupdict()
+            return Route(protocol, action, methods, found.get("model"), found.get("version"))
+    return None
+
+
+def protocol_of(path: str) -> str:
+    """Which protocol's error format a path's answer uses (v1 for unknown paths)."""
+    if path.startswith("/v2"):
+        return "v2"
+    if path.startswith("/v1/models"):
+        return "tfserving"
+    return "v1"
+
+
+def error_reply(protocol: str, status: int, message: str, headers=(), **extra) -> Reply:
+    if protocol == "v2":
+        body = kserve.error_body(message) if not extra else json.dumps({"error": message, **extra}).encode()
+    elif protocol == "tfserving":
+        body = tfserving.rest_error_body(message) if not extra else json.dumps({"error": message, **extra}).encode()
+    else:
+        body = codecs.error_body(message, **extra)
+    return Reply(status, body, "", headers=tuple(headers))
+
+
+def _json_reply(doc: dict, status: int = 200) -> Reply:
+    return Reply(status, json.dumps(doc).encode(), "")
+
+
+# ------------------------------------------------------------------ handling
+def handle(target: Target, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+    """The answer to one request; never raises."""
+    route = match(path)
+    protocol = route.protocol if route else protocol_of(path)
+    if route is None:
+        return error_reply(protocol, 404, f"no such path {path}: use POST /v1/predict, "
+                                          f"POST /v2/models/{target.model_name}/infer or "
+                                          f"POST /v1/models/{target.model_name}:predict")
+    if method not in route.methods:
+        allow = ", ".join(route.methods)
+        return error_reply(protocol, 405, f"method {method} not allowed on {path}: use {allow}",
+                           headers=(("Allow", allow),))
+    if route.protocol in target.speaks:
+        return target.forward(method, path, body, headers)
+    try:
+        problem = _unknown_model(target, route)
+        if problem:
+            return error_reply(protocol, 404, problem)
+        if route.action == "predict" or route.action == "infer":
+            return _predict(target, route, body, headers)
+        return _describe(target, route)
+    except Exception as exc:  # a regression in a codec or a target; never a server's HTML 500
+        log.exception("unexpected error answering %s %s", method, path)
+        return error_reply(protocol, 500, f"internal error: {type(exc).__name__}")
+
+
+def _unknown_model(target: Target, route: Route) -> str | None:
+    if route.model is None:
+        return None
+    if route.model != target.model_name:
+        return f"model {route.model!r} not found: this server serves {target.model_name!r}"
+    if route.version is not None and route.version != str(target.model_version()):
+        return f"version {route.version!r} of model {route.model!r} not found: it serves version {target.model_version()}"
+    return None
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value; servers pass case-insensitive mappings, tests may pass plain dicts."""
+    value = headers.get(name)
+    return headers.get(name.lower()) if value is None else value
+
+
+def _decode(route: Route, body: bytes, headers: Mapping[str, str], max_batch: int):
+    """(images, what the encoder needs to answer in kind); raises CodecError."""
+    content_type = header(headers, "Content-Type")
+    if route.protocol == "v2":
+        req = kserve.decode_infer_request(body, content_type, header(headers, kserve.HEADER_LENGTH), max_batch)
+        return req.images, req
+    if route.protocol == "tfserving":
+        return tfserving.decode_rest_request(body, max_batch)
+    return codecs.decode(body, content_type, max_batch), None
+
+
+def _encode(route: Route, pred: Prediction, how, target: Target) -> tuple[bytes, str, tuple]:
+    if route.protocol == "v2":
+        body, headers = kserve.encode_infer_response(pred, how, target.model_version())
+        headers = {k: v for k, v in headers.items()}
+        content_type = headers.pop("Content-Type", codecs.JSON)
+        return body, content_type, tuple(headers.items())
+    if route.protocol == "tfserving":
+        return tfserving.encode_rest_response(pred, how), codecs.JSON, ()
+    return codecs.encode_predictions(pred, {"name": target.model_name, "version": target.model_version()}), codecs.JSON, ()
+
+
+def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, str]) -> Reply:
     start = time.perf_counter()
     try:
-        images = codecs.decode(body, content_type, max_batch)
+        images, how = _decode(route, body, headers, target.max_batch)
     except codecs.CodecError as exc:
-        return Reply(exc.status, codecs.error_body(exc.message), "")
-    except Exception as exc:  # decode is total; this only guards against a regression there
+        return error_reply(route.protocol, exc.status, exc.message)
+    except Exception as exc:  # decoders are total; this only guards against a regression there
         log.warning("decode raised %s instead of CodecError", type(exc).__name__, exc_info=True)
-        return Reply(400, codecs.error_body(f"malformed request body: {type(exc).__name__}"), "")
+        return error_reply(route.protocol, 400, f"malformed request body: {type(exc).__name__}")
     decoded = time.perf_counter()
     try:
-        pred, model_ms = core.timed_predict(images)
-        out = codecs.encode_predictions(pred, {"name": core.name, "version": core.version})
-    except Exception as exc:
-        log.exception("inference failed")
-        return Reply(500, codecs.error_body(f"inference failed: {type(exc).__name__}"), "")
-    return Reply(
-        200,
-        out,
-        join_timing(timing_entry("decode", (decoded - start) * 1000.0), timing_entry("model", model_ms)),
-    )
+        inferred = target.infer(images)
+    except InferenceFailed as exc:
+        return error_reply(route.protocol, exc.status, exc.message, **exc.extra)
+    out, content_type, extra = _encode(route, inferred.prediction, how, target)
+    return Reply(200, out, join_timing(timing_entry("decode", (decoded - start) * 1000.0), inferred.timing),
+                 content_type, extra)
+
+
+def _describe(target: Target, route: Route) -> Reply:
+    """Health, readiness and metadata, answered for the model this target serves."""
+    action, version = route.action, target.model_version()
+    if action == "live":
+        return _json_reply({"live": True})
+    if action in ("ready", "model_ready"):
+        ok = target.ready()
+        return _json_reply({"ready": ok} if action == "ready" else {"name": target.model_name, "ready": ok},
+                           200 if ok else 503)
+    if action == "server":
+        return _json_reply(kserve.server_metadata())
+    if action == "model":
+        return _json_reply(kserve.model_metadata(version))
+    if action == "config":
+        size, timeout_ms = target.batching()
+        return _json_reply(kserve.model_config(target.max_batch, dynamic_batching=size > 1,
+                                               max_queue_delay_us=int(timeout_ms * 1000)))
+    if action == "status":
+        return _json_reply(tfserving.model_status(version))
+    if action == "metadata":
+        return _json_reply(tfserving.model_metadata(version))
+    raise ValueError(f"no answer for {action}")

@@ -316,6 +316,57 @@ register_service(Service(
              "./services/tfserving/batching.config:/models/batching.config:ro"),
 ))
 
+# Triton runs from its own venv (requirements-triton.txt, `make setup-triton`): nvidia-pytriton pins
+# numpy<2 and pulls protobuf 6, which .venv's TensorFlow stack does not allow.
+TRITON_VENV = ".venv-triton"
+
+
+def _triton_python_native(settings: Settings, run_dir) -> str:
+    return str(REPO_ROOT / TRITON_VENV / "bin" / "python")
+
+
+_LIBDIRS: dict[str, str] = {}
+
+
+def _python_libdir(python: str) -> str:
+    """The lib folder of the Python build behind ``python`` (its sysconfig LIBDIR); '' when it cannot run."""
+    if python not in _LIBDIRS:
+        import subprocess
+
+        try:
+            out = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR') or '')"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""  # no venv yet: the architecture's Need says how to make it
+        _LIBDIRS[python] = out
+    return _LIBDIRS[python]
+
+
+def _triton_ld_library_path(settings: Settings, run_dir) -> str:
+    """Triton's Python backend stub links libpython3.11.so.1.0, found through the system's loader path
+    (Debian's 3.11.2) unless told otherwise; a venv built from another Python (pyenv here) then fails to
+    load the model ('_thread.RLock' object has no attribute '_recursion_count'). Point at the venv's own build."""
+    return _python_libdir(_triton_python_native(settings, run_dir))
+
+
+register_service(Service(
+    name="triton",
+    port_field="triton_http_port",
+    command=("${SB_TRITON_PYTHON}", "-m", "services.triton.server",
+             "--host", "127.0.0.1", "--port", ref("triton_http_port")),
+    environment={"TF_CPP_MIN_LOG_LEVEL": "2"},  # as the Python image gives its services
+    runtime_env={
+        "SB_MODEL_BASE": MODEL_BASE,
+        # The image's python3 and its libpython are one build (python:* images and Debian's alike).
+        "LD_LIBRARY_PATH": RuntimeValue(native=_triton_ld_library_path, docker=lambda s: ""),
+    },
+    runtime_vars={"SB_TRITON_PYTHON": RuntimeValue(native=_triton_python_native, docker=lambda s: "python")},
+    # The model's readiness, not the server's: PyTriton loads the model through Triton's API once the
+    # server is up, and /v2/health/ready answers 200 in between (no model is loaded yet to wait for).
+    health_path="/v2/models/" + Settings.model_fields["model_name"].default + "/ready",
+    dockerfile="docker/triton.Dockerfile",
+))
+
 
 # ------------------------------------------------------------------ studies
 register_study(Study(
@@ -323,6 +374,13 @@ register_study(Study(
     title="Docker-container serving architectures for real-time analysis",
     module="bench.studies.docker_serving",
     source='../shared/STUDIES.md, section 1',
+))
+
+register_study(Study(
+    name="saturation",
+    title="Saturated throughput: server-side batching, Triton, and cross-checks by outside tools",
+    module="bench.studies.saturation",
+    source="issue 10 (no published system: our stacks against the machine's in-process limit)",
 ))
 
 # ------------------------------------------------------------------ architectures
@@ -362,3 +420,16 @@ register(Architecture(
     backend_port="tfserving_grpc_port", protocol="grpc", needs=TF_SERVING_NEEDS,
     study="docker-serving",
     description="Django forwards to TensorFlow Serving over gRPC"))
+
+TRITON_NEEDS = (Need(
+    "venv", TRITON_VENV,
+    "Triton's virtual environment .venv-triton is missing: run `make setup-triton` (nvidia-pytriton with its "
+    "bundled tritonserver, and TensorFlow: about 2 GB from PyPI; it cannot share .venv, numpy<2 and protobuf 6), "
+    "or run it under docker compose (RUNTIME=docker), whose image installs it.",
+    runtimes=("native",)),)
+register(Architecture(
+    name="triton", title="Triton", color="tab:brown", services=("triton", *FRONT), profile="triton",
+    backend="services.frontend.backends:TritonBackend", backend_port="triton_http_port", protocol="rest",
+    needs=TRITON_NEEDS, study="saturation",
+    description="Django forwards to Triton Inference Server (PyTriton, CPU) over KServe v2 REST; "
+                "Triton's dynamic batcher combines requests when SB_BATCH_MAX_SIZE > 1"))

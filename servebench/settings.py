@@ -28,7 +28,8 @@ WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
 # Never recorded nor shown by /v1/info: filesystem paths, internal addresses
 # and ports, and the secret. model_name and the model's own info say which model.
 NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key",
-                "port", "frontend_port", "flask_port", "fastapi_port", "tfserving_grpc_port", "tfserving_rest_port"}
+                "port", "frontend_port", "flask_port", "fastapi_port", "tfserving_grpc_port", "tfserving_rest_port",
+                "triton_http_port", "triton_grpc_port"}
 
 # Who receives a knob: a service's name, or a group every service in it belongs
 # to (see servebench.registry.Service.groups).
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     fastapi_port: int = knob(8001, "FastAPI model server port", ("frontend", "fastapi"))
     tfserving_grpc_port: int = knob(8500, "TF Serving gRPC port", ("frontend", "tfserving"))
     tfserving_rest_port: int = knob(8501, "TF Serving REST port", ("frontend", "tfserving"))
+    triton_http_port: int = knob(8010, "Triton HTTP port (KServe v2 REST)", ("frontend", "triton"))
+    triton_grpc_port: int = knob(8011, "Triton gRPC port (KServe v2 gRPC)", ("frontend", "triton"))
+    triton_instances: int = knob(1, "model instances in Triton (each its own copy of the model)", ("triton",), ge=1)
     # Processes and threads
     frontend_workers: int = knob(2, "gunicorn worker processes for Django", ("frontend",), ge=1)
     frontend_threads: int = knob(4, "threads per Django worker (gthread)", ("frontend",), ge=1)
@@ -62,12 +66,19 @@ class Settings(BaseSettings):
     backend_workers: int = knob(2, "worker processes of the Flask/FastAPI model server", (MODEL_SERVER,), ge=1)
     backend_threads: int = knob(4, "threads per Flask worker / inference threads per FastAPI worker",
                                 (MODEL_SERVER,), ge=1)
-    intra_op_threads: int = knob(1, "TensorFlow intra-op threads per model process", (MODEL, "tfserving"), ge=0)
-    inter_op_threads: int = knob(1, "TensorFlow inter-op threads per model process", (MODEL, "tfserving"), ge=0)
+    intra_op_threads: int = knob(1, "TensorFlow intra-op threads per model process", (MODEL, "tfserving", "triton"), ge=0)
+    inter_op_threads: int = knob(1, "TensorFlow inter-op threads per model process", (MODEL, "tfserving", "triton"), ge=0)
     # The model and how it is called
     call_path: Literal["signature", "keras-predict"] = knob(
         "signature", "how a model process calls the model: signature or keras-predict (the slow path)", (MODEL,))
-    max_batch: int = knob(256, "largest batch one request may carry", (MODEL,), ge=1)
+    max_batch: int = knob(256, "largest batch one request may carry", (MODEL, "triton"), ge=1)
+    # Server-side dynamic batching (servebench/batching.py; Triton's dynamic batcher for triton).
+    # Off by default, so the study's sequential runs are what they were.
+    batch_max_size: int = knob(1, "images the server-side batcher runs as one model call (1: batching off)",
+                               (MODEL, "triton"), ge=1)
+    batch_timeout_ms: float = knob(
+        1.0, "longest a request waits in the batcher for batch-mates before its batch runs (ms)",
+        (MODEL, "triton"), ge=0)
     max_body_mb: int = knob(16, "largest request body in MiB (nginx, Django and the model servers)",
                             ("nginx", "frontend", MODEL_SERVER), ge=1)
     tfserving_batching: bool = knob(False, "TF Serving server-side batching (services/tfserving/batching.config)",

@@ -1,4 +1,6 @@
-"""TensorFlow Serving's client side: what the front end sends it and reads back.
+"""TensorFlow Serving's REST and gRPC APIs: the client side, and the server side our servers speak.
+
+Client side (what the front end sends TF Serving and reads back):
 
 - REST: :func:`rest_predict_body` (TF Serving's row format), :func:`rest_predict_path`,
   :func:`parse_rest_response` and :class:`RestClient` (one keep-alive pool).
@@ -6,7 +8,14 @@
   :func:`parse_grpc_response` and :class:`GrpcClient` (one channel).
 - :func:`render_models_config`: the ``--model_config_file`` text for a base path.
 
-Every failure raises :class:`TFServingError`, whose ``status`` is what the front
+Server side (our servers answering TF Serving's REST API, so that a client of
+TF Serving can talk to any of them): :func:`decode_rest_request`,
+:func:`encode_rest_response`, :func:`model_status`, :func:`model_metadata` and
+:func:`rest_error_body`. The status and metadata answers are the JSON form of
+TF Serving's GetModelStatus / GetModelMetadata protos as its REST handler
+prints them; the tests build the protos and compare.
+
+Every client failure raises :class:`TFServingError`, whose ``status`` is what the front
 end answers with; :func:`upstream_error` is the one place that decides it.
 
 The TensorFlow Serving protos import all of TensorFlow (seconds, hundreds of MB),
@@ -16,6 +25,7 @@ loads TensorFlow.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -24,12 +34,24 @@ import grpc
 import numpy as np
 import urllib3
 
-from servebench.codecs import IMAGE_SHAPE, Prediction
+from servebench.codecs import (
+    _NO_BAD_PIXEL,
+    IMAGE_SHAPE,
+    CodecError,
+    Prediction,
+    _bad_pixel_error,
+    _first_bad_pixel,
+    _from_instances,
+    _show,
+    load_json,
+)
 from servebench.data import CLASS_NAMES
 from servebench.settings import Settings
 
 if TYPE_CHECKING:
     from tensorflow_serving.apis import predict_pb2
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = Settings.model_fields["model_name"].default
 SIGNATURE = "serving_default"
@@ -210,6 +232,126 @@ class RestClient:
 
     def close(self) -> None:
         self._pool.close()
+
+
+# ---------------------------------------------------------------- REST, server side
+def decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
+    """A TF Serving predict request: the uint8 batch [n, 32, 32, 3] and whether it came columnar.
+
+    Row format: ``{"instances": [image, ...]}`` or ``{"instances": [{"images": image}, ...]}``;
+    columnar: ``{"inputs": [image, ...]}`` or ``{"inputs": {"images": [image, ...]}}``; an
+    optional ``"signature_name"`` must name ``serving_default``. Total like
+    :func:`servebench.codecs.decode`: the batch, or CodecError (4xx, naming the problem).
+    """
+    try:
+        return _decode_rest_request(bytes(body), max_batch)
+    except CodecError:
+        raise
+    except Exception as exc:  # a case nothing above foresaw is still the client's bad body, not a 500
+        log.warning("unexpected %s decoding a TF Serving predict request", type(exc).__name__, exc_info=True)
+        raise CodecError(f"malformed predict request: {type(exc).__name__}") from None
+
+
+
+
+def _named_input(value: dict, where: str):
+    """The tensor under the signature's one input key, refusing any other key."""
+    unknown = sorted(str(k) for k in value if k != INPUT_KEY)
+    if unknown:
+        raise CodecError(f"unknown input {_show(unknown[0])} in {where}: the signature's only input is {INPUT_KEY!r}")
+    if INPUT_KEY not in value:
+        raise CodecError(f"missing input {INPUT_KEY!r} in {where}")
+    return value[INPUT_KEY]
+
+
+def _decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
+    doc = load_json(body)
+    if not isinstance(doc, dict):
+        raise CodecError('predict request must be a JSON object with "instances" or "inputs"')
+    signature = doc.get("signature_name", SIGNATURE)
+    if signature not in (SIGNATURE, ""):  # TF Serving reads an empty name as the default
+        raise CodecError(f"unknown signature_name {_show(signature)}: the model serves only {SIGNATURE!r}")
+    if ("instances" in doc) == ("inputs" in doc):
+        raise CodecError('predict request needs exactly one of "instances" (row format) or "inputs" (columnar)')
+    columnar = "inputs" in doc
+    if columnar:
+        tensor = doc["inputs"]
+        if isinstance(tensor, dict):
+            tensor = _named_input(tensor, '"inputs"')
+        if not isinstance(tensor, list):
+            raise CodecError('"inputs" must be a [batch, 32, 32, 3] list or {"images": [...]}')
+    else:
+        tensor = doc["instances"]
+        if not isinstance(tensor, list):
+            raise CodecError('"instances" must be a list of 32x32x3 images')
+        named = [isinstance(row, dict) for row in tensor]
+        if any(named):
+            if not all(named):
+                raise CodecError('"instances" mixes {"images": ...} objects with bare images: use one form')
+            tensor = [_named_input(row, '"instances"') for row in tensor]
+    images = _from_instances(tensor, max_batch)
+    # numpy reads [1, true] as [1, 1]; walk the lists only when the body spells a boolean
+    if b"true" in body or b"false" in body:
+        bad = _first_bad_pixel(tensor)
+        if bad is not _NO_BAD_PIXEL:
+            raise _bad_pixel_error(bad)
+    return images, columnar
+
+
+def encode_rest_response(pred: Prediction, columnar: bool) -> bytes:
+    """TF Serving's answer for our two-output signature: row format for "instances", columnar for "inputs"."""
+    probs = np.asarray(pred.probabilities, dtype=np.float32).tolist()
+    classes = np.asarray(pred.classes, dtype=np.int64).tolist()
+    if columnar:
+        doc = {"outputs": {PROBABILITIES: probs, CLASSES: classes}}
+    else:
+        doc = {"predictions": [{PROBABILITIES: p, CLASSES: c} for p, c in zip(probs, classes)]}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def model_status(version: int) -> dict:
+    """GET /v1/models/cifar10_cnn[/versions/V]: GetModelStatusResponse as TF Serving's REST API prints it."""
+    return {"model_version_status": [
+        {"version": str(int(version)), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+    ]}
+
+
+def _tensor_info(name: str, dtype: str, dims: list[int]) -> dict:
+    return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False},
+            "name": name}
+
+
+def model_metadata(version: int) -> dict:
+    """GET /v1/models/cifar10_cnn[/versions/V]/metadata: GetModelMetadataResponse as TF Serving's REST API prints it.
+
+    The signatures are those of models/cifar10_cnn/1 (the tests read the SavedModel
+    and compare), including the init op every TF2 SavedModel carries.
+    """
+    serving_default = {
+        "inputs": {INPUT_KEY: _tensor_info("serving_default_images:0", "DT_UINT8", [-1, *IMAGE_SHAPE])},
+        "outputs": {
+            CLASSES: _tensor_info("StatefulPartitionedCall:0", "DT_INT64", [-1]),
+            PROBABILITIES: _tensor_info("StatefulPartitionedCall:1", "DT_FLOAT", [-1, NUM_CLASSES]),
+        },
+        "method_name": "tensorflow/serving/predict",
+        "defaults": {},
+    }
+    init_op = {
+        "inputs": {},
+        "outputs": {"__saved_model_init_op": {"dtype": "DT_INVALID", "tensor_shape": {"dim": [], "unknown_rank": True},
+                                              "name": "NoOp"}},
+        "method_name": "",
+        "defaults": {},
+    }
+    return {
+        "model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(int(version))},
+        "metadata": {"signature_def": {"signature_def": {SIGNATURE: serving_default, "__saved_model_init_op": init_op}}},
+    }
+
+
+def rest_error_body(message: str) -> bytes:
+    """TF Serving's error body."""
+    return json.dumps({"error": message}).encode()
 
 
 # ---------------------------------------------------------------- gRPC

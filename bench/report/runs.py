@@ -29,6 +29,7 @@ HOPS = {
     "forward_network": "Django → backend (network)",
     "backend_framework": "backend framework",
     "decode": "decode",
+    "queue": "batching queue",
     "model": "model",
 }
 SERVICES = ("nginx", "frontend", "backend", "client")  # roles: backend is whichever model server runs

@@ -1,7 +1,8 @@
-"""FastAPI model server: POST /v1/predict, GET|HEAD /healthz, GET|HEAD /v1/info. Runs under uvicorn.
+"""FastAPI model server: the three protocols of servebench.endpoint, GET|HEAD /healthz, GET|HEAD /v1/info. Runs under uvicorn.
 
-Inference runs in a bounded thread pool, so the event loop keeps accepting
-and reading requests while the model works.
+Requests are answered in a bounded thread pool (SB_BACKEND_THREADS per worker),
+so the event loop keeps accepting and reading requests while the model works;
+with batching on, those threads are the requests that wait for batch-mates.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from servebench import codecs, endpoint
-from servebench.inference import InferenceCore
+from servebench.endpoint import LocalModel
 from servebench.settings import Settings, public_model_info
 from servebench.supervision import die_with_parent
 
@@ -32,8 +33,9 @@ async def lifespan(app: FastAPI):
     if multiprocessing.parent_process() is not None:
         die_with_parent()
     state["limiter"] = anyio.CapacityLimiter(settings.backend_threads)
-    state["core"] = await anyio.to_thread.run_sync(InferenceCore.from_settings, settings)
+    state["model"] = await anyio.to_thread.run_sync(LocalModel.from_settings, settings)
     yield
+    state["model"].close()
     state.clear()
 
 
@@ -45,19 +47,34 @@ def _json(status: int, body: bytes, timing: str = "") -> Response:
     return Response(body, status_code=status, media_type=codecs.JSON, headers=headers)
 
 
-@app.post("/v1/predict")
-async def predict(request: Request) -> Response:
+def _reply(reply: endpoint.Reply, timing: str) -> Response:
+    headers = {"Server-Timing": timing, **dict(reply.headers)}
+    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
+
+
+ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # endpoint.handle answers 405 itself
+
+
+@app.api_route("/v1/predict", methods=ANY)
+@app.api_route("/v1/models/{rest:path}", methods=ANY)
+@app.api_route("/v2", methods=ANY)
+@app.api_route("/v2/{rest:path}", methods=ANY)
+async def serve(request: Request) -> Response:
     start = time.perf_counter()
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > settings.max_body_bytes:
-        return _json(413, codecs.error_body(f"request body too large: the limit is {settings.max_body_bytes} bytes"))
-    body = await request.body()
+    body = b""
+    if request.method == "POST":
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            reply = endpoint.error_reply(endpoint.protocol_of(request.url.path), 413,
+                                         f"request body too large: the limit is {settings.max_body_bytes} bytes")
+            return _reply(reply, "")
+        body = await request.body()
     reply = await anyio.to_thread.run_sync(
-        endpoint.predict, state["core"], body, request.headers.get("content-type"), settings.max_batch,
+        endpoint.handle, state["model"], request.method, request.url.path, body, request.headers,
         limiter=state["limiter"],
     )
     total = endpoint.timing_entry("backend", (time.perf_counter() - start) * 1000.0)
-    return _json(reply.status, reply.body, endpoint.join_timing(reply.timing, total))
+    return _reply(reply, endpoint.join_timing(reply.timing, total))
 
 
 @app.api_route("/healthz", methods=["GET", "HEAD"])
@@ -69,13 +86,15 @@ async def healthz() -> Response:
 async def info() -> Response:
     import json
 
-    doc = {"service": "fastapi", "settings": settings.recorded("fastapi"), "model": public_model_info(state["core"].info())}
+    doc = {"service": "fastapi", "settings": settings.recorded("fastapi"), "model": public_model_info(state["model"].info())}
     return _json(200, json.dumps(doc).encode())
 
 
 @app.exception_handler(HTTPException)
 async def http_error(request: Request, exc: HTTPException) -> Response:
-    resp = _json(exc.status_code, codecs.error_body(f"{exc.detail}: {request.method} {request.url.path}"))
+    reply = endpoint.error_reply(endpoint.protocol_of(request.url.path), exc.status_code,
+                                 f"{exc.detail}: {request.method} {request.url.path}")
+    resp = _json(reply.status, reply.body)
     resp.headers.update(exc.headers or {})  # 405 carries Allow
     return resp
 

@@ -18,4 +18,4 @@ def post_worker_init(worker):
     # Load the model after the fork (TensorFlow is not fork-safe), before the first request.
     from services.flask_backend import app
 
-    app.core()
+    app.model()

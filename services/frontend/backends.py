@@ -1,8 +1,20 @@
-"""What the Django front end hands a request to, one class per architecture.
+"""What the Django front end hands a request to, one class per kind of backend.
 
-Each backend takes the client's body and content type and returns an
-:class:`servebench.endpoint.Reply` whose body is the common prediction
-response, whatever runs the model. Built once per gunicorn worker.
+Each backend is a :class:`servebench.endpoint.Target`: a request in a protocol
+the backend speaks (``speaks``) is passed on unchanged (:meth:`forward`);
+any other is decoded by the front end, the backend is asked for a prediction
+(:meth:`infer`), and the answer is encoded in the client's protocol. Built once
+per gunicorn worker.
+
+=================  ==========================  ==============================
+backend            speaks (passed on as is)    infer()
+=================  ==========================  ==============================
+embedded           nothing                     the model in this process
+Flask / FastAPI    v1, v2, tfserving           (never needed)
+Triton             nothing (see TritonBackend) KServe v2, binary tensors
+TF Serving REST    tfserving                   TF Serving's REST predict
+TF Serving gRPC    nothing                     TF Serving's gRPC Predict
+=================  ==========================  ==============================
 """
 from __future__ import annotations
 
@@ -11,39 +23,43 @@ import importlib
 import json
 import threading
 import time
+from collections.abc import Mapping
 
+import numpy as np
 import urllib3
 import urllib3.connection
 
-from servebench import codecs, endpoint, registry
+from servebench import endpoint, kserve, registry
+from servebench.endpoint import PROTOCOLS, InferenceFailed, Inferred, LocalModel
 from servebench.settings import Settings
 
+# Request headers a protocol needs passed on, and response headers passed back.
+_REQUEST_HEADERS = ("Content-Type", kserve.HEADER_LENGTH)
+_RESPONSE_HEADERS = (kserve.HEADER_LENGTH,)
 
-def error(status: int, message: str, backend: str) -> endpoint.Reply:
-    return endpoint.Reply(status, codecs.error_body(message, backend=backend), "")
+
+def _model_version(settings: Settings) -> int:
+    """The version the stack serves: the one asked for, else the highest in the model folder."""
+    from servebench.inference import find_version
+
+    return int(find_version(settings.model_base, settings.model_version).name)
 
 
-class EmbeddedBackend:
-    """The model inside the Django process."""
+class EmbeddedBackend(LocalModel):
+    """The model inside the Django process (batched across the worker's threads when batching is on)."""
 
     def __init__(self, settings: Settings):
         from servebench.inference import InferenceCore
 
+        super().__init__(InferenceCore.from_settings(settings), settings.max_batch,
+                         settings.batch_max_size, settings.batch_timeout_ms)
         self.name = settings.arch
-        self.core = InferenceCore.from_settings(settings)
-        self.max_batch = settings.max_batch
-
-    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
-        return endpoint.predict(self.core, body, content_type, self.max_batch)
 
     def health(self) -> bool:
         return True
 
     def info(self) -> dict:
-        return {"model": self.core.info()}
-
-    def close(self) -> None:
-        pass
+        return {"model": super().info()}
 
 
 _NO_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -66,124 +82,236 @@ def _closed_without_answer(exc: Exception) -> bool:
     return isinstance(reason, _NO_ANSWER)
 
 
-class ModelServerBackend:
-    """A Flask or FastAPI model server: the body is forwarded as is, never decoded here."""
+class UpstreamFailed(Exception):
+    """A backend that did not answer; ``status`` (502/504) and a message that names it, never its address."""
 
-    def __init__(self, settings: Settings):
-        self.name = settings.arch
-        self.address = settings.backend_address()
-        host, port = self.address.rsplit(":", 1)
-        self.host, self.port = host, int(port)
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Upstream:
+    """One keep-alive connection pool to a backend's HTTP port."""
+
+    def __init__(self, name: str, host: str, port: int, settings: Settings):
+        self.name, self.host, self.port = name, host, port
         self.timeout = urllib3.Timeout(connect=2.0, read=settings.backend_timeout_s)
         self.pool = urllib3.HTTPConnectionPool(
-            self.host, self.port, maxsize=settings.backend_pool_size, block=False, timeout=self.timeout,
-            # Reconnecting is safe: nothing was sent. Answers that never came are handled in forward().
+            host, port, maxsize=settings.backend_pool_size, block=False, timeout=self.timeout,
+            # Reconnecting is safe: nothing was sent. Answers that never came are handled in send().
             retries=urllib3.Retry(total=1, connect=1, read=0, redirect=0, status=0, other=0),
         )
         self.pool.ConnectionCls = _CountingConnection
 
-    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
-        start = time.perf_counter()
-        headers = {"Content-Type": content_type or ""}
+    def send(self, method: str, path: str, body: bytes | None, headers: dict) -> urllib3.BaseHTTPResponse:
+        """The backend's answer; raises :class:`UpstreamFailed` when none came."""
         try:
             try:
-                resp = self.pool.urlopen("POST", "/v1/predict", body=body, headers=headers, preload_content=True)
+                return self.pool.urlopen(method, path, body=body, headers=headers, preload_content=True)
             except urllib3.exceptions.ProtocolError as exc:
                 # A kept-alive connection the backend had closed (idle timeout, a worker that exited
                 # after its last answer) fails without an answer: once more, on a new connection.
                 # A new connection that dies is the backend's failure and is not retried.
                 if not (_closed_without_answer(exc) and getattr(_CountingConnection.local, "reused", False)):
                     raise
-                resp = self._once_on_new_connection(body, headers)
+                return self._once_on_new_connection(method, path, body, headers)
         except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
-            return self._failure(exc)
-        forward_ms = (time.perf_counter() - start) * 1000.0
-        if resp.status >= 500:
-            return error(502, f"backend {self.name} failed with HTTP {resp.status}", self.name)
-        return endpoint.Reply(
-            resp.status,
-            resp.data,
-            endpoint.join_timing(resp.headers.get("Server-Timing", ""), endpoint.timing_entry("forward", forward_ms)),
-        )
+            raise self._failure(exc) from None
 
-    def _once_on_new_connection(self, body: bytes, headers: dict):
+    def _once_on_new_connection(self, method, path, body, headers):
         conn = urllib3.connection.HTTPConnection(self.host, self.port, timeout=self.timeout.connect_timeout)
         try:
             conn.connect()
             conn.sock.settimeout(self.timeout.read_timeout)
-            conn.request("POST", "/v1/predict", body=body, headers=headers)
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             resp.data  # read it all before the connection closes
             return resp
         finally:
             conn.close()
 
-    def _failure(self, exc: Exception) -> endpoint.Reply:
+    def _failure(self, exc: Exception) -> UpstreamFailed:
         # Clients learn which backend failed and how, never its internal address.
         reason = getattr(exc, "reason", None) or exc
         # NewConnectionError subclasses ConnectTimeoutError in urllib3 2: test it first.
         if isinstance(reason, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
-            return error(502, f"backend {self.name} unreachable", self.name)
+            return UpstreamFailed(502, f"backend {self.name} unreachable")
         if isinstance(reason, (urllib3.exceptions.TimeoutError, TimeoutError)):
-            return error(504, f"backend {self.name} timed out", self.name)
+            return UpstreamFailed(504, f"backend {self.name} timed out")
         if _closed_without_answer(exc) or isinstance(reason, _NO_ANSWER):
-            return error(502, f"backend {self.name} closed the connection without answering", self.name)
-        return error(502, f"backend {self.name} failed: {type(reason).__name__}", self.name)
+            return UpstreamFailed(502, f"backend {self.name} closed the connection without answering")
+        return UpstreamFailed(502, f"backend {self.name} failed: {type(reason).__name__}")
 
-    def health(self) -> bool:
+    def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> endpoint.Reply:
+        """The request passed on unchanged, and the backend's answer passed back (its 5xx as a 502)."""
+        protocol = endpoint.protocol_of(path)
+        sent_headers = {name: value for name in _REQUEST_HEADERS
+                        if (value := endpoint.header(headers, name)) is not None}
+        start = time.perf_counter()
         try:
-            return self.pool.urlopen("GET", "/healthz", retries=False, timeout=2.0).status == 200
+            resp = self.send(method, path, body if method == "POST" else None, sent_headers)
+        except UpstreamFailed as exc:
+            return endpoint.error_reply(protocol, exc.status, exc.message, backend=self.name)
+        forward_ms = (time.perf_counter() - start) * 1000.0
+        if resp.status >= 500:
+            return endpoint.error_reply(protocol, 502, f"backend {self.name} failed with HTTP {resp.status}",
+                                        backend=self.name)
+        return endpoint.Reply(
+            resp.status, resp.data,
+            endpoint.join_timing(resp.headers.get("Server-Timing", ""), endpoint.timing_entry("forward", forward_ms)),
+            resp.headers.get("Content-Type", "application/json"),
+            tuple((name, resp.headers[name]) for name in _RESPONSE_HEADERS if name in resp.headers),
+        )
+
+    def get_json(self, path: str) -> dict | None:
+        try:
+            resp = self.pool.urlopen("GET", path, retries=False, timeout=2.0)
+            return json.loads(resp.data) if resp.status == 200 else None
+        except (urllib3.exceptions.HTTPError, ValueError):
+            return None
+
+    def ok(self, path: str) -> bool:
+        try:
+            return self.pool.urlopen("GET", path, retries=False, timeout=2.0).status == 200
         except urllib3.exceptions.HTTPError:
             return False
-
-    def info(self) -> dict:
-        try:
-            resp = self.pool.urlopen("GET", "/v1/info", retries=False, timeout=2.0)
-            return {"backend": json.loads(resp.data)} if resp.status == 200 else {}
-        except (urllib3.exceptions.HTTPError, ValueError):
-            return {}
 
     def close(self) -> None:
         self.pool.close()
 
 
-class TFServingBackend:
-    """TensorFlow Serving over REST or gRPC: decoded here, since TF Serving takes its own formats."""
+class RemoteBackend:
+    """What every backend in another process shares: its name, limits, the model version, and batching."""
+
+    speaks: frozenset[str] = frozenset()
+
+    def __init__(self, settings: Settings):
+        self.name = settings.arch
+        self.model_name = settings.model_name
+        self.max_batch = settings.max_batch
+        self._version = _model_version(settings)
+        self._batching = (settings.batch_max_size, settings.batch_timeout_ms)
+        self.address = settings.backend_address()
+
+    def model_version(self) -> int:
+        return self._version
+
+    def batching(self) -> tuple[int, float]:
+        return self._batching
+
+    def ready(self) -> bool:
+        return self.health()
+
+    def _upstream(self, settings: Settings, port: int) -> Upstream:
+        return Upstream(self.name, settings.backend_host, port, settings)
+
+
+class ModelServerBackend(RemoteBackend):
+    """A Flask or FastAPI model server: it speaks every protocol, so bodies are passed on, never decoded here."""
+
+    speaks = frozenset(PROTOCOLS)
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.http = self._upstream(settings, int(self.address.rsplit(":", 1)[1]))
+
+    def forward(self, method, path, body, headers) -> endpoint.Reply:
+        return self.http.forward(method, path, body, headers)
+
+    def infer(self, images: np.ndarray) -> Inferred:
+        raise InferenceFailed(500, "a model server is always passed the request as it came")
+
+    def health(self) -> bool:
+        return self.http.ok("/healthz")
+
+    def info(self) -> dict:
+        doc = self.http.get_json("/v1/info")
+        return {"backend": doc} if doc is not None else {}
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class TritonBackend(RemoteBackend):
+    """Triton Inference Server over HTTP, in KServe v2 with binary tensors (no JSON lists on that hop).
+
+    Every request is decoded and checked here first, v2 included: Triton answers some bad
+    v2 bodies with a 500 (malformed JSON, data that disagrees with its shape) and wraps
+    out-of-range UINT8 values instead of refusing them.
+    """
+
+    speaks: frozenset[str] = frozenset()
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.http = self._upstream(settings, settings.triton_http_port)
+        self.infer_path = f"/v2/models/{self.model_name}/infer"
+
+    def forward(self, method, path, body, headers) -> endpoint.Reply:
+        raise NotImplementedError("every request to Triton is checked and re-encoded by infer()")
+
+    def infer(self, images: np.ndarray) -> Inferred:
+        body, headers = kserve.encode_infer_request(images, binary=True, binary_outputs=True)
+        start = time.perf_counter()
+        try:
+            resp = self.http.send("POST", self.infer_path, body, headers)
+        except UpstreamFailed as exc:
+            raise InferenceFailed(exc.status, exc.message, backend=self.name) from None
+        forward_ms = (time.perf_counter() - start) * 1000.0
+        if resp.status != 200:
+            # A 4xx is about the request (decoded and checked here, so it should not happen); a 5xx is Triton's.
+            status = resp.status if 400 <= resp.status < 500 else 502
+            raise InferenceFailed(status, f"backend {self.name} failed with HTTP {resp.status}", backend=self.name)
+        try:
+            pred = kserve.decode_infer_response(resp.data, resp.headers)
+        except kserve.KServeError as exc:
+            raise InferenceFailed(502, f"backend {self.name} sent an unreadable answer: {exc.message}",
+                                  backend=self.name) from None
+        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
+
+    def health(self) -> bool:
+        return self.http.ok("/v2/health/ready")
+
+    def info(self) -> dict:
+        doc = self.http.get_json(f"/v2/models/{self.model_name}")
+        return {"backend": {"service": "triton", "model": doc}} if doc is not None else {}
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class TFServingBackend(RemoteBackend):
+    """TensorFlow Serving: its own REST requests are passed on as is (REST arch); anything else is
+    decoded here and sent over REST or gRPC in TF Serving's formats."""
 
     def __init__(self, settings: Settings):
         from servebench import tfserving
 
-        self.name = settings.arch
-        self.max_batch = settings.max_batch
-        self.address = settings.backend_address()
+        super().__init__(settings)
         self._error_type = tfserving.TFServingError
-        if registry.get(settings.arch).protocol == "grpc":
+        self.grpc = registry.get(settings.arch).protocol == "grpc"
+        if self.grpc:
             self.client = tfserving.GrpcClient(self.address, timeout_s=settings.backend_timeout_s)
         else:
             host, port = self.address.rsplit(":", 1)
             self.client = tfserving.RestClient(host, int(port), timeout_s=settings.backend_timeout_s,
                                                pool_size=settings.backend_pool_size)
+            self.speaks = frozenset({"tfserving"})
         # TF Serving always serves REST too; its model-status endpoint is the health check for both.
+        self.http = self._upstream(settings, settings.tfserving_rest_port)
         self._health = tfserving.RestClient(settings.backend_host, settings.tfserving_rest_port, pool_size=1)
 
-    def forward(self, body: bytes, content_type: str | None) -> endpoint.Reply:
-        start = time.perf_counter()
-        try:
-            images = codecs.decode(body, content_type, self.max_batch)
-        except codecs.CodecError as exc:
-            return endpoint.Reply(exc.status, codecs.error_body(exc.message), "")
-        decode_ms = (time.perf_counter() - start) * 1000.0
+    def forward(self, method, path, body, headers) -> endpoint.Reply:
+        return self.http.forward(method, path, body, headers)
+
+    def infer(self, images: np.ndarray) -> Inferred:
         try:
             pred, forward_ms = self.client.predict(images)
         except self._error_type as exc:
             # A 4xx is about the request and TF Serving's words help; a 5xx names only the backend.
             what = exc.detail if exc.status < 500 else ("timed out" if exc.status == 504 else "failed or unreachable")
-            return error(exc.status, f"backend {self.name}: {what}", self.name)
-        return endpoint.Reply(
-            200,
-            codecs.encode_predictions(pred),
-            endpoint.join_timing(endpoint.timing_entry("decode", decode_ms), endpoint.timing_entry("forward", forward_ms)),
-        )
+            raise InferenceFailed(exc.status, f"backend {self.name}: {what}", backend=self.name) from None
+        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
 
     def health(self) -> bool:
         return bool(self._health.health())
@@ -194,6 +322,7 @@ class TFServingBackend:
     def close(self) -> None:
         self.client.close()
         self._health.close()
+        self.http.close()
 
 
 def build(settings: Settings):

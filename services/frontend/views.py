@@ -1,4 +1,4 @@
-"""POST /v1/predict, GET /v1/info, GET /healthz: thin glue around the backend."""
+"""The three protocols of servebench.endpoint, GET /v1/info, GET /healthz: thin glue around the backend."""
 from __future__ import annotations
 
 import threading
@@ -48,16 +48,19 @@ def validate_host(get_response):
     return middleware
 
 
-def predict(request):
+def serve(request):
+    """/v1/predict, /v1/models/... (TF Serving REST) and /v2/... (KServe v2)."""
     start = time.perf_counter()
-    if request.method != "POST":
-        return _not_allowed(request, "/v1/predict", "POST")
     try:
-        body = request.body
+        body = request.body if request.method == "POST" else b""
     except RequestDataTooBig:
-        return _error(413, f"request body too large: the limit is {settings.SB.max_body_bytes} bytes")
-    reply = backend().forward(body, request.content_type)
+        reply = endpoint.error_reply(endpoint.protocol_of(request.path), 413,
+                                     f"request body too large: the limit is {settings.SB.max_body_bytes} bytes")
+    else:
+        reply = endpoint.handle(backend(), request.method, request.path, body, request.headers)
     resp = HttpResponse(reply.body, status=reply.status, content_type=reply.content_type)
+    for name, value in reply.headers:
+        resp[name] = value
     resp["Content-Length"] = str(len(reply.body))
     resp["Server-Timing"] = endpoint.join_timing(
         reply.timing, endpoint.timing_entry("django", (time.perf_counter() - start) * 1000.0)
@@ -89,7 +92,8 @@ def bad_request(request, exception=None):
 
 
 def not_found(request, exception=None):
-    return _error(404, f"no such path {request.path}: use POST /v1/predict")
+    return _error(404, f"no such path {request.path}: use POST /v1/predict, /v2/models/<model>/infer "
+                       f"or /v1/models/<model>:predict")
 
 
 def server_error(request):

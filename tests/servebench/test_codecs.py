@@ -456,24 +456,35 @@ class _FakeCore:
     ids=["deep-json", "b64-zero-huge", "npy-giant", "bytes-content-type"],
 )
 def test_endpoint_answers_hostile_bodies_with_a_4xx(body, content_type):
-    from servebench import endpoint
-
-    reply = endpoint.predict(_FakeCore(), body, content_type, codecs.DEFAULT_MAX_BATCH)
+    reply = _predict(_FakeCore(), body, content_type, codecs.DEFAULT_MAX_BATCH)
     assert 400 <= reply.status < 500
     assert json.loads(reply.body)["error"]
 
 
-def test_endpoint_never_raises(monkeypatch):
+def _predict(core, body, content_type, max_batch):
     from servebench import endpoint
 
-    ok = endpoint.predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
+    model = endpoint.LocalModel(core, max_batch)
+    return endpoint.handle(model, "POST", "/v1/predict", body, {"Content-Type": content_type})
+
+
+def test_endpoint_never_raises(monkeypatch):
+    ok = _predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
     assert ok.status == 200 and "model;dur=" in ok.timing
-    failed = endpoint.predict(_FakeCore(fail=True), ONE.tobytes(), OCTET, 8)
+    failed = _predict(_FakeCore(fail=True), ONE.tobytes(), OCTET, 8)
     assert failed.status == 500 and json.loads(failed.body) == {"error": "inference failed: RuntimeError"}
 
     def boom(*_):
         raise KeyError("x")
 
     monkeypatch.setattr(codecs, "decode", boom)
-    reply = endpoint.predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
+    reply = _predict(_FakeCore(), ONE.tobytes(), OCTET, 8)
     assert reply.status == 400 and json.loads(reply.body)["error"] == "malformed request body: KeyError"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_json_must_be_utf8(encoding):
+    # json.loads reads UTF-16/32 too, where the b"true" scan for boolean pixels finds nothing.
+    body = json.dumps({"instances": [[[[True, 0, 0]] * 32] * 32]}).encode(encoding)
+    with pytest.raises(CodecError, match="malformed JSON"):
+        codecs.decode(body, JSON)

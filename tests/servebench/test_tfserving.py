@@ -18,9 +18,12 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from servebench.settings import Settings
@@ -139,6 +142,197 @@ def test_parse_rest_errors_are_bad_gateway(body, fragment):
     assert info.value.status == 502
     assert isinstance(info.value, RuntimeError)
     assert fragment in info.value.message
+
+
+# ---------------------------------------------------------------- REST, server side (our servers speaking TF Serving's API)
+def _server_prediction(n: int = 3) -> codecs.Prediction:
+    classes, probs = _expected(_images(n))
+    probs[0, 0] = 1e-7  # a value a 6-decimal rounding would lose
+    return codecs.Prediction(classes=classes, probabilities=probs)
+
+
+def _decode_rest(doc, max_batch: int = 256):
+    body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    return tfserving.decode_rest_request(body, max_batch)
+
+
+@pytest.mark.parametrize(
+    "make, columnar",
+    [
+        (lambda x: {"instances": x.tolist()}, False),
+        (lambda x: {"signature_name": "serving_default", "instances": x.tolist()}, False),
+        (lambda x: {"signature_name": "", "instances": x.tolist()}, False),
+        (lambda x: {"instances": [{"images": image.tolist()} for image in x]}, False),
+        (lambda x: {"inputs": x.tolist()}, True),
+        (lambda x: {"inputs": {"images": x.tolist()}, "signature_name": "serving_default"}, True),
+        (lambda x: {"instances": x.tolist(), "unrelated": True}, False),
+    ],
+    ids=["rows", "rows-signature", "rows-empty-signature", "rows-named", "columnar", "columnar-named", "extra-key"],
+)
+def test_decode_rest_request_forms(make, columnar):
+    images = _images(3)
+    decoded, was_columnar = _decode_rest(make(images))
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, images)
+    assert was_columnar is columnar
+
+
+def test_decode_rest_request_reads_our_own_client_body():
+    images = _images(2)
+    decoded, columnar = tfserving.decode_rest_request(rest_predict_body(images), 8)
+    assert np.array_equal(decoded, images) and columnar is False
+
+
+@pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columnar"])
+def test_encode_rest_response_reads_back_with_parse_rest_response(columnar):
+    pred = _server_prediction()
+    body = tfserving.encode_rest_response(pred, columnar)
+    doc = json.loads(body)
+    if columnar:
+        assert set(doc) == {"outputs"} and set(doc["outputs"]) == {"probabilities", "classes"}
+        assert doc["outputs"]["classes"] == pred.classes.tolist()
+    else:
+        assert set(doc) == {"predictions"} and len(doc["predictions"]) == 3
+        assert doc["predictions"][1] == {"probabilities": pred.probabilities[1].tolist(), "classes": int(pred.classes[1])}
+    back = parse_rest_response(body)
+    assert np.array_equal(back.classes, pred.classes)
+    assert np.array_equal(back.probabilities, pred.probabilities)  # float32 survives exactly
+
+
+def _named_pixel(value):
+    images = _images(1).tolist()
+    images[0][3][4][2] = value
+    return images
+
+
+TF_HOSTILE = [
+    ("truncated", b'{"instances": [', "malformed JSON"),
+    ("empty", b"", "malformed JSON"),
+    ("not-utf8", b"\xff\xfe\x00", "malformed JSON"),
+    ("utf-16-with-true-pixel", json.dumps({"instances": _named_pixel(True)}).encode("utf-16"), "malformed JSON"),
+    ("nan", b'{"instances": [[[[NaN]]]]}', "NaN or Infinity"),
+    ("duplicate-key", b'{"instances": [], "instances": []}', "duplicate key 'instances'"),
+    ("deep", b'{"instances": ' + b"[" * 100_000 + b"0" + b"]" * 100_000 + b"}", "nested too deeply"),
+    ("array", b"[1, 2]", "JSON object"),
+    ("neither", {"signature_name": "serving_default"}, 'exactly one of "instances"'),
+    ("both", {"instances": [], "inputs": []}, 'exactly one of "instances"'),
+    ("unknown-signature", {"signature_name": "predict", "instances": []}, "unknown signature_name 'predict'"),
+    ("signature-not-string", {"signature_name": 3, "instances": []}, "unknown signature_name 3"),
+    ("instances-not-list", {"instances": {"images": []}}, '"instances" must be a list'),
+    ("inputs-not-list", {"inputs": 5}, '"inputs" must be'),
+    ("inputs-unknown-name", {"inputs": {"image": []}}, "unknown input 'image'"),
+    ("inputs-extra-name", {"inputs": {"images": [], "mask": []}}, "unknown input 'mask'"),
+    ("inputs-empty-object", {"inputs": {}}, "missing input 'images'"),
+    ("rows-unknown-name", {"instances": [{"image": []}]}, "unknown input 'image'"),
+    ("rows-missing-name", {"instances": [{}]}, "missing input 'images'"),
+    ("rows-mixed", {"instances": [{"images": []}, []]}, "mixes"),
+    ("rows-b64", {"instances": [{"b64": "AAAA"}]}, "unknown input 'b64'"),
+    ("empty-batch", {"instances": []}, "empty batch"),
+    ("empty-columnar", {"inputs": []}, "empty batch"),
+    ("wrong-shape", {"instances": np.zeros((1, 32, 32, 4), int).tolist()}, "wrong shape"),
+    ("no-batch-axis", {"inputs": np.zeros((32, 32, 3), int).tolist()}, "wrong shape"),
+    ("ragged", {"instances": [np.zeros((32, 32, 3), int).tolist(), [[0, 0, 0]]]}, "wrong shape"),
+    ("floats", {"instances": np.full((1, 32, 32, 3), 0.5).tolist()}, "not floats"),
+    ("one-float", {"instances": _named_pixel(1.0)}, "not floats"),
+    ("one-true", {"instances": _named_pixel(True)}, "not booleans"),
+    ("one-true-named", {"instances": [{"images": _named_pixel(False)[0]}]}, "not booleans"),
+    ("one-true-columnar", {"inputs": {"images": _named_pixel(True)}}, "not booleans"),
+    ("string", {"instances": _named_pixel("7")}, "not strings"),
+    ("null", {"inputs": _named_pixel(None)}, "not null"),
+    ("out-of-range", {"instances": _named_pixel(256)}, "out of range"),
+    ("negative", {"instances": _named_pixel(-1)}, "out of range"),
+    ("huge", {"instances": _named_pixel(2**70)}, "out of range"),
+]
+
+
+@pytest.mark.parametrize("doc, phrase", [c[1:] for c in TF_HOSTILE], ids=[c[0] for c in TF_HOSTILE])
+def test_decode_rest_request_refuses_with_a_4xx_naming_the_problem(doc, phrase):
+    with pytest.raises(codecs.CodecError) as info:
+        _decode_rest(doc)
+    assert info.value.status == 400, info.value.message
+    assert phrase in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize("doc", [lambda x: {"instances": x.tolist()}, lambda x: {"inputs": {"images": x.tolist()}},
+                                 lambda x: {"instances": [{"images": i.tolist()} for i in x]}], ids=["rows", "columnar", "named"])
+def test_decode_rest_request_batch_too_large_is_413(doc):
+    with pytest.raises(codecs.CodecError) as info:
+        _decode_rest(doc(_images(5)), max_batch=4)
+    assert info.value.status == 413 and "batch too large: 5 images, the limit is 4" in info.value.message
+
+
+def test_decode_rest_request_is_total_whatever_goes_wrong_inside(monkeypatch):
+    def boom(*_):
+        raise ZeroDivisionError("a bug no body should turn into a 500")
+
+    monkeypatch.setattr(tfserving, "_from_instances", boom)
+    with pytest.raises(codecs.CodecError) as info:
+        _decode_rest({"instances": _images(1).tolist()})
+    assert info.value.status == 400 and info.value.message == "malformed predict request: ZeroDivisionError"
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=st.one_of(
+    st.binary(max_size=256),
+    st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+                 lambda c: st.lists(c, max_size=4) | st.dictionaries(
+                     st.sampled_from(["instances", "inputs", "images", "signature_name", "x"]), c, max_size=3),
+                 max_leaves=20).map(lambda doc: json.dumps(doc).encode()),
+))
+def test_decode_rest_request_fuzz_is_total(body):
+    try:
+        images, columnar = tfserving.decode_rest_request(body, 4)
+    except codecs.CodecError as exc:
+        assert 400 <= exc.status < 500 and exc.message.strip() and len(exc.message) < 1000
+        return
+    assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3) and 1 <= len(images) <= 4
+    assert isinstance(columnar, bool)
+
+
+def _tf_serving_json(message) -> dict:
+    """A proto as TF Serving's REST handler prints it: every field with no presence, proto field names."""
+    return json_format.MessageToDict(message, always_print_fields_with_no_presence=True, preserving_proto_field_name=True)
+
+
+def test_model_status_is_the_get_model_status_proto_as_json():
+    response = get_model_status_pb2.GetModelStatusResponse()
+    status = response.model_version_status.add()
+    status.version = 7
+    status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    status.status.error_code = error_codes_pb2.OK  # TF Serving sets it, so it is printed
+    assert tfserving.model_status(7) == _tf_serving_json(response)
+    # And our own client reads it as healthy.
+    assert tfserving.model_status(1)["model_version_status"][0]["state"] == "AVAILABLE"
+
+
+def test_model_metadata_is_the_get_model_metadata_proto_of_the_saved_model():
+    if not (MODEL_VERSION_DIR / "saved_model.pb").is_file():
+        pytest.skip(f"no exported SavedModel at {MODEL_VERSION_DIR} (run the export first)")
+    saved = saved_model_pb2.SavedModel.FromString((MODEL_VERSION_DIR / "saved_model.pb").read_bytes())
+    (graph,) = saved.meta_graphs
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    for key, signature in graph.signature_def.items():
+        signatures.signature_def[key].CopyFrom(signature)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = "cifar10_cnn"
+    response.model_spec.version.value = 1
+    response.metadata["signature_def"].Pack(signatures)
+    # TF Serving prints model_spec and the unpacked SignatureDefMap separately (no "@type"; http_rest_api_util.cc).
+    expected = {"model_spec": _tf_serving_json(response.model_spec), "metadata": {"signature_def": _tf_serving_json(signatures)}}
+    assert tfserving.model_metadata(1) == expected
+    assert tfserving.model_metadata(3)["model_spec"] == {"name": "cifar10_cnn", "signature_name": "", "version": "3"}
+
+
+def test_model_metadata_reads_as_perf_analyzer_reads_it():
+    """perf_analyzer's TF Serving backend reads metadata.signature_def.signature_def.serving_default inputs."""
+    inputs = tfserving.model_metadata(1)["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    image = inputs["images"]
+    assert image["dtype"] == "DT_UINT8" and image["tensor_shape"]["unknown_rank"] is False
+    assert [int(d["size"]) for d in image["tensor_shape"]["dim"]] == [-1, 32, 32, 3]
+
+
+def test_rest_error_body():
+    assert json.loads(tfserving.rest_error_body('bad "x"')) == {"error": 'bad "x"'}
 
 
 # ---------------------------------------------------------------- gRPC formats

@@ -97,7 +97,7 @@ def test_a_request_unanswered_on_a_reused_connection_is_retried_on_a_new_one(bac
     server = FlakyKeepAliveServer()
     backend = backend_for(server)
     for _ in range(5):  # each second use of a connection is hung up on
-        reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+        reply = backend.forward("POST", "/v1/predict", b"\0" * 3072, {"Content-Type": "application/octet-stream"})
         assert reply.status == 200, reply.body
     assert server.answered == 5
 
@@ -105,7 +105,7 @@ def test_a_request_unanswered_on_a_reused_connection_is_retried_on_a_new_one(bac
 def test_a_new_connection_that_dies_is_the_backends_failure_and_not_retried(backend_for):
     server = FlakyKeepAliveServer(fresh_dies=True)
     backend = backend_for(server)
-    reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+    reply = backend.forward("POST", "/v1/predict", b"\0" * 3072, {"Content-Type": "application/octet-stream"})
     assert reply.status == 502
     assert b"fastapi" in reply.body and b"127.0.0.1" not in reply.body and str(server.port).encode() not in reply.body
     assert server.connections == 1  # the request was sent once
@@ -117,7 +117,7 @@ def test_unreachable_backend_is_named_without_its_address():
         port = s.getsockname()[1]
     backend = ModelServerBackend(Settings(arch="flask", flask_port=port, backend_timeout_s=5))
     try:
-        reply = backend.forward(b"\0" * 3072, "application/octet-stream")
+        reply = backend.forward("POST", "/v1/predict", b"\0" * 3072, {"Content-Type": "application/octet-stream"})
     finally:
         backend.close()
     assert reply.status == 502

@@ -1,0 +1,144 @@
+"""Server-side dynamic batching: requests that arrive together run as one model call.
+
+One :class:`Batcher` per model process. Request threads (gthread workers,
+FastAPI's inference threads) :meth:`~Batcher.submit` their decoded images and
+wait on a future; one model thread takes the oldest waiting request, then
+gathers more until the batch holds ``max_size`` images or ``timeout_ms`` has
+passed since that oldest request arrived, runs one model call on the
+concatenated images and hands each request its own rows back.
+
+- Validation happens before :meth:`~Batcher.submit`: a bad request never joins
+  a batch, so it fails alone.
+- A request is never split: one that carries more than ``max_size`` images runs
+  as a batch of its own, and one that would overflow the batch waits for the next.
+- Each answer says how long its request queued (arrival to the start of its
+  model call), the model call's time and the batch's size, for ``Server-Timing``.
+- ``timeout_ms=0`` takes what is waiting and never waits for more.
+
+With ``max_size=1`` there is nothing to batch; servers then call the model in
+the request's own thread (:class:`servebench.endpoint.LocalModel`), exactly as
+before batching existed.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from servebench.codecs import Prediction
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    prediction: Prediction  # this request's rows only
+    queue_ms: float  # from submit to the start of the model call that answered it
+    model_ms: float  # that model call, for the whole batch
+    batch_size: int  # images in that model call
+
+
+@dataclass
+class _Item:
+    images: np.ndarray
+    arrived: float
+    future: Future
+
+
+class BatcherClosed(RuntimeError):
+    pass
+
+
+class Batcher:
+    def __init__(self, predict: Callable[[np.ndarray], Prediction], max_size: int, timeout_ms: float,
+                 name: str = "batcher"):
+        if max_size < 1:
+            raise ValueError(f"max_size must be at least 1, got {max_size}")
+        if timeout_ms < 0:
+            raise ValueError(f"timeout_ms must be >= 0, got {timeout_ms}")
+        self.predict = predict
+        self.max_size = max_size
+        self.timeout_s = timeout_ms / 1000.0
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, images: np.ndarray) -> Future:
+        """A future of this request's :class:`BatchResult` (or of the model's exception)."""
+        item = _Item(images, time.perf_counter(), Future())
+        with self._cond:
+            if self._closed:
+                raise BatcherClosed("the batcher is closed")
+            self._queue.append(item)
+            self._cond.notify()
+        return item.future
+
+    def __call__(self, images: np.ndarray) -> BatchResult:
+        return self.submit(images).result()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=5.0)
+
+    # ------------------------------------------------------------ model thread
+    def _take(self) -> list[_Item] | None:
+        """The next batch, or None once closed and drained."""
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            first = self._queue.popleft()
+            batch, size = [first], len(first.images)
+            deadline = first.arrived + self.timeout_s
+            while size < self.max_size:
+                if self._queue:
+                    nxt = len(self._queue[0].images)
+                    if size + nxt > self.max_size:
+                        break  # it waits for the next batch rather than be split
+                    batch.append(self._queue.popleft())
+                    size += nxt
+                    continue
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            self._run(batch)
+
+    def _run(self, batch: list[_Item]) -> None:
+        start = time.perf_counter()
+        try:
+            images = batch[0].images if len(batch) == 1 else np.concatenate([it.images for it in batch])
+            pred = self.predict(images)
+        except BaseException as exc:  # every request of the batch learns why; the thread goes on
+            log.exception("batched model call failed (%d requests)", len(batch))
+            for it in batch:
+                if it.future.set_running_or_notify_cancel():
+                    it.future.set_exception(exc)
+            return
+        model_ms = (time.perf_counter() - start) * 1000.0
+        size, offset = len(images), 0
+        for it in batch:
+            n = len(it.images)
+            rows = Prediction(classes=pred.classes[offset:offset + n],
+                              probabilities=pred.probabilities[offset:offset + n])
+            offset += n
+            if it.future.set_running_or_notify_cancel():
+                it.future.set_result(BatchResult(rows, (start - it.arrived) * 1000.0, model_ms, size))
