@@ -50,9 +50,12 @@ export ARCH
 
 help:
 	@echo "make setup                    venv + pinned dependencies (+ nginx from Debian when root)"
+	@echo "make setup-triton             .venv-triton for ARCH=triton (PyTriton + TensorFlow, about 2 GB)"
 	@echo "make test                     all tests (unit, integration; docker ones when an engine runs)"
 	@echo "make bench ARCH=fastapi       send the CIFAR-10 test set through a stack; results/<run-id>/"
 	@echo "make bench-all                every architecture that can run here, same settings"
+	@echo "make bench LOADGEN=server     MLPerf LoadGen schedules and judges (singlestream|server; LOADGEN_QPS)"
+	@echo "make crosscheck ARCH=fastapi  our p50 vs Triton's perf_analyzer (make setup-perf) and MLPerf LoadGen"
 	@echo "make study STUDY=NAME         a study's experiments, then the report (STUDY=docker-serving; QUICK=1 for a"
 	@echo "                              smoke run, STUDY_ARCHS=\"a b\" for some architectures only; N RUNTIME)"
 	@echo "make bench-study              make study STUDY=docker-serving: the committed results' runs + report"
@@ -83,6 +86,40 @@ setup: $(VENV)/.installed
 	fi
 	@echo "setup done: $(PY) and $$(command -v nginx || echo /usr/sbin/nginx)"
 
+# Triton's perf_analyzer (bench/perf_analyzer.py, make crosscheck) in its own venv: tritonclient[grpc] pins
+# protobuf<5. The binary also needs Debian's libb64-0d; libcudart comes from pip (see requirements-perf.txt).
+.PHONY: setup-perf
+.venv-perf/bin/python:
+	$(PYTHON) -m venv .venv-perf
+
+.venv-perf/.installed: requirements-perf.txt | .venv-perf/bin/python
+	.venv-perf/bin/python -m pip install --upgrade pip >/dev/null
+	.venv-perf/bin/python -m pip install -r requirements-perf.txt
+	@touch $@
+
+setup-perf: .venv-perf/.installed
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d'; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libb64-0d; \
+	  else echo "perf_analyzer needs Debian's libb64-0d: sudo apt-get install libb64-0d"; exit 1; fi; \
+	fi
+	@lib=$$(ls -d .venv-perf/lib/python3*/site-packages/nvidia/cuda_runtime/lib | head -n 1); \
+	  echo "setup-perf done: $$(LD_LIBRARY_PATH=$$lib .venv-perf/bin/perf_analyzer --version 2>&1)"
+
+# ARCH=triton runs in its own venv (nvidia-pytriton pins numpy<2 and pulls protobuf 6), from the same
+# python3 as .venv; `make setup` leaves it out (about 2 GB).
+.PHONY: setup-triton
+.venv-triton/bin/python:
+	$(PYTHON) -m venv .venv-triton
+
+.venv-triton/.installed: requirements-triton.txt | .venv-triton/bin/python
+	.venv-triton/bin/python -m pip install --upgrade pip >/dev/null
+	.venv-triton/bin/python -m pip install -r requirements-triton.txt
+	@touch $@
+
+setup-triton: .venv-triton/.installed
+	@echo "setup-triton done: .venv-triton/bin/python (nvidia-pytriton, TensorFlow): ARCH=triton runs natively"
+
 test: $(VENV)/.installed
 	$(PY) -m pytest tests
 
@@ -104,7 +141,10 @@ evaluate: $(VENV)/.installed
 bench-model: $(VENV)/.installed
 	$(PY) -m bench.reference --out $(RESULTS)
 
-up: $(VENV)/.installed
+# ARCH=triton's own venv is made on first use.
+ARCH_SETUP = $(if $(filter triton,$(ARCH)),setup-triton,)
+
+up: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m servebench.runtime up $(ARCH) --runtime $(RUNTIME)
 
 down: $(VENV)/.installed
@@ -115,13 +155,29 @@ status: $(VENV)/.installed
 
 BENCH_ARGS = --runtime $(RUNTIME) --n $(N) --batch $(BATCH) --codec $(CODEC) --concurrency $(CONCURRENCY) \
              $(if $(RATE),--rate $(RATE) --arrivals $(ARRIVALS),) --repeats $(REPEATS) --warmup $(WARMUP) \
-             --out $(RESULTS)
+             --out $(RESULTS) $(if $(LOADGEN),--loadgen $(LOADGEN) --loadgen-min-duration $(LOADGEN_MIN_DURATION) \
+             $(if $(LOADGEN_QPS),--loadgen-qps $(LOADGEN_QPS),),)
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m bench.run --arch $(ARCH) $(BENCH_ARGS)
 
 bench-all: $(VENV)/.installed
 	$(PY) -m bench.run --arch all $(BENCH_ARGS)
+
+# MLPerf LoadGen instead of our loop (bench/loadgen.py): make bench LOADGEN=singlestream|server LOADGEN_QPS=100
+LOADGEN ?=
+LOADGEN_QPS ?=
+LOADGEN_MIN_DURATION ?= 10
+# Our harness vs perf_analyzer (make setup-perf) vs LoadGen on one stack, KServe v2 (bench/crosscheck.py)
+CROSSCHECK_N ?= 2000
+CROSSCHECK_CONCURRENCY ?= 1 4 16
+CROSSCHECK_INTERVAL_MS ?= 3000
+.PHONY: crosscheck
+crosscheck: $(VENV)/.installed $(ARCH_SETUP)
+	$(PY) -m bench.crosscheck --arch $(ARCH) --runtime $(RUNTIME) --n $(CROSSCHECK_N) \
+	  --concurrency "$(CROSSCHECK_CONCURRENCY)" --perf-interval-ms $(CROSSCHECK_INTERVAL_MS) \
+	  --loadgen-min-duration $(LOADGEN_MIN_DURATION) $(if $(LOADGEN_QPS),--loadgen-qps $(LOADGEN_QPS),) \
+	  --warmup $(WARMUP) --out $(RESULTS)
 
 # A study's experiment set (bench/studies/<name>/), then the report.
 study: $(VENV)/.installed
@@ -132,7 +188,7 @@ study: $(VENV)/.installed
 bench-study: override STUDY = docker-serving
 bench-study: study
 
-load: $(VENV)/.installed
+load: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
 	  --duration $(DURATION) --workers $(WORKERS) --codec $(CODEC) --batch $(BATCH) --out $(RESULTS)
 
@@ -140,12 +196,39 @@ load-ui: $(VENV)/.installed
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --ui --web-port $(WEB_PORT) --codec $(CODEC) \
 	  --batch $(BATCH) --out $(RESULTS)
 
-soak: $(VENV)/.installed
+soak: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m bench.soak --arch $(ARCH) --runtime $(RUNTIME) \
 	  --duration $(if $(filter file,$(origin DURATION)),$(SOAK_DURATION),$(DURATION)) \
 	  --load $(SOAK_LOAD) $(if $(SOAK_RATE),--rate $(SOAK_RATE),) --probe $(SOAK_PROBE) \
 	  --probe-concurrency $(SOAK_CONCURRENCY) --n $(N) --batch $(BATCH) --codec $(CODEC) --warmup $(WARMUP) \
 	  --out $(RESULTS)
+
+# Saturation sweep (bench/sweep.py): closed-loop concurrency, then open-loop rates up to saturation, batching
+# off and on (each its own stack), beside the in-process model curve. Raw bodies unless CODEC is given:
+# JSON decoding is a cost of its own. SWEEP_RATES (requests/s) replaces SWEEP_RATE_FRACTIONS x saturation.
+SWEEP_CONCURRENCY ?= 1 2 4 8 16 32 64
+SWEEP_RATES ?=
+SWEEP_RATE_FRACTIONS ?= 0.25 0.5 0.75 0.9 1.0 1.1
+SWEEP_ARRIVALS ?= poisson
+SWEEP_WINDOW_S ?= 2
+SWEEP_WINDOWS_LIMIT ?= 10
+SWEEP_BATCH_MAX_SIZE ?= 16
+SWEEP_BATCH_TIMEOUT_MS ?= 2
+SWEEP_CLIENT ?= servebench
+SWEEP_MODEL_CURVE ?= latest
+BATCHING ?= off on
+.PHONY: sweep model-curve
+sweep: $(VENV)/.installed
+	$(PY) -m bench.sweep --arch $(ARCH) --runtime $(RUNTIME) --codec $(if $(filter file,$(origin CODEC)),raw,$(CODEC)) \
+	  --batch $(BATCH) --concurrency "$(SWEEP_CONCURRENCY)" $(if $(SWEEP_RATES),--rates "$(SWEEP_RATES)",) \
+	  --rate-fractions "$(SWEEP_RATE_FRACTIONS)" --arrivals $(SWEEP_ARRIVALS) --window-s $(SWEEP_WINDOW_S) \
+	  --windows-limit $(SWEEP_WINDOWS_LIMIT) --batching "$(BATCHING)" --batch-max-size $(SWEEP_BATCH_MAX_SIZE) \
+	  --batch-timeout-ms $(SWEEP_BATCH_TIMEOUT_MS) --client $(SWEEP_CLIENT) --model-curve $(SWEEP_MODEL_CURVE) \
+	  --out $(RESULTS)
+
+# The model alone at batch sizes 1-64: images/s and CPU per image (the sweep's limit and efficiency).
+model-curve: $(VENV)/.installed
+	$(PY) -m bench.reference curve --out $(RESULTS)
 
 report: $(VENV)/.installed
 	$(PY) -m bench.report --results $(RESULTS)

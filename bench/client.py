@@ -16,6 +16,9 @@ library has.
   the server (or of a busy pool) shows in the latencies instead of silently
   delaying the requests after it (coordinated omission).
 
+A request says its own path, extra headers and protocol (:func:`prepare_v2`:
+KServe v2 infer requests with the binary tensor extension, what perf_analyzer
+sends), so the same client drives ``/v1/predict`` and ``/v2/models/.../infer``.
 Answers are checked against the labels after the clock has stopped.
 """
 from __future__ import annotations
@@ -33,9 +36,11 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from bench import timing
-from servebench import codecs
+from servebench import codecs, kserve
 
 PREDICT_PATH = "/v1/predict"
+V2_INFER_PATH = "/v2/models/cifar10_cnn/infer"  # KServe v2 (Open Inference Protocol), what perf_analyzer sends
+PROTOCOLS = ("v1", "v2")
 TIMEOUT_S = 60.0
 JOIN_GRACE_S = TIMEOUT_S + 5.0  # an in-flight request ends by its own timeout
 # A keep-alive connection the server closed while idle fails on first use; send once more.
@@ -48,10 +53,17 @@ class Request:
     body: bytes
     content_type: str
     labels: np.ndarray  # the true class of each image in the body
+    path: str | None = None  # None: the client's path (/v1/predict)
+    headers: tuple[tuple[str, str], ...] = ()  # sent after Content-Type and Content-Length
+    protocol: str = "v1"  # how the answer reads: v1 (/v1/predict JSON) or v2 (KServe v2 infer response)
     head: bytes = field(init=False, repr=False)  # its headers after the request line and Host, ready to send
 
     def __post_init__(self):
-        head = f"Content-Type: {self.content_type}\r\nContent-Length: {len(self.body)}\r\n\r\n".encode("latin-1")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}: {', '.join(PROTOCOLS)}")
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers)
+        head = (f"Content-Type: {self.content_type}\r\nContent-Length: {len(self.body)}\r\n{extra}\r\n"
+                .encode("latin-1"))
         object.__setattr__(self, "head", head)
 
     @property
@@ -94,6 +106,24 @@ def prepare(images: np.ndarray, labels: np.ndarray, batch: int, codec: str,
     return requests
 
 
+def prepare_v2(images: np.ndarray, labels: np.ndarray, batch: int = 1, binary: bool = True,
+               progress: Callable[[Iterable], Iterable] = iter) -> list[Request]:
+    """KServe v2 infer requests of ``batch`` images each, to /v2/models/cifar10_cnn/infer.
+
+    ``binary``: the binary tensor extension both ways (the input's bytes after a
+    JSON header, outputs asked for as binary), as perf_analyzer sends them.
+    """
+    requests = []
+    for i, start in enumerate(progress(range(0, len(images), batch))):
+        body, headers = kserve.encode_infer_request(images[start:start + batch], binary=binary,
+                                                    binary_outputs=binary)
+        extra = {k: v for k, v in headers.items() if k.lower() not in ("content-type", "content-length")}
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
+        requests.append(Request(i, body, content_type, np.asarray(labels[start:start + batch]),
+                                path=V2_INFER_PATH, headers=tuple(extra.items()), protocol="v2"))
+    return requests
+
+
 class Connection(http.client.HTTPConnection):
     """A keep-alive connection; Nagle off so small requests leave at once."""
 
@@ -102,12 +132,15 @@ class Connection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def check(result: Result, body: bytes) -> Result:
+def check(result: Result, body: bytes, headers=None) -> Result:
     """Compare the predictions with the labels (after the clock has stopped)."""
     if result.status != 200:
         return result
     try:
-        classes = codecs.decode_predictions(body).classes
+        if result.request.protocol == "v2":
+            classes = kserve.decode_infer_response(body, headers or {}).classes
+        else:
+            classes = codecs.decode_predictions(body).classes
     except (ValueError, KeyError, TypeError) as exc:
         result.error = f"unreadable predictions: {exc}"[:200]
         return result
@@ -127,8 +160,17 @@ class Client:
         self.host, self.port = parts.hostname, parts.port or 80
         self.path = path
         self.timeout_s = timeout_s
-        self._request_line = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n".encode("latin-1")
+        self._request_lines: dict[str, bytes] = {}
+        self._request_line = self.request_line(path)
         self._connections: list[Connection] = []
+
+    def request_line(self, path: str) -> bytes:
+        """``POST <path>`` and the Host header, built once per path."""
+        line = self._request_lines.get(path)
+        if line is None:
+            line = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n".encode("latin-1")
+            self._request_lines[path] = line
+        return line
 
     def connection(self, k: int) -> Connection:
         while len(self._connections) <= k:
@@ -147,7 +189,8 @@ class Client:
         headers anew each time and send them and the body apart: two segments,
         two wake-ups of the server); http.client reads the answer.
         """
-        wire = self._request_line + req.head + req.body
+        line = self._request_line if req.path is None else self.request_line(req.path)
+        wire = line + req.head + req.body
         sent = time.perf_counter()
         for attempt in (1, 2):
             try:
@@ -173,7 +216,7 @@ class Client:
         )
         if resp.status != 200:
             result.error = body[:200].decode("utf-8", "replace")
-        return check(result, body)
+        return check(result, body, resp.headers if req.protocol == "v2" else None)
 
     # ---------------------------------------------------------- load shapes
     def closed_loop(self, requests: list[Request], concurrency: int,

@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import resources, results
@@ -109,27 +109,60 @@ class BenchOptions(StackOptions):
     warmup: int = option(50, "requests sent first and not counted", ge=0)
     seed: int = option(0, "seed of the Poisson arrivals")
     overhead_requests: int = option(1000, "requests for the harness-overhead measurement", ge=1)
+    # MLPerf LoadGen (bench.loadgen) schedules the requests instead, and judges the run.
+    loadgen: str | None = option(None, "MLPerf LoadGen's scenario instead of the closed/open loop: singlestream "
+                                       "(one query at a time) or server (Poisson arrivals at --loadgen-qps); "
+                                       "its minimum query count is --n")
+    loadgen_qps: float | None = option(None, "--loadgen server: target queries per second", gt=0)
+    loadgen_min_duration: float = option(10.0, "--loadgen: LoadGen's minimum run length (s)", ge=0)
+    loadgen_max_duration: float = option(600.0, "--loadgen: LoadGen stops issuing after this long (s; 0: no limit)",
+                                         ge=0)
+    loadgen_latency_ms: float = option(50.0, "--loadgen server: the p99 latency bound of a VALID run (ms)", gt=0)
 
     @classmethod
     def choices(cls) -> dict[str, tuple]:
-        return {**super().choices(), "arch": (*registry.names(), "all")}
+        return {**super().choices(), "arch": (*registry.names(), "all"), "loadgen": ("singlestream", "server")}
+
+    @model_validator(mode="after")
+    def _loadgen(self):
+        if self.loadgen is None:
+            return self
+        if self.rate is not None:
+            raise ValueError("--loadgen schedules the requests itself: leave out --rate")
+        if self.repeats != 1:
+            raise ValueError("--loadgen runs one LoadGen test: --repeats must be 1")
+        if self.loadgen == "server" and self.loadgen_qps is None:
+            raise ValueError("--loadgen server needs --loadgen-qps (make: LOADGEN_QPS)")
+        if self.loadgen == "singlestream" and self.concurrency != 1:
+            raise ValueError("--loadgen singlestream sends one query at a time: leave --concurrency at 1")
+        return self
 
     @property
     def pool(self) -> int:
         """Connections the run keeps open: the open loop's pool, else one per request in flight."""
         if self.connections is not None:
             return self.connections
-        return max(self.concurrency, OPEN_LOOP_CONNECTIONS) if self.rate else self.concurrency
+        open_loop = self.rate or self.loadgen == "server"
+        return max(self.concurrency, OPEN_LOOP_CONNECTIONS) if open_loop else self.concurrency
 
     def recorded(self) -> dict:
         """What a bench record says it was asked to do (its ``settings``)."""
-        return {
+        doc = {
             "n": self.n, "batch": self.batch, "codec": self.codec, "concurrency": self.concurrency,
             "rate": self.rate, "arrivals": self.arrivals if self.rate else None,
             "open_loop_connections": self.pool if self.rate else None,
             "repeats": self.repeats, "warmup": self.warmup, "seed": self.seed,
             "mode": ("open" if self.rate else "closed"), "sample_hz": self.sample_hz,
         }
+        if self.loadgen:
+            doc.update({
+                "mode": f"loadgen-{self.loadgen}", "loadgen": self.loadgen,
+                "loadgen_qps": self.loadgen_qps if self.loadgen == "server" else None,
+                "loadgen_min_duration_s": self.loadgen_min_duration, "loadgen_max_duration_s": self.loadgen_max_duration,
+                "loadgen_latency_ms": self.loadgen_latency_ms if self.loadgen == "server" else None,
+                "open_loop_connections": self.pool if self.loadgen == "server" else None,
+            })
+        return doc
 
 
 class LoadOptions(StackOptions):
@@ -316,3 +349,105 @@ def _shown(value) -> str:
         except ValueError:
             return str(value)
     return str(value)
+
+
+# ------------------------------------------------------------------ saturation (bench.sweep, bench.reference curve)
+def _number_list(v):
+    """``"1 2 4"``, ``"1,2,4"`` (make variables, flags) or a sequence, as a tuple of strings or values."""
+    if isinstance(v, str):
+        return tuple(x for x in v.replace(",", " ").split() if x)
+    return v
+
+
+class ModelCurveOptions(Options):
+    """``python -m bench.reference curve``: the model alone at each batch size, images/s and CPU per image."""
+
+    batch_sizes: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "batch sizes, comma-separated", min_length=1)
+    seconds: float = option(2.0, "timed calls at each batch size for this long", gt=0)
+    warmup_calls: int = option(3, "untimed calls first at each batch size", ge=0)
+    threads: tuple[int, ...] = option(
+        (), "intra-op thread counts, each measured in a process of its own (default: the serving settings' "
+            "intra_op_threads, and the machine's logical CPUs for its limit)")
+
+    @field_validator("batch_sizes", "threads", mode="before")
+    @classmethod
+    def _lists(cls, v):
+        return _number_list(v)
+
+    @field_validator("batch_sizes", "threads")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(x < 1 for x in v):
+            raise ValueError("every value must be at least 1")
+        return v
+
+
+class SweepOptions(StackOptions):
+    """``python -m bench.sweep``: one architecture under rising load until it saturates, batching off and on."""
+
+    study: str | None = option("saturation", "the study whose experiment this run is", cli=False)
+    codec: str = option("raw", "request body format (raw: no JSON decoding in the saturation figures)")
+    sample_hz: float = option(1.0, "resource samples per second (resources.csv; CPU per level is read at "
+                                   "window edges)", gt=0)
+    concurrency: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), "closed-loop levels (requests in flight)")
+    rates: tuple[float, ...] = option((), "open-loop levels in requests/s (default: RATE_FRACTIONS x the "
+                                          "saturated closed-loop throughput just measured)")
+    rate_fractions: tuple[float, ...] = option((0.25, 0.5, 0.75, 0.9, 1.0, 1.1),
+                                               "open-loop levels as fractions of the saturated throughput")
+    arrivals: Literal["constant", "poisson"] = option("poisson", "open-loop inter-arrival times")
+    connections: int = option(64, "open loop: connection pool (the most requests in flight)", ge=1)
+    window_s: float = option(2.0, "length of one measurement window (s)", gt=0)
+    windows_limit: int = option(10, "most windows per level before it is marked unstable", ge=3)
+    stable_windows: int = option(3, "consecutive windows that must agree", ge=2)
+    tolerance: float = option(0.10, "how far they may disagree: max/min <= 1 + tolerance", gt=0, lt=1)
+    warmup_s: float = option(1.0, "load at each level before its first window, not measured (s)", ge=0)
+    warmup: int = option(100, "requests sent to each new stack first and not counted", ge=0)
+    n: int = option(1000, "test images cycled through", ge=1, le=TEST_SET_IMAGES)
+    batching: tuple[Literal["off", "on"], ...] = option(("off", "on"), "server-side batching modes, each its "
+                                                                       "own stack", min_length=1)
+    batch_max_size: int = option(16, "batching on: SB_BATCH_MAX_SIZE of its stack", ge=2)
+    batch_timeout_ms: float = option(2.0, "batching on: SB_BATCH_TIMEOUT_MS of its stack", ge=0)
+    client: Literal["servebench", "perf_analyzer"] = option(
+        "servebench", "load generator: ours (bench.client) or Triton's perf_analyzer (bench.perf_analyzer)")
+    model_curve: Literal["latest", "fresh", "none"] = option(
+        "latest", "the in-process model curve: the newest matching one in the results folder (measured when "
+                  "none matches), a fresh one, or none (no limit, no efficiency)")
+    curve_seconds: float = option(2.0, "a curve measured here: seconds per batch size", gt=0)
+    seed: int = option(0, "seed of the Poisson arrivals")
+
+    @field_validator("concurrency", "rates", "rate_fractions", "batching", mode="before")
+    @classmethod
+    def _lists(cls, v):
+        return _number_list(v)
+
+    @field_validator("concurrency", "rates", "rate_fractions")
+    @classmethod
+    def _positive(cls, v: tuple) -> tuple:
+        if any(x <= 0 for x in v):
+            raise ValueError("every value must be positive")
+        return v
+
+    @field_validator("batching")
+    @classmethod
+    def _distinct(cls, v: tuple) -> tuple:
+        return tuple(dict.fromkeys(v))
+
+    def serving(self, mode: str) -> dict:
+        """The serving settings of the stack of batching ``mode`` (over the caller's)."""
+        if mode == "off":
+            return {"batch_max_size": 1}
+        return {"batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms}
+
+    def recorded(self) -> dict:
+        """What a sweep record says it was asked to do (its ``settings``)."""
+        return {
+            "n": self.n, "batch": self.batch, "codec": self.codec, "client": self.client,
+            "concurrency_levels": list(self.concurrency), "rates": list(self.rates) or None,
+            "rate_fractions": None if self.rates else list(self.rate_fractions), "arrivals": self.arrivals,
+            "open_loop_connections": self.connections, "window_s": self.window_s,
+            "windows_limit": self.windows_limit, "stable_windows": self.stable_windows,
+            "tolerance": self.tolerance, "warmup_s": self.warmup_s, "warmup": self.warmup,
+            "batching": list(self.batching), "batch_max_size": self.batch_max_size,
+            "batch_timeout_ms": self.batch_timeout_ms, "model_curve": self.model_curve,
+            "seed": self.seed, "sample_hz": self.sample_hz, "mode": "sweep",
+        }

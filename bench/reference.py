@@ -18,6 +18,21 @@ Writes ``<out>/<run_id>/summary.json`` (a run record, kind ``reference``) and
 harness reads for ratios. A study measures it with :func:`measure_isolated`, in
 a process of its own.
 Ctrl-C stops measuring and writes what was measured, marked ``interrupted``.
+
+The model curve (what ``make sweep`` and the saturation study compare with):
+
+    python -m bench.reference curve [--batch-sizes 1,2,4,8,16,32,64] [--seconds 2] [--threads 1,2]
+
+calls the model back to back at each batch size for ``--seconds`` and records
+images/s and CPU ms per image (the process's CPU time over the calls: every
+thread of TensorFlow's pools), once per intra-op thread count (default: the
+serving settings' ``intra_op_threads`` and the machine's logical CPUs), each in
+a spawned process so that TensorFlow is configured for it and stays out of the
+harness. The largest images/s of any curve is the machine's in-process limit;
+the curve at the servers' threads gives the model's CPU per image at the batch
+size a server actually ran (:func:`cpu_ms_per_image_at`). Writes
+``<out>/<run_id>/`` (kind ``model-curve``: ``summary.json`` with ``curves``
+and ``limit``, and ``curve.csv``).
 """
 from __future__ import annotations
 
@@ -34,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import options as opts
-from bench import provenance, records
+from bench import provenance, records, target
 from bench.records import RunRecord
 from servebench import codecs, data, interrupts
 from servebench.inference import InferenceCore  # loads TensorFlow only when a core is built
@@ -250,27 +265,37 @@ def measure_isolated(options: opts.ReferenceOptions, settings: Settings) -> RunR
     The caller is a client whose memory the harness records. On Ctrl-C or
     SIGTERM here, the child is interrupted too and its record is awaited.
     """
+    record, exitcode = _isolated(_measure_in_child, (options, settings), "bench-reference")
+    if record is None:
+        raise MeasurementFailed(f"the reference process ended with exit code {exitcode} and no record")
+    return record
+
+
+def _isolated(fn, args: tuple, name: str):
+    """``fn(*args, conn)`` in a spawned process; (what it sent or None, its exit code).
+
+    On Ctrl-C or SIGTERM here the child is interrupted too and its answer
+    awaited; KeyboardInterrupt is raised again only when it sent nothing.
+    """
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_measure_in_child, args=(options, settings, send), name="bench-reference")
+    proc = ctx.Process(target=fn, args=(*args, send), name=name)
     proc.start()
     send.close()
-    record = None
+    answer = None
     try:
-        record = _receive(receive, proc)
+        answer = _receive(receive, proc)
     except KeyboardInterrupt:
         with interrupts.shielded():
             if proc.is_alive():  # a terminal's Ctrl-C reached it too; SIGTERM (ours) did not
                 os.kill(proc.pid, signal.SIGINT)
-            record = _receive(receive, proc)
-        if record is None:
+            answer = _receive(receive, proc)
+        if answer is None:
             raise
     finally:
         proc.join()
         receive.close()
-    if record is None:
-        raise MeasurementFailed(f"the reference process ended with exit code {proc.exitcode} and no record")
-    return record
+    return answer, proc.exitcode
 
 
 def _receive(conn, proc) -> RunRecord | None:
@@ -283,13 +308,214 @@ def _receive(conn, proc) -> RunRecord | None:
         return None
 
 
+# ------------------------------------------------------------------ the model curve
+# The model alone at each batch size: what the machine can do (its limit) and
+# what one image costs the model in CPU (the numerator of a server's efficiency).
+CURVE_KIND = "model-curve"
+CURVE_IMAGES = 1024  # real test images, cut into batches and reused in turn
+
+
+def curve_points(core: InferenceCore, images: np.ndarray, batch_sizes, seconds: float, warmup_calls: int,
+                 progress: bool = False) -> list[dict]:
+    """Per batch size: images/s and CPU ms per image of back-to-back calls for ``seconds``.
+
+    CPU is the whole process's (``time.process_time``: every thread, TensorFlow's
+    pools included), so ``cores_busy`` above 1 means the model used more than one core.
+    Ctrl-C returns the points measured so far (the one in progress is dropped).
+    """
+    points = []
+    try:
+        for size in batch_sizes:
+            batches = [images[k * size:(k + 1) * size] for k in range(max(1, len(images) // size))]
+            if len(batches[0]) < size:
+                batches = [np.resize(images, (size, *images.shape[1:]))]
+            for k in range(warmup_calls):
+                core.predict(batches[k % len(batches)])
+            calls = 0
+            bar = tqdm(desc=f"curve, batch {size}", unit="call", leave=False, disable=not progress)
+            cpu0, start = time.process_time(), time.perf_counter()
+            now = start
+            while now - start < seconds:
+                core.predict(batches[calls % len(batches)])
+                calls += 1
+                now = time.perf_counter()
+                bar.update()
+            cpu = time.process_time() - cpu0
+            bar.close()
+            wall = now - start
+            n = calls * size
+            points.append({"batch": size, "calls": calls, "images": n, "seconds": round(wall, 3),
+                           "images_per_s": round(n / wall, 1), "cpu_ms_per_image": round(cpu / n * 1000.0, 4),
+                           "cores_busy": round(cpu / wall, 3), "batch_ms_mean": round(wall / calls * 1000.0, 3)})
+    except KeyboardInterrupt:
+        pass
+    return points
+
+
+def _curve_in_child(options: opts.ModelCurveOptions, settings: Settings, conn) -> None:
+    """One thread setting's curve, in a process whose TensorFlow was configured for it."""
+    answer: dict = {"points": [], "interrupted": True}
+    try:
+        core = InferenceCore.from_settings(settings)
+        answer["model"] = core.info()
+        images = data.load_test(options.data_dir, limit=CURVE_IMAGES).images
+        answer["points"] = curve_points(core, images, options.batch_sizes, options.seconds,
+                                        options.warmup_calls, options.progress)
+        answer["interrupted"] = len(answer["points"]) < len(options.batch_sizes)
+    except KeyboardInterrupt:
+        pass
+    except data.DatasetError as exc:
+        answer["error"] = str(exc)
+    finally:
+        try:
+            conn.send(answer)
+        finally:
+            conn.close()
+
+
+def curve_threads(options: opts.ModelCurveOptions, settings: Settings) -> tuple[int, ...]:
+    """The intra-op thread counts to measure: those asked for, else the servers' and the machine's CPUs."""
+    return options.threads or tuple(dict.fromkeys((settings.intra_op_threads, os.cpu_count() or 1)))
+
+
+def curve_limit(curves: list[dict], cpus: int | None = None) -> dict | None:
+    """The machine's in-process limit: the most images/s any curve measured (at its batch size and
+    threads), and beside it the CPU bound: every logical CPU running the model at its cheapest CPU per
+    image (what independent single-threaded model processes could reach, never measured as such)."""
+    best = cheapest = None
+    for c in curves:
+        for p in c["points"]:
+            if best is None or p["images_per_s"] > best["images_per_s"]:
+                best = {"images_per_s": p["images_per_s"], "batch": p["batch"],
+                        "intra_op_threads": c["intra_op_threads"], "inter_op_threads": c["inter_op_threads"],
+                        "cpu_ms_per_image": p["cpu_ms_per_image"]}
+            if cheapest is None or p["cpu_ms_per_image"] < cheapest:
+                cheapest = p["cpu_ms_per_image"]
+    if best is None:
+        return None
+    cpus = cpus or os.cpu_count() or 1
+    best["logical_cpus"] = cpus
+    best["cpu_bound_images_per_s"] = round(cpus * 1000.0 / cheapest, 1) if cheapest else None
+    return best
+
+
+def measure_curve(options: opts.ModelCurveOptions, settings: Settings, log=print) -> RunRecord:
+    """The model curve at each intra-op thread count, each in a spawned process (TensorFlow stays out of
+    this one); written as ``<out>/<run-id>-model-curve/`` (kind ``model-curve``: summary.json, curve.csv)."""
+    curves, model, interrupted = [], None, False
+    for threads in curve_threads(options, settings):
+        log(f"model curve: intra-op threads {threads}, batch sizes {','.join(map(str, options.batch_sizes))}, "
+            f"{options.seconds:g} s each ...")
+        try:
+            answer, exitcode = _isolated(_curve_in_child, (options, settings.model_copy(
+                update={"intra_op_threads": threads})), "bench-model-curve")
+        except KeyboardInterrupt:
+            interrupted = True
+            break
+        if answer is None:
+            raise MeasurementFailed(f"the model-curve process ended with exit code {exitcode} and no answer")
+        if answer.get("error"):
+            raise data.DatasetError(answer["error"])
+        model = model or answer.get("model")
+        curves.append({"intra_op_threads": threads, "inter_op_threads": settings.inter_op_threads,
+                       "points": answer["points"]})
+        if answer["interrupted"]:
+            interrupted = True
+            break
+    with interrupts.shielded():
+        run_dir = options.out / provenance.run_id(CURVE_KIND)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = RunRecord.model_validate({
+            "kind": CURVE_KIND, "run_id": run_dir.name, "study": options.study, "interrupted": interrupted,
+            "settings": {"batch_sizes": list(options.batch_sizes), "seconds": options.seconds,
+                         "warmup_calls": options.warmup_calls, "threads": [c["intra_op_threads"] for c in curves],
+                         "inter_op_threads": settings.inter_op_threads, "call_path": settings.call_path,
+                         "model_name": settings.model_name, "model_version": settings.model_version},
+            "provenance": provenance.record(),
+            "model": model,
+            "data": data.provenance(options.data_dir),
+            "curves": curves,
+            "limit": curve_limit(curves),
+        })
+        records.write(run_dir, record)
+        with (run_dir / "curve.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            columns = ["batch", "calls", "images", "seconds", "images_per_s", "cpu_ms_per_image", "cores_busy",
+                       "batch_ms_mean"]
+            w.writerow(["intra_op_threads", "inter_op_threads", *columns])
+            for c in curves:
+                w.writerows([c["intra_op_threads"], c["inter_op_threads"], *(p[k] for k in columns)]
+                            for p in c["points"])
+    print_curve(record.doc())
+    return record
+
+
+def print_curve(doc: dict) -> None:
+    for c in doc["curves"]:
+        print(f"\nmodel curve, intra-op threads {c['intra_op_threads']} / inter-op {c['inter_op_threads']}"
+              + ("  (INTERRUPTED)" if doc["interrupted"] else ""))
+        print(f"{'batch':>6}{'images/s':>10}{'CPU ms/img':>12}{'cores busy':>12}")
+        for p in c["points"]:
+            print(f"{p['batch']:>6}{p['images_per_s']:>10.1f}{p['cpu_ms_per_image']:>12.3f}{p['cores_busy']:>12.2f}")
+    if doc.get("limit"):
+        lim = doc["limit"]
+        print(f"in-process limit: {lim['images_per_s']} images/s (batch {lim['batch']}, "
+              f"{lim['intra_op_threads']} intra-op threads)")
+
+
+def curve_of(record: RunRecord, intra_op_threads: int, inter_op_threads: int) -> list[dict] | None:
+    """The points of ``record``'s curve measured with these threads, or None."""
+    for c in record.get("curves", default=[]) or []:
+        if c.get("intra_op_threads") == intra_op_threads and c.get("inter_op_threads") == inter_op_threads:
+            return c.get("points") or None
+    return None
+
+
+def latest_curve(root: Path, settings: Settings, batch_sizes=()) -> RunRecord | None:
+    """The newest complete model curve under ``root`` that has the servers' threads and call path
+    (and every batch size of ``batch_sizes``), or None."""
+    found = []
+    for folder in Path(root).glob(f"*-{CURVE_KIND}"):
+        try:
+            record = records.read(folder)
+        except records.SchemaError:
+            continue
+        if record.kind != CURVE_KIND or record.interrupted or record.get("settings", "call_path") != settings.call_path:
+            continue
+        points = curve_of(record, settings.intra_op_threads, settings.inter_op_threads)
+        if points and set(batch_sizes) <= {p["batch"] for p in points}:
+            found.append((record.provenance.created_utc or "", record.run_id, record))
+    return max(found, key=lambda f: f[:2])[2] if found else None
+
+
+def cpu_ms_per_image_at(points: list[dict], batch: float) -> float | None:
+    """The model's CPU ms per image at ``batch`` images per call, interpolated in log2(batch) between the
+    measured sizes (clamped to the smallest and largest)."""
+    pts = sorted((p["batch"], p["cpu_ms_per_image"]) for p in points or [] if p.get("cpu_ms_per_image"))
+    if not pts or batch is None or batch <= 0:
+        return None
+    xs = np.log2([b for b, _ in pts])
+    return float(np.interp(np.log2(batch), xs, [c for _, c in pts]))
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["curve"]:
+        return curve_main(argv[1:])
     options = opts.parse(opts.ReferenceOptions, argv, __doc__)
     try:
         record = measure(options, from_environment())
     except data.DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 130 if record.interrupted else 0
+
+
+def curve_main(argv) -> int:
+    options = opts.parse(opts.ModelCurveOptions, argv, __doc__)
+    record, rc = target.command(lambda: measure_curve(options, from_environment()), (MeasurementFailed,))
+    if rc is not None:
+        return rc
     return 130 if record.interrupted else 0
 
 

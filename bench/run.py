@@ -2,13 +2,18 @@
 
     python -m bench.run --arch ARCH|all [--runtime native|docker] [--n 10000] [--batch 1] [--codec json]
         [--concurrency 1] [--rate R --arrivals constant|poisson] [--repeats 1] [--warmup 50]
+        [--loadgen singlestream|server [--loadgen-qps Q]]
 
 The stack is brought up if none is running (and down again afterwards); a
 running stack of the same arch is used as it is. Bodies are encoded first,
 then the harness's own overhead is measured (:mod:`bench.overhead`), then
 ``--warmup`` requests are sent and not counted, then the N images are sent
 ``--repeats`` times: closed loop with ``--concurrency`` connections, or open
-loop at ``--rate`` requests/s (:mod:`bench.client`).
+loop at ``--rate`` requests/s (:mod:`bench.client`). With ``--loadgen
+singlestream|server`` MLPerf LoadGen schedules them instead (:mod:`bench.loadgen`;
+at least N queries and ``--loadgen-min-duration`` seconds, over the same
+connections and bodies), writes its own logs to ``loadgen/`` and judges the run:
+its verdict and figures are the summary's ``loadgen`` field.
 
 Writes ``results/<run-id>/`` (``results/latest`` points at it):
 
@@ -39,7 +44,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, overhead, provenance, records, resources, results, target, timing
+from bench import client, loadgen, overhead, provenance, records, resources, results, target, timing
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
@@ -91,6 +96,17 @@ class Recorder:
             return list(self.results)
 
 
+def server_batch(ok: list[client.Result]) -> dict | None:
+    """Images per model call as the servers report them (``batch`` in Server-Timing), weighted by
+    request, and the batching queue's median wait; None when no server reported a batch."""
+    sizes = [r.server_timing[timing.BATCH] for r in ok if timing.BATCH in r.server_timing]
+    if not sizes:
+        return None
+    a = np.asarray(sizes, dtype=float)
+    return {"mean": results.rounded(a.mean(), 2), "median": results.rounded(np.median(a), 1),
+            "max": int(a.max()), "queue_p50_ms": results.median(r.server_timing.get("queue") for r in ok)}
+
+
 class Bench:
     """One architecture's run: warm-up, passes, resources, summary."""
 
@@ -103,6 +119,7 @@ class Bench:
         self.client = client.Client(st.url)
         self.passes: list[dict] = []
         self.run_dir: Path | None = None
+        self.loadgen: dict | None = None  # with --loadgen: LoadGen's verdict and figures
 
     def warm_up(self) -> None:
         if not self.args.warmup:
@@ -137,9 +154,13 @@ class Bench:
                 for repeat in range(args.repeats):
                     recorder.repeat = repeat
                     self._pass(repeat, recorder, stop)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             interrupted = True
             stop.set()
+            if isinstance(exc, loadgen.Interrupted):  # the pass ended at the interrupt, not after LoadGen's drain
+                self.loadgen = exc.outcome
+                if self.passes and self.passes[-1]["end"] is None:
+                    self.passes[-1]["end"] = exc.at
             if self.passes and self.passes[-1]["end"] is None:
                 self.passes[-1]["end"] = time.perf_counter()
         # Whatever arrives now (Ctrl-C again, SIGTERM), what was measured is written whole.
@@ -158,7 +179,10 @@ class Bench:
         args = self.args
         record = {"repeat": repeat, "start": time.perf_counter(), "end": None}
         self.passes.append(record)
-        if args.rate:
+        if args.loadgen:
+            self.loadgen = loadgen.run(self.client, self.requests, self.loadgen_settings(), self.run_dir / "loadgen",
+                                       recorder, stop)
+        elif args.rate:
             offsets = client.arrival_offsets(len(self.requests), args.rate, args.arrivals, args.seed + repeat)
             start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
             record["start"] = start
@@ -166,6 +190,13 @@ class Bench:
         else:
             self.client.closed_loop(self.requests, args.concurrency, recorder, stop)
         record["end"] = time.perf_counter()
+
+    def loadgen_settings(self) -> loadgen.LoadgenSettings:
+        """What LoadGen is told: its minimum query count is N, its connections the run's pool."""
+        a = self.args
+        return loadgen.LoadgenSettings(
+            scenario=a.loadgen, target_qps=a.loadgen_qps, min_queries=a.n, min_duration_s=a.loadgen_min_duration,
+            max_duration_s=a.loadgen_max_duration, target_latency_ms=a.loadgen_latency_ms, connections=a.pool)
 
     # ------------------------------------------------------------ summary
     def _header(self, interrupted: bool) -> dict:
@@ -208,8 +239,9 @@ class Bench:
             "wall_s": results.rounded(wall, 3),
             "passes": [self._pass_summary(p, [r for rep, r in rows if rep == p["repeat"]]) for p in self.passes],
             "table3": self._table3(rows),
-            "table3_sequential": args.concurrency == 1 and not args.rate,
+            "table3_sequential": args.concurrency == 1 and not args.rate and not args.loadgen,
             "hops_ms": self._hops(ok),
+            "server_batch": server_batch(ok),
             "resources": sampler.summary(sum(r.request.images for r in rs)),
             "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3),
             "reference": self._reference(results.latency_stats(latency)["p50"]),
@@ -217,6 +249,8 @@ class Bench:
         if args.rate:
             lag = [(r.sent - r.scheduled) * 1000.0 for r in rs]
             doc["schedule_lag_ms"] = {k: v for k, v in results.latency_stats(lag).items() if k in ("p50", "p99", "max")}
+        if args.loadgen:
+            doc["loadgen"] = self.loadgen
         return doc
 
     def _pass_summary(self, p: dict, rs: list[client.Result]) -> dict:
@@ -264,6 +298,8 @@ class Bench:
 def print_table(doc: dict, run_dir: Path) -> None:
     req, lat, s = doc["requests"], doc["latency_ms"], doc["settings"]
     mode = (f"open loop {s['rate']:g} req/s {s['arrivals']}" if s["rate"] else f"concurrency {s['concurrency']}")
+    if s.get("loadgen"):
+        mode = f"MLPerf LoadGen {s['loadgen']}" + (f" at {s['loadgen_qps']:g} QPS" if s.get("loadgen_qps") else "")
     print(f"\n{doc['arch']} ({doc['runtime']}): {req['images']} images in {req['count']} requests, batch {s['batch']}, "
           f"{s['codec']}, {mode}, {s['repeats']} pass(es)" + ("  INTERRUPTED" if doc["interrupted"] else ""))
     errors = ", ".join(f"{k}: {v}" for k, v in req["errors_by_status"].items()) or "none"
@@ -274,6 +310,11 @@ def print_table(doc: dict, run_dir: Path) -> None:
         ref = doc["reference"]
         vs = f"   in-process reference p50 {ref['p50_ms']} ms: x{ref['ratio_p50']}" if ref and ref.get("ratio_p50") else ""
         print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}  mean {lat['mean']}{vs}")
+    lg = doc.get("loadgen")
+    if lg:
+        lgl = lg["latency_ms"]
+        print(f"  LoadGen {lg['scenario']}: {lg['verdict']}  {lg['queries']} queries  {lg['qps']} QPS  "
+              f"p50 {lgl['p50']}  p90 {lgl['p90']}  p99 {lgl['p99']} ms  (its logs: {lg['log_dir']}/)")
     hops = "  ".join(f"{h} {v}" for h, v in doc["hops_ms"].items() if v is not None)
     print(f"  hops (median ms): {hops}")
     if doc["table3"]:

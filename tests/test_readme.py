@@ -29,6 +29,12 @@ README = (REPO / "README.md").read_text()
 # take hours say so, and what exercises their code instead.
 COVERED = {
     "setup": "CI: .ci/run",
+    "setup-triton": "CI: .ci/run (then tests/services/test_triton.py and test_protocols.py run Triton)",
+    "setup-perf": "CI: .ci/run (then tests/bench/test_perf_analyzer.py runs perf_analyzer)",
+    "sweep": "tests/bench/test_sweep_stacks.py (bench.sweep, both batching modes, at a tiny scale)",
+    "model-curve": "tests/bench/test_model_curve.py (bench.reference curve at a tiny scale)",
+    "crosscheck": "tests/bench/test_crosscheck_stacks.py::test_crosscheck_end_to_end; the Makefile's flags: "
+                  "tests/bench/test_crosscheck.py::test_make_bench_loadgen_and_make_crosscheck_reach_the_options",
     "test": "CI: .ci/run",
     "test-unit": "test_make_test_unit_selects_only_unit_tests",
     "test-integration": "CI: make test runs the same tests",
@@ -80,6 +86,7 @@ def test_every_readme_command_is_covered():
     assert not shown - set(COVERED), f"README commands without a test: {sorted(shown - set(COVERED))}"
     blocks = re.findall(r"```bash\n(.*?)```", README, re.S)
     for block in blocks:
+        block = re.sub(r"<<'PY'\n.*?\nPY\n", "<<'PY'\n", block, flags=re.S)  # a heredoc is Python, run below
         for line in block.splitlines():
             cmd = line.split("#")[0].strip()
             if not cmd or cmd.startswith(("make ", "import", "img", "req", "data", "with", "PY")):
@@ -123,8 +130,9 @@ def test_up_status_snippet_down(tmp_path):
         out = subprocess.run([str(REPO / ".venv/bin/python"), "-"], input=snippet, text=True,
                              capture_output=True, timeout=60, cwd=REPO)
         assert out.returncode == 0, out.stderr
-        timing, name = out.stdout.strip().splitlines()[-2:]
+        timing, name, outputs = out.stdout.strip().splitlines()[-3:]
         assert "model" in timing and name in data.CLASS_NAMES
+        assert outputs == "['probabilities', 'classes']"  # the KServe v2 call
     finally:
         down = _make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr

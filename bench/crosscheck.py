@@ -1,0 +1,407 @@
+"""`make crosscheck ARCH=...`: our load generator against two that nobody here wrote.
+
+    python -m bench.crosscheck --arch ARCH [--runtime native|docker] [--concurrency "1 4 16"] [--n 2000]
+        [--perf-interval-ms 3000] [--loadgen-min-duration 10] [--loadgen-qps Q] [--out results]
+
+The same stack, through nginx, the same protocol and payload for every tool:
+KServe v2 infer requests (``POST /v2/models/cifar10_cnn/infer``), one
+CIFAR-10 test image each in the binary tensor extension, both outputs asked
+for in binary (what perf_analyzer sends). In order:
+
+1. at each ``--concurrency``: our closed loop (:mod:`bench.client`, the N
+   images once), then Triton's perf_analyzer at the same concurrency
+   (:mod:`bench.perf_analyzer`; the same images as its input data; skipped,
+   with a note, without ``.venv-perf``);
+2. MLPerf LoadGen SingleStream over our connections (:mod:`bench.loadgen`);
+3. LoadGen Server at ``--loadgen-qps`` (default: half the throughput our
+   closed loop reached at the highest concurrency), then our open loop with
+   Poisson arrivals at the same rate and as many requests.
+
+``agreement`` compares each tool's p50 with ours at the same load
+(perf_analyzer and LoadGen SingleStream with our closed loop, LoadGen Server
+with our Poisson open loop): within 10% or not, and where not, what differs
+between the two measurements. Each tool's own CPU per request is measured
+(this process's CPU time for ours and LoadGen's; perf_analyzer's rusage):
+on a 2-core machine the client shares the cores with the server.
+
+Writes ``results/<run-id>/`` (``results/latest`` points at it): ``summary.json``
+(a run record, kind ``crosscheck``, study ``saturation``: ``tools``,
+``agreement``, ``steps``, ``notes``), ``requests.csv`` (every request our
+harness and LoadGen's SUT sent; ``repeat`` is the step number),
+``perf_analyzer/`` (its input data, CSVs and console output) and
+``loadgen-singlestream/``, ``loadgen-server/`` (LoadGen's logs).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from pydantic import field_validator
+from tqdm import tqdm
+
+from bench import client, loadgen, perf_analyzer, provenance, records, results, target
+from bench import options as opts
+from bench.formats import fmt
+from bench.options import option
+from bench.records import RunRecord
+from bench.run import Recorder
+from servebench import data, interrupts
+from servebench.settings import Settings, from_environment
+
+TOLERANCE_PCT = 10.0  # the agreement rows' within_10pct
+
+
+class CrosscheckOptions(opts.Options):
+    """``python -m bench.crosscheck``: our harness, perf_analyzer and LoadGen on one stack."""
+
+    arch: str = option(..., "architecture")
+    runtime: str = option("native", "where the stack runs")
+    run_dir: Path | None = option(None, "the stack's state folder (default: SB_RUN_DIR or run/)")
+    study: str | None = option("saturation", "the study whose experiment this run is", cli=False)
+    concurrency: tuple[int, ...] = option((1, 4, 16), "closed-loop levels (requests in flight)", min_length=1)
+    n: int = option(2000, "test images: requests per closed-loop level, LoadGen's minimum query count",
+                    ge=1, le=opts.TEST_SET_IMAGES)
+    warmup: int = option(50, "requests sent first and not counted", ge=0)
+    perf_analyzer: bool = option(True, "perf_analyzer (needs .venv-perf: make setup-perf)")
+    perf_interval_ms: int = option(3000, "perf_analyzer's measurement window (ms)", ge=100)
+    perf_max_trials: int = option(10, "perf_analyzer's most windows per level before it gives up on stability",
+                                  ge=3)
+    loadgen: bool = option(True, "the MLPerf LoadGen scenarios")
+    loadgen_min_duration: float = option(10.0, "LoadGen's minimum run length (s)", ge=0)
+    loadgen_qps: float | None = option(None, "LoadGen Server's target queries/s (default: half the throughput of "
+                                             "our closed loop at the highest concurrency)", gt=0)
+    loadgen_latency_ms: float = option(50.0, "LoadGen Server's p99 latency bound (ms)", gt=0)
+    connections: int = option(opts.OPEN_LOOP_CONNECTIONS, "Server scenario and open loop: connections", ge=1)
+    seed: int = option(0, "seed of our Poisson arrivals")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _levels(cls, v):
+        if isinstance(v, str):
+            v = tuple(x for x in v.replace(",", " ").split() if x)
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(c < 1 for c in v):
+            raise ValueError("every level must be at least 1")
+        return tuple(dict.fromkeys(v))
+
+    def recorded(self) -> dict:
+        return {
+            "n": self.n, "batch": 1, "protocol": "v2", "binary": True, "path": client.V2_INFER_PATH,
+            "concurrency_levels": list(self.concurrency), "warmup": self.warmup,
+            "perf_analyzer": self.perf_analyzer, "perf_interval_ms": self.perf_interval_ms,
+            "perf_max_trials": self.perf_max_trials, "perf_stability_pct": 10.0,
+            "loadgen": self.loadgen, "loadgen_min_duration_s": self.loadgen_min_duration,
+            "loadgen_qps": self.loadgen_qps, "loadgen_latency_ms": self.loadgen_latency_ms,
+            "connections": self.connections, "seed": self.seed, "mode": "crosscheck",
+        }
+
+
+def tool_row(tool: str, scenario: str, *, concurrency: int | None = None, target_qps: float | None = None,
+             requests: int | None = None, throughput: float | None = None, p50_ms: float | None = None,
+             p90_ms: float | None = None, p99_ms: float | None = None, valid: bool | None = None,
+             stable: bool | None = None, client_cpu_ms_per_request: float | None = None, note: str = "") -> dict:
+    """One row of ``tools`` (the fields the report reads; keep them as they are)."""
+    return {"tool": tool, "scenario": scenario, "concurrency": concurrency, "target_qps": target_qps,
+            "requests": requests, "throughput": throughput, "p50_ms": p50_ms, "p90_ms": p90_ms, "p99_ms": p99_ms,
+            "valid": valid, "stable": stable, "client_cpu_ms_per_request": client_cpu_ms_per_request, "note": note}
+
+
+def agreement_row(ours: dict, theirs: dict, *, cores: int | None = None) -> dict:
+    """``theirs``' p50 against ``ours`` at the same load; what differs between them when not within 10%."""
+    a, b = ours.get("p50_ms"), theirs.get("p50_ms")
+    diff = results.rounded((b - a) / a * 100.0, 1) if a and b is not None else None
+    within = diff is not None and abs(diff) <= TOLERANCE_PCT
+    explanation = "" if within else explain(ours, theirs, diff, cores)
+    return {"concurrency": theirs.get("concurrency"), "tool": theirs["tool"], "ours_p50_ms": a, "tool_p50_ms": b,
+            "diff_pct": diff, "within_10pct": within, "explanation": explanation}
+
+
+def explain(ours: dict, theirs: dict, diff: float | None, cores: int | None) -> str:
+    """What differs between two measurements that disagree (facts measured in this run, not a verdict)."""
+    tool = theirs["tool"]
+    if diff is None:
+        return f"no p50 from {tool if theirs.get('p50_ms') is None else 'our harness'}: {theirs.get('note') or ''}".strip()
+    parts = [f"{tool}'s p50 is {abs(diff):.0f}% {'higher' if diff > 0 else 'lower'}"]
+    ca, cb = ours.get("client_cpu_ms_per_request"), theirs.get("client_cpu_ms_per_request")
+    if ca is not None and cb is not None:
+        parts.append(f"client CPU per request: ours {ca:.3f} ms, {tool} {cb:.3f} ms"
+                     + (f", on the same {cores} cores as the server" if cores else ""))
+    if tool == "perf_analyzer":
+        if theirs.get("stable") is False:
+            parts.append("perf_analyzer found no stable windows: its figures come from one fixed-count window")
+        else:
+            parts.append("perf_analyzer reports its last stable measurement windows, "
+                         f"ours the whole pass of {ours.get('requests')} requests")
+    if tool == "loadgen":
+        parts.append("LoadGen times each query from its own issue time (its callback into Python and the hand-off "
+                     "to a connection thread included), ours from just before the send")
+        if theirs.get("valid") is False:
+            parts.append(theirs.get("note") or "LoadGen's run was INVALID")
+    ta, tb = ours.get("throughput"), theirs.get("throughput")
+    if ta and tb:
+        parts.append(f"throughput: ours {ta:g}, {tool} {tb:g} images/s")
+    parts.append("the two ran one after the other on a shared machine, whose speed drifts")
+    return "; ".join(parts)
+
+
+class Crosscheck:
+    """One stack, every tool in turn; each step's figures as a ``tools`` row."""
+
+    def __init__(self, options: CrosscheckOptions, st, requests: list[client.Request], images: np.ndarray,
+                 log: Callable = print):
+        self.o = options
+        self.st = st
+        self.requests = requests
+        self.images = images
+        self.log = log
+        self.client = client.Client(st.url)
+        self.tools: list[dict] = []
+        self.steps: list[dict] = []
+        self.notes: list[str] = []
+        self.loadgen_outcomes: dict[str, dict] = {}
+        self.perf: dict = {}
+        self.stop = threading.Event()
+
+    # ---------------------------------------------------------- our harness
+    def warm_up(self) -> None:
+        sample = [self.requests[i % len(self.requests)] for i in range(self.o.warmup)]
+        statuses: dict[int, int] = {}
+
+        def count(r: client.Result) -> None:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+
+        if sample:
+            self.client.closed_loop(sample, min(max(self.o.concurrency), len(sample)), count, threading.Event())
+        if statuses and set(statuses) != {200}:
+            raise CrosscheckFailed(f"warm-up answers by status {statuses}: the {self.o.arch} stack does not answer "
+                                   f"{client.V2_INFER_PATH} (KServe v2)")
+
+    def _step(self, tool: str, scenario: str, **load) -> dict:
+        step = {"step": len(self.steps), "tool": tool, "scenario": scenario, **load,
+                "start_s": results.rounded(time.perf_counter() - self.origin, 3), "end_s": None}
+        self.steps.append(step)
+        self.recorder.repeat = step["step"]
+        return step
+
+    def _ours(self, scenario: str, run: Callable[[Callable], None], **load) -> dict:
+        """Our harness over ``run`` (a load shape given the recorder); its row."""
+        step = self._step("servebench", scenario, **load)
+        seen: list[client.Result] = []
+
+        def record(r: client.Result) -> None:
+            seen.append(r)
+            self.recorder(r)
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        run(record)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
+        ok = [r for r in seen if r.ok]
+        lat = results.latency_stats([r.latency_ms for r in ok])
+        images = sum(r.request.images for r in ok)
+        errors = len(seen) - len(ok)
+        accuracy = sum(r.correct for r in ok) / images if images else None
+        note = (f"accuracy {accuracy:.4f}" if accuracy is not None else "no answer") + (
+            f", {errors} errors" if errors else "")
+        return tool_row("servebench", scenario, concurrency=load.get("concurrency"),
+                        target_qps=load.get("target_qps"), requests=len(seen),
+                        throughput=results.rounded(images / wall, 2) if wall > 0 else None,
+                        p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"],
+                        client_cpu_ms_per_request=results.rounded(cpu * 1000.0 / len(seen), 4) if seen else None,
+                        note=note)
+
+    def closed_loop(self, concurrency: int) -> dict:
+        row = self._ours("closed-loop", lambda rec: self.client.closed_loop(self.requests, concurrency, rec, self.stop),
+                         concurrency=concurrency)
+        self.tools.append(row)
+        return row
+
+    def open_loop(self, qps: float, count: int) -> dict:
+        reqs = [self.requests[i % len(self.requests)] for i in range(count)]
+        offsets = client.arrival_offsets(count, qps, "poisson", self.o.seed)
+
+        def run(rec):
+            start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
+            self.client.open_loop(reqs, offsets, self.o.connections, rec, self.stop, start)
+
+        row = self._ours("server", run, target_qps=qps)
+        row["note"] += f"; Poisson arrivals over {self.o.connections} connections, latency from the scheduled time"
+        self.tools.append(row)
+        return row
+
+    # ---------------------------------------------------------- perf_analyzer
+    def perf_analyzer(self, concurrency: int) -> dict | None:
+        step = self._step("perf_analyzer", "closed-loop", concurrency=concurrency)
+        try:
+            out = perf_analyzer.run(self.st.url, concurrency=concurrency, images=self.images,
+                                    measurement_interval_ms=self.o.perf_interval_ms, max_trials=self.o.perf_max_trials,
+                                    work_dir=self.run_dir / "perf_analyzer")
+        except perf_analyzer.PerfAnalyzerError as exc:
+            step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
+            row = tool_row("perf_analyzer", "closed-loop", concurrency=concurrency, note=f"failed: {exc}"[:500])
+            self.tools.append(row)
+            return row
+        step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
+        self.perf[str(concurrency)] = {k: v for k, v in out.items() if k != "raw"} | {"csv": out["raw"]["csv"]}
+        note = out["note"] or (f"stable within 10% over {self.o.perf_interval_ms} ms windows; "
+                               f"its own client overhead {out['raw'].get('client_overhead_pct')}%")
+        row = tool_row("perf_analyzer", "closed-loop", concurrency=concurrency, requests=out["requests"],
+                       throughput=out["throughput"], p50_ms=out["p50_ms"], p90_ms=out["p90_ms"], p99_ms=out["p99_ms"],
+                       stable=out["stable"], client_cpu_ms_per_request=out["client_cpu_ms_per_request"], note=note)
+        self.tools.append(row)
+        return row
+
+    # ---------------------------------------------------------- LoadGen
+    def loadgen(self, scenario: str, qps: float | None = None) -> dict:
+        step = self._step("loadgen", scenario, concurrency=1 if scenario == "singlestream" else None,
+                          target_qps=qps)
+        settings = loadgen.LoadgenSettings(
+            scenario=scenario, target_qps=qps, min_queries=self.o.n, min_duration_s=self.o.loadgen_min_duration,
+            target_latency_ms=self.o.loadgen_latency_ms, connections=self.o.connections)
+        cpu0 = time.process_time()
+        try:
+            out = loadgen.run(self.client, self.requests, settings, self.run_dir / f"loadgen-{scenario}",
+                              self.recorder, self.stop, log=self.log)
+        finally:
+            step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
+        cpu = time.process_time() - cpu0
+        self.loadgen_outcomes[scenario] = out
+        lat = out["latency_ms"]
+        note = f"LoadGen {out['verdict']}"
+        if out["verdict"] != "VALID":
+            unmet = [k for k, v in out["checks"].items() if v is False]
+            note += f" ({', '.join(unmet) or out.get('invalid_reason') or 'see its summary'} not met)"
+        row = tool_row("loadgen", scenario, concurrency=1 if scenario == "singlestream" else None, target_qps=qps,
+                       requests=out["queries"], throughput=out["qps"], p50_ms=lat["p50"], p90_ms=lat["p90"],
+                       p99_ms=lat["p99"], valid=out["valid"],
+                       client_cpu_ms_per_request=results.rounded(cpu * 1000.0 / out["sent"], 4) if out["sent"] else None,
+                       note=note)
+        self.tools.append(row)
+        return row
+
+    # ---------------------------------------------------------- the run
+    def measure(self, run_dir: Path) -> RunRecord:
+        o, self.run_dir = self.o, run_dir
+        self.stack = target.stack_record(self.st)
+        records.write(run_dir, {**self._header(interrupted=True), "running": True})
+        self.origin = time.perf_counter()
+        log = results.CsvLog(run_dir / "requests.csv", results.REQUEST_COLUMNS)
+        bar = tqdm(disable=not o.progress, unit="req", desc=f"crosscheck {o.arch}", dynamic_ncols=True,
+                   mininterval=0.5)
+        self.recorder = Recorder(log, self.origin, bar)
+        agreement: list[dict] = []
+        cores = os.cpu_count()
+        interrupted = False
+        if o.perf_analyzer and perf_analyzer.missing():
+            self.notes.append(f"perf_analyzer left out: {perf_analyzer.missing()}")
+        use_perf = o.perf_analyzer and not perf_analyzer.missing()
+        try:
+            ours_by_c: dict[int, dict] = {}
+            for c in o.concurrency:
+                self.log(f"concurrency {c}: our closed loop over {len(self.requests)} requests ...")
+                ours_by_c[c] = self.closed_loop(c)
+                if use_perf:
+                    self.log(f"concurrency {c}: perf_analyzer ...")
+                    row = self.perf_analyzer(c)
+                    agreement.append(agreement_row(ours_by_c[c], row, cores=cores))
+            if o.loadgen:
+                self.log("LoadGen SingleStream ...")
+                row = self.loadgen("singlestream")
+                if 1 in ours_by_c:
+                    agreement.append(agreement_row(ours_by_c[1], row, cores=cores))
+                top = ours_by_c[max(ours_by_c)]
+                qps = o.loadgen_qps or (results.rounded(top["throughput"] / 2.0, 1) if top["throughput"] else None)
+                if qps:
+                    self.log(f"LoadGen Server at {qps:g} QPS ...")
+                    row = self.loadgen("server", qps)
+                    self.log(f"our Poisson open loop at {qps:g} requests/s ...")
+                    ours = self.open_loop(qps, row["requests"] or o.n)
+                    agreement.append(agreement_row(ours, row, cores=cores))
+                else:
+                    self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
+        except KeyboardInterrupt as exc:
+            interrupted = True
+            self.stop.set()
+            if isinstance(exc, loadgen.Interrupted):
+                self.loadgen_outcomes[exc.outcome.get("settings", {}).get("scenario", "?")] = exc.outcome
+        with interrupts.shielded():
+            self.stop.set()
+            self.recorder.close()
+            bar.close()
+            self.client.close()
+            # perf_analyzer's copy of the test images (MBs of base64): the dataset is where they come from.
+            (run_dir / "perf_analyzer" / "input-data.json").unlink(missing_ok=True)
+            record = RunRecord.model_validate({
+                **self._header(interrupted), "tools": self.tools, "agreement": agreement, "steps": self.steps,
+                "notes": self.notes, "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
+                "data": {"source": "CIFAR-10 test set", "images": len(self.requests)},
+            })
+            records.write(run_dir, record)
+        return record
+
+    def _perf_analyzer_info(self) -> dict:
+        return {"available": perf_analyzer.missing() is None, "version": perf_analyzer.version()
+                if perf_analyzer.missing() is None else None, "runs": self.perf}
+
+    def _header(self, interrupted: bool) -> dict:
+        return {"kind": "crosscheck", "run_id": self.run_dir.name, "study": self.o.study, "arch": self.o.arch,
+                "runtime": self.o.runtime, "interrupted": interrupted, "settings": self.o.recorded(),
+                "stack": self.stack, "provenance": provenance.record()}
+
+
+class CrosscheckFailed(RuntimeError):
+    """The stack cannot be cross-checked (it does not speak KServe v2)."""
+
+
+def crosscheck(options: CrosscheckOptions, settings: Settings, log: Callable = print) -> RunRecord:
+    split = data.load_test(options.data_dir, limit=options.n)
+    requests = client.prepare_v2(split.images, split.labels)
+    with target.stack_for(options.arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
+        check = Crosscheck(options, st, requests, split.images, log)
+        check.warm_up()
+        run_dir = results.new_run_dir(f"crosscheck-{options.arch}", options.out)
+        record = check.measure(run_dir)
+        print_table(record.doc(), run_dir)
+    return record
+
+
+def print_table(doc: dict, run_dir: Path) -> None:
+    print(f"\ncrosscheck {doc['arch']} ({doc['runtime']}): KServe v2 binary, one image per request"
+          + ("  INTERRUPTED" if doc["interrupted"] else ""))
+    print(f"  {'tool':<14}{'scenario':<13}{'load':>9}{'requests':>9}{'img/s':>9}{'p50':>8}{'p90':>8}{'p99':>8}"
+          f"{'cpu ms/req':>11}  note")
+    for t in doc["tools"]:
+        load = f"c{t['concurrency']}" if t["concurrency"] is not None else (
+            f"{t['target_qps']:g}/s" if t["target_qps"] else "-")
+        print(f"  {t['tool']:<14}{t['scenario']:<13}{load:>9}{fmt(t['requests'], 0):>9}{fmt(t['throughput'], 1):>9}"
+              f"{fmt(t['p50_ms'], 2):>8}{fmt(t['p90_ms'], 2):>8}{fmt(t['p99_ms'], 2):>8}"
+              f"{fmt(t['client_cpu_ms_per_request'], 3):>11}  {t['note']}")
+    for a in doc["agreement"]:
+        verdict = "within 10%" if a["within_10pct"] else f"NOT within 10%: {a['explanation']}"
+        print(f"  {a['tool']} vs ours at {'c' + str(a['concurrency']) if a['concurrency'] else 'the same rate'}: "
+              f"p50 {a['tool_p50_ms']} vs {a['ours_p50_ms']} ms ({a['diff_pct']}%), {verdict}")
+    for note in doc.get("notes") or []:
+        print(f"  note: {note}")
+    print(f"  results in {run_dir}")
+
+
+def main(argv=None) -> int:
+    options = opts.parse(CrosscheckOptions, argv, __doc__)
+    record, rc = target.command(lambda: crosscheck(options, from_environment()),
+                                (CrosscheckFailed, perf_analyzer.PerfAnalyzerError), prefix=f"{options.arch}: ")
+    if rc is not None:
+        return rc
+    return 130 if record.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,774 @@
+"""`make sweep ARCH=...`: one architecture under rising load until it saturates, batching off and on.
+
+    python -m bench.sweep --arch ARCH [--runtime native|docker] [--codec raw] [--concurrency "1 2 4 8 16 32 64"]
+        [--rates "..." | --rate-fractions "0.25 0.5 0.75 0.9 1 1.1"] [--arrivals poisson|constant]
+        [--window-s 2] [--windows-limit 10] [--batching "off on"] [--batch-max-size 16] [--batch-timeout-ms 2]
+        [--client servebench|perf_analyzer] [--model-curve latest|fresh|none] [--out results]
+
+For each batching mode the sweep brings up a stack of its own (a running stack
+cannot be reconfigured, so it refuses to start while another runs): batching
+off is ``batch_max_size=1``, on is ``--batch-max-size``/``--batch-timeout-ms``.
+In each stack, after ``--warmup`` requests, it measures closed-loop levels
+(``--concurrency``: requests in flight), takes the saturated throughput (the
+highest of the stable closed-loop levels), then open-loop levels at
+``--rate-fractions`` of it (or at ``--rates`` requests/s). One image per
+request by default, raw bodies: JSON decoding is a cost of its own, measured
+by ``make bench``.
+
+The stability rule (perf_analyzer's): a level runs ``--warmup-s`` unmeasured,
+then consecutive windows of ``--window-s``; a request belongs to the window in
+which it completes (one in flight at an edge counts where it ends). The level
+counts once ``--stable-windows`` (3) consecutive windows agree within
+``--tolerance`` (10%: max/min <= 1.1) in both throughput and p50 latency, and
+is otherwise measured up to ``--windows-limit`` windows and marked unstable.
+perf_analyzer checks throughput and *average* latency; we check p50, the figure
+we report, which one slow request (a garbage collection, a page fault) does not
+move. The level's figures are the median, over its agreeing windows (the last
+three of an unstable level), of each window's throughput, p50, p99 and mean.
+
+Where the CPU goes: at each window edge the CPU time of every process of every
+service (and of this process, the load generator, reported apart) is read, so
+the CPU over a level's chosen windows divided by the images answered in them is
+its CPU per image, per service. The servers' ``Server-Timing`` says how many
+images each request's model call ran (``batch;desc=<n>``) and how long it
+queued (``queue;dur=<ms>``). The in-process model curve (``python -m
+bench.reference curve``: the newest one with the servers' threads, measured
+first when there is none) gives the machine's limit (the most images/s of the
+model alone) and the model's own CPU per image at each batch size:
+
+- ``model_cpu_ms_per_image``: the curve's CPU per image at the batch size each
+  request ran with, averaged over the requests (log2-interpolated between the
+  measured sizes);
+- ``server_efficiency``: that divided by the server side's CPU per image
+  (nginx + front end + backend, the client left out);
+- ``served_fraction``: throughput divided by the in-process limit.
+
+With ``--client perf_analyzer`` (Triton's C++ load generator, through
+:mod:`bench.perf_analyzer`, sending the same test images over KServe v2) each
+level is one perf_analyzer run with its own stability rule set to ours
+(``--window-s``, ``--tolerance``, ``--windows-limit``, p50); the services' CPU
+is read before and after it (its start-up and every trial included, so per
+image it assumes a steady load), its own CPU per request is what
+:mod:`bench.perf_analyzer` measured (else this process's children's CPU
+time), and per-request batch sizes are not seen (so no efficiency).
+
+Writes ``results/<run-id>/`` (``results/latest`` points at it):
+
+- ``summary.json``: a run record (:mod:`bench.records`), kind ``sweep``, study
+  ``saturation``; ``settings`` is what was asked (:meth:`SweepOptions.recorded`),
+  ``stack`` is None and ``stacks`` the stack of each batching mode
+  (:func:`bench.target.stack_record`); then
+  ``client`` (servebench or perf_analyzer), ``model_curve`` (``run_id``,
+  ``intra_op_threads``, ``inter_op_threads``, ``points``: batch, images_per_s,
+  cpu_ms_per_image, ...), ``limit`` (the curve's: ``images_per_s``, ``batch``,
+  ``intra_op_threads``, ``cpu_bound_images_per_s``), ``modes``: per batching
+  mode ``{"serving": {batch_max_size, batch_timeout_ms}, "levels": [...],
+  "saturation": {"level": index, "stable": bool, ...the level's figures},
+  "resources": the sampler's summary}``, and ``sampler_cpu_seconds``. A level:
+  ``mode`` (closed/open), ``concurrency`` or ``rate`` (requests/s offered),
+  ``rate_fraction``, ``arrivals``, ``connections``, ``windows`` (each:
+  ``start_s``/``end_s`` from the run's origin, ``seconds``, ``requests``,
+  ``images``, ``errors``, ``throughput_images_per_s``, ``p50_ms``, ``p99_ms``,
+  ``mean_ms``), ``stable``, ``chosen`` (indices of the windows its figures come
+  from), ``throughput_images_per_s``, ``p50_ms``, ``p99_ms``, ``mean_ms``,
+  ``requests``, ``images``, ``errors``, ``errors_by_status`` (every window),
+  ``accuracy``, ``batch_size`` (mean, median, max over requests; ``seen``: the
+  share of answers that said), ``queue_ms_p50``, ``cpu_ms_per_image`` (per
+  service, client included), ``cores_busy`` (per service),
+  ``server_cpu_ms_per_image``, ``client_cpu_ms_per_image``,
+  ``model_cpu_ms_per_image``, ``server_efficiency``, ``served_fraction``,
+  ``interrupted``;
+- ``levels.csv``: one row per level (CPU by role: nginx, frontend, backend);
+- ``windows.csv``: one row per window;
+- ``resources.csv``: the sampler's rows (:mod:`bench.resources`) with the
+  batching mode first.
+
+Ctrl-C or SIGTERM stops at once: the levels measured are kept, the summary says
+``"interrupted": true``, and the stacks the sweep started are stopped.
+"""
+from __future__ import annotations
+
+import bisect
+import importlib
+import inspect
+import math
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import psutil
+
+from bench import client, provenance, records, reference, resources, results, target, timing
+from bench import options as opts
+from bench.formats import fmt
+from bench.records import RunRecord
+from servebench import data, interrupts
+from servebench import runtime as runtimes
+from servebench.settings import Settings, from_environment
+
+KIND = "sweep"
+STABILITY_METRICS = ("throughput_images_per_s", "p50_ms")  # see the module docstring: p50, not the mean
+CLIENT = "client"
+SERVER_ROLES = ("nginx", "frontend", "backend")
+GRACE_S = 0.1  # a request timed before a window's edge has been handed over by then
+SPAN_MARGIN_S = 5.0  # load generated past the last possible window, so that it never runs dry
+PSS_HZ = 0.1  # PSS walks every page table (~17 ms per TensorFlow worker): rarely, memory is not the point
+
+LEVEL_COLUMNS = [
+    "batching", "mode", "concurrency", "rate", "rate_fraction", "stable", "windows", "chosen_first",
+    "throughput_images_per_s", "p50_ms", "p99_ms", "mean_ms", "requests", "images", "errors", "accuracy",
+    "batch_mean", "batch_median", "batch_max", "queue_ms_p50",
+    *[f"cpu_ms_per_image_{r}" for r in SERVER_ROLES], "server_cpu_ms_per_image", "client_cpu_ms_per_image",
+    "model_cpu_ms_per_image", "server_efficiency", "served_fraction", "saturation", "interrupted",
+]
+WINDOW_COLUMNS = [
+    "batching", "mode", "concurrency", "rate", "window", "start_s", "end_s", "seconds", "requests", "images",
+    "errors", "throughput_images_per_s", "p50_ms", "p99_ms", "mean_ms", "chosen",
+]
+
+Snapshot = dict[str, dict[tuple[int, float], float]]  # service -> (pid, create time) -> CPU seconds so far
+
+
+class SweepError(runtimes.StackError):
+    """The sweep cannot run as asked (a load generator that is not there, a stack someone else started);
+    a StackError, so that every command runner reports it as one, without a traceback."""
+
+
+# ------------------------------------------------------------------ the stability rule
+def agree(values: list[float | None], tolerance: float) -> bool:
+    """Every value positive and the largest at most ``1 + tolerance`` times the smallest."""
+    if not values or any(v is None or v <= 0 for v in values):
+        return False
+    return max(values) / min(values) <= 1.0 + tolerance
+
+
+def stable_run(windows: list[dict], needed: int = 3, tolerance: float = 0.10,
+               metrics: tuple[str, ...] = STABILITY_METRICS) -> int | None:
+    """The index of the first window of the first ``needed`` consecutive windows that agree, or None."""
+    for i in range(len(windows) - needed + 1):
+        run = windows[i:i + needed]
+        if all(agree([w.get(m) for w in run], tolerance) for m in metrics):
+            return i
+    return None
+
+
+def chosen_windows(windows: list[dict], needed: int = 3, tolerance: float = 0.10) -> tuple[list[int], bool]:
+    """The windows a level's figures come from, and whether they agree: the first agreeing run, else the
+    last ``needed`` (an unstable level)."""
+    first = stable_run(windows, needed, tolerance)
+    if first is not None:
+        return list(range(first, first + needed)), True
+    return list(range(max(0, len(windows) - needed), len(windows))), False
+
+
+def median_of(windows: list[dict], key: str) -> float | None:
+    values = [w[key] for w in windows if w.get(key) is not None]
+    return results.rounded(float(np.median(values)), 3) if values else None
+
+
+# ------------------------------------------------------------------ windows
+def window_stats(rs: list[client.Result], start: float, end: float, origin: float) -> dict:
+    """One window's figures from the results that completed in it (``start <= r.end < end``)."""
+    ok = [r for r in rs if r.ok]
+    seconds = end - start
+    lat = np.asarray([r.latency_ms for r in ok], dtype=float)
+    images = sum(r.request.images for r in ok)
+    return {
+        "start_s": round(start - origin, 3), "end_s": round(end - origin, 3), "seconds": round(seconds, 4),
+        "requests": len(rs), "images": images, "errors": len(rs) - len(ok),
+        "throughput_images_per_s": results.rounded(images / seconds, 2) if seconds > 0 else None,
+        "p50_ms": results.rounded(float(np.percentile(lat, 50))) if lat.size else None,
+        "p99_ms": results.rounded(float(np.percentile(lat, 99))) if lat.size else None,
+        "mean_ms": results.rounded(float(lat.mean())) if lat.size else None,
+    }
+
+
+class WindowLog:
+    """Results sorted into the windows they completed in, as they come.
+
+    Window k spans ``edges[k] <= end < edges[k + 1]``. Results are taken from
+    the load's list incrementally (each once); one that completed before the
+    first edge (warm-up) is dropped, one after the last edge waits for the
+    next edge (or is dropped at the end: in flight when the level stopped).
+    """
+
+    def __init__(self):
+        self.edges: list[float] = []
+        self.per_window: list[list[client.Result]] = []
+        self._taken = 0
+        self._pending: list[client.Result] = []
+
+    def edge(self, t: float) -> None:
+        self.edges.append(t)
+        if len(self.edges) > 1:
+            self.per_window.append([])
+
+    def take(self, got: list[client.Result]) -> None:
+        new = got[self._taken:len(got)]
+        self._taken += len(new)
+        waiting, self._pending = self._pending + new, []
+        for r in waiting:
+            k = bisect.bisect_right(self.edges, r.end) - 1
+            if k >= len(self.per_window):
+                self._pending.append(r)
+            elif k >= 0:
+                self.per_window[k].append(r)
+
+    def stats(self, origin: float, first: int = 0) -> list[dict]:
+        return [window_stats(w, self.edges[k], self.edges[k + 1], origin)
+                for k, w in enumerate(self.per_window) if k >= first]
+
+
+# ------------------------------------------------------------------ where the CPU goes
+def role(service: str) -> str:
+    """nginx, frontend, client, or backend (whichever model server runs: flask, fastapi, triton, ...)."""
+    return service if service in ("nginx", "frontend", CLIENT) else "backend"
+
+
+def cpu_snapshot(trees: dict[str, list[psutil.Process]]) -> Snapshot:
+    """CPU seconds (user + system) so far of every process of every service."""
+    snap: Snapshot = {}
+    for name, procs in trees.items():
+        seen = snap.setdefault(name, {})
+        for proc in procs:
+            try:
+                with proc.oneshot():
+                    cpu = proc.cpu_times()
+                    seen[(proc.pid, proc.create_time())] = cpu.user + cpu.system
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+    return snap
+
+
+def cpu_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
+    """CPU seconds each service used between two snapshots.
+
+    A process born in between brings all its CPU time with it; one that ended in
+    between loses its last slice (as :class:`bench.resources.Sampler` counts).
+    """
+    used = {}
+    for name, procs in after.items():
+        earlier = before.get(name, {})
+        used[name] = sum(max(cpu - earlier.get(key, 0.0), 0.0) for key, cpu in procs.items())
+    return used
+
+
+def cpu_budget(cpu_s: dict[str, float], images: float, seconds: float) -> dict:
+    """CPU per image per service (ms), the server side's total (every service but the client), the
+    client's apart, and the cores each service kept busy."""
+    if not images:
+        return {"cpu_ms_per_image": {}, "cores_busy": {}, "server_cpu_ms_per_image": None,
+                "client_cpu_ms_per_image": None}
+    per = {name: results.rounded(s / images * 1000.0, 4) for name, s in cpu_s.items()}
+    server = sum(s for name, s in cpu_s.items() if role(name) != CLIENT)
+    return {
+        "cpu_ms_per_image": per,
+        "cores_busy": {name: results.rounded(s / seconds, 3) for name, s in cpu_s.items()} if seconds > 0 else {},
+        "server_cpu_ms_per_image": results.rounded(server / images * 1000.0, 4),
+        "client_cpu_ms_per_image": per.get(CLIENT),
+    }
+
+
+def by_role(cpu_ms_per_image: dict[str, float]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, ms in cpu_ms_per_image.items():
+        if ms is not None:
+            out[role(name)] = out.get(role(name), 0.0) + ms
+    return out
+
+
+# ------------------------------------------------------------------ batch sizes
+def batch_size(r: client.Result) -> int | None:
+    """The batch a request's model call ran, as its answer said (``batch;desc=<n>``); None when it did not."""
+    value = r.server_timing.get(timing.BATCH)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def batch_summary(sizes: list[int | None], batching_off: bool) -> dict:
+    """Mean, median and max batch size over requests (each request one image: image-weighted).
+
+    With batching off an answer that does not say ran alone (1); with it on, it is left out.
+    """
+    said = [s for s in sizes if s is not None]
+    known = said + ([1] * (len(sizes) - len(said)) if batching_off else [])
+    if not known:
+        return {"mean": None, "median": None, "max": None, "seen": 0.0 if sizes else None}
+    a = np.asarray(known, dtype=float)
+    return {"mean": results.rounded(a.mean(), 3), "median": results.rounded(float(np.median(a)), 1),
+            "max": int(a.max()), "seen": results.rounded(len(said) / len(sizes), 3)}
+
+
+def model_cpu(sizes: list[int | None], points: list[dict] | None, batching_off: bool) -> float | None:
+    """The model's own CPU ms per image at the batch sizes that ran, averaged over the requests
+    (with batching off an answer that does not say ran alone)."""
+    if not points:
+        return None
+    known = [1 if s is None else s for s in sizes] if batching_off else [s for s in sizes if s is not None]
+    if not known:
+        return None
+    costs = {b: reference.cpu_ms_per_image_at(points, b) for b in set(known)}
+    return results.rounded(float(np.mean([costs[b] for b in known])), 4)
+
+
+# ------------------------------------------------------------------ one level's figures
+def level_figures(windows: list[dict], per_window: list[list[client.Result]], chosen: list[int],
+                  cpu_s: dict[str, float] | None, cpu_seconds: float, batching_off: bool,
+                  curve: list[dict] | None, limit: float | None) -> dict:
+    """A level's figures from its windows (see the module docstring)."""
+    picked = [windows[i] for i in chosen]
+    rs = [r for i in chosen for r in per_window[i]]
+    ok = [r for r in rs if r.ok]
+    every = [r for w in per_window for r in w]
+    images = sum(r.request.images for r in ok)
+    sizes = [batch_size(r) for r in ok]
+    queue = [r.server_timing["queue"] for r in ok if "queue" in r.server_timing]
+    out = {
+        "throughput_images_per_s": median_of(picked, "throughput_images_per_s"),
+        "p50_ms": median_of(picked, "p50_ms"),
+        "p99_ms": median_of(picked, "p99_ms"),
+        "mean_ms": median_of(picked, "mean_ms"),
+        "requests": len(rs), "images": images, "errors": len(rs) - len(ok),
+        "errors_by_status": dict(Counter(str(r.status) for r in every if not r.ok)),
+        "accuracy": results.rounded(sum(r.correct for r in ok) / images, 5) if images else None,
+        "batch_size": batch_summary(sizes, batching_off),
+        "queue_ms_p50": results.median(queue),
+        **cpu_budget(cpu_s or {}, images, cpu_seconds),
+        "model_cpu_ms_per_image": model_cpu(sizes, curve, batching_off),
+    }
+    out.update(derived(out, limit))
+    return out
+
+
+def derived(level: dict, limit: float | None) -> dict:
+    server, model = level.get("server_cpu_ms_per_image"), level.get("model_cpu_ms_per_image")
+    thr = level.get("throughput_images_per_s")
+    return {"server_efficiency": results.rounded(model / server, 4) if model and server else None,
+            "served_fraction": results.rounded(thr / limit, 4) if thr and limit else None}
+
+
+def saturation(levels: list[dict]) -> dict | None:
+    """The closed-loop level with the highest throughput, among the stable ones when there are any."""
+    closed = [(i, lv) for i, lv in enumerate(levels) if lv["mode"] == "closed" and lv.get("throughput_images_per_s")]
+    pool = [(i, lv) for i, lv in closed if lv.get("stable")] or closed
+    if not pool:
+        return None
+    i, lv = max(pool, key=lambda x: x[1]["throughput_images_per_s"])
+    keep = ("concurrency", "throughput_images_per_s", "p50_ms", "p99_ms", "batch_size", "cpu_ms_per_image",
+            "server_cpu_ms_per_image", "client_cpu_ms_per_image", "model_cpu_ms_per_image", "server_efficiency",
+            "served_fraction")
+    return {"level": i, "stable": bool(lv.get("stable")), **{k: lv.get(k) for k in keep}}
+
+
+def open_rates(options: opts.SweepOptions, saturated_images_per_s: float | None) -> list[tuple[float, float | None]]:
+    """(requests/s, fraction of the saturated throughput or None) of the open-loop levels."""
+    if options.rates:
+        return [(r, None) for r in options.rates]
+    if not saturated_images_per_s:
+        return []
+    per_request = saturated_images_per_s / options.batch
+    return [(round(f * per_request, 2), f) for f in options.rate_fractions]
+
+
+def level_row(mode: str, lv: dict, is_saturation: bool) -> list:
+    roles = by_role(lv.get("cpu_ms_per_image") or {})
+    bs = lv.get("batch_size") or {}
+    chosen = lv.get("chosen") or []
+    return [mode, lv["mode"], lv.get("concurrency"), lv.get("rate"), lv.get("rate_fraction"), lv.get("stable"),
+            len(lv.get("windows", [])), chosen[0] if chosen else None,
+            *(lv.get(k) for k in ("throughput_images_per_s", "p50_ms", "p99_ms", "mean_ms", "requests", "images",
+                                  "errors", "accuracy")),
+            bs.get("mean"), bs.get("median"), bs.get("max"), lv.get("queue_ms_p50"),
+            *(results.rounded(roles.get(r), 4) for r in SERVER_ROLES), lv.get("server_cpu_ms_per_image"),
+            lv.get("client_cpu_ms_per_image"), lv.get("model_cpu_ms_per_image"), lv.get("server_efficiency"),
+            lv.get("served_fraction"), is_saturation, lv.get("interrupted", False)]
+
+
+def window_rows(mode: str, lv: dict) -> list[list]:
+    chosen = set(lv.get("chosen") or [])
+    return [[mode, lv["mode"], lv.get("concurrency"), lv.get("rate"), k,
+             *(w.get(c) for c in WINDOW_COLUMNS[5:-1]), k in chosen] for k, w in enumerate(lv.get("windows", []))]
+
+
+def csv_value(v) -> str:
+    return "" if v is None else str(v)
+
+
+# ------------------------------------------------------------------ the load
+class Cycled(Sequence):
+    """The prepared requests repeated to length ``n`` without copying them."""
+
+    def __init__(self, requests: list[client.Request], n: int):
+        self.requests, self.n = requests, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.requests[(i + self.n if i < 0 else i) % len(self.requests)]
+
+
+class _ModeLog:
+    """resources.csv rows of one batching mode: the sampler's row with the mode first."""
+
+    def __init__(self, log: results.CsvLog, mode: str):
+        self.log, self.mode = log, mode
+
+    def row(self, values) -> None:
+        self.log.row([self.mode, *values])
+
+
+def _sleep_until(t: float) -> None:
+    delay = t - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)  # the main thread: Ctrl-C interrupts it
+
+
+class Sweep:
+    """One architecture's sweep: a stack per batching mode, its levels, the record."""
+
+    MAX_CLOSED_RATE = 20000.0  # requests/s no stack here reaches: the closed loop's request list never runs dry
+
+    def __init__(self, options: opts.SweepOptions, requests: list[client.Request], curve: RunRecord | None,
+                 settings: Settings, log: Callable = print, images: np.ndarray | None = None):
+        self.options = options
+        self.requests = requests
+        self.images = images  # perf_analyzer's input data
+        self.settings = settings
+        self.log = log
+        self.curve = curve
+        self.points = reference.curve_of(curve, settings.intra_op_threads, settings.inter_op_threads) \
+            if curve is not None else None
+        self.limit = curve.get("limit") if curve is not None else None
+        self.modes: dict[str, dict] = {}
+        self.stacks: dict[str, dict] = {}
+        self.run_dir: Path | None = None
+        self.origin = time.perf_counter()
+        self.interrupted = False
+        self.sampler_cpu = 0.0
+
+    @property
+    def limit_images_per_s(self) -> float | None:
+        return self.limit.get("images_per_s") if self.limit else None
+
+    # ---------------------------------------------------------- run
+    def run(self) -> RunRecord:
+        o = self.options
+        self.run_dir = results.new_run_dir(f"sweep-{o.arch}", o.out)
+        # Replaced at the end: a sweep killed outright still says it did not finish.
+        records.write(self.run_dir, {**self.header(), "interrupted": True, "running": True})
+        res_log = results.CsvLog(self.run_dir / "resources.csv", ["batching", *resources.COLUMNS])
+        finished = False
+        try:
+            for mode in o.batching:
+                serving = self.settings.model_copy(update=o.serving(mode))
+                with target.stack_for(o.arch, o.runtime, o.run_dir, serving, log=self.log) as (st, started):
+                    if not started:  # checked before; someone started one since
+                        raise SweepError("a stack was started by someone else meanwhile; the sweep needs its own")
+                    self.stacks[mode] = target.stack_record(st)
+                    self.measure_mode(mode, st, res_log)
+                if self.interrupted:
+                    break
+            finished = True
+        except KeyboardInterrupt:
+            finished = True  # stopped on purpose: what was measured is the record
+            self.interrupted = True
+        finally:
+            # An error (a stack that would not start) leaves a record too, marked interrupted.
+            self.interrupted = self.interrupted or not finished
+            with interrupts.shielded():
+                res_log.close()
+                self.record = RunRecord.model_validate(self.summary())
+                records.write(self.run_dir, self.record)
+                self.write_csvs()
+        return self.record
+
+    def header(self) -> dict:
+        o = self.options
+        return {"kind": KIND, "run_id": self.run_dir.name, "study": o.study, "arch": o.arch, "runtime": o.runtime,
+                "interrupted": self.interrupted, "settings": o.recorded(), "stack": None,
+                "provenance": provenance.record()}
+
+    def summary(self) -> dict:
+        doc = self.header()
+        doc.update({
+            "stacks": self.stacks,
+            "client": self.options.client,
+            "model_curve": None if self.curve is None else {
+                "run_id": self.curve.run_id, "intra_op_threads": self.settings.intra_op_threads,
+                "inter_op_threads": self.settings.inter_op_threads, "points": self.points},
+            "limit": self.limit,
+            "modes": self.modes,
+            "sampler_cpu_seconds": results.rounded(self.sampler_cpu, 3),
+        })
+        return doc
+
+    def write_csvs(self) -> None:
+        with results.CsvLog(self.run_dir / "levels.csv", LEVEL_COLUMNS) as levels, \
+                results.CsvLog(self.run_dir / "windows.csv", WINDOW_COLUMNS) as windows:
+            for mode, m in self.modes.items():
+                sat = (m.get("saturation") or {}).get("level")
+                for i, lv in enumerate(m["levels"]):
+                    levels.row([csv_value(v) for v in level_row(mode, lv, i == sat)])
+                    for row in window_rows(mode, lv):
+                        windows.row([csv_value(v) for v in row])
+
+    # ---------------------------------------------------------- one stack
+    def measure_mode(self, mode: str, st, res_log: results.CsvLog) -> None:
+        o = self.options
+        m = self.modes[mode] = {"serving": o.serving(mode), "levels": [], "saturation": None, "resources": None}
+        self.log(f"{o.arch}, batching {mode} ({', '.join(f'{k}={v}' for k, v in o.serving(mode).items())})")
+        self.warm_up(st)
+        sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
+        sampler = resources.Sampler(sources, _ModeLog(res_log, mode), hz=o.sample_hz, origin=self.origin,
+                                    pss_hz=min(PSS_HZ, o.sample_hz))
+        try:
+            with sampler:
+                for c in o.concurrency:
+                    if not self.level(mode, st, {"mode": "closed", "concurrency": c}):
+                        return
+                m["saturation"] = saturation(m["levels"])
+                thr = (m["saturation"] or {}).get("throughput_images_per_s")
+                for rate, fraction in open_rates(o, thr):
+                    spec = {"mode": "open", "rate": rate, "rate_fraction": fraction, "arrivals": o.arrivals,
+                            "connections": o.connections}
+                    if not self.level(mode, st, spec):
+                        return
+        finally:
+            m["saturation"] = saturation(m["levels"])
+            self.sampler_cpu += sampler.cpu_seconds
+            # CPU %, RSS and PSS over the whole stack's life; per-image figures are the levels' own.
+            m["resources"] = sampler.summary(0)
+
+    def warm_up(self, st) -> None:
+        if not self.options.warmup:
+            return
+        c = client.Client(st.url)
+        statuses: Counter = Counter()
+        try:
+            sample = Cycled(self.requests, self.options.warmup)
+            c.closed_loop(sample, min(8, len(sample)), lambda r: statuses.update([r.status]), threading.Event())
+        finally:
+            c.close()
+        if set(statuses) != {200}:
+            self.log(f"  warm-up answers by status: {dict(statuses)}")
+
+    def level(self, mode: str, st, spec: dict) -> bool:
+        """Measure one level into the mode's record; False when interrupted (the sweep stops)."""
+        measure = self._level_perf_analyzer if self.options.client == "perf_analyzer" else self._level_ours
+        lv = dict(spec)
+        self.modes[mode]["levels"].append(lv)
+        try:
+            measure(st, lv, batching_off=(mode == "off"))
+        except KeyboardInterrupt:
+            lv["interrupted"] = True
+            self.interrupted = True
+        self.log("  " + describe(lv))
+        return not self.interrupted
+
+    # ---------------------------------------------------------- our client
+    def _level_ours(self, st, lv: dict, batching_off: bool) -> None:
+        o = self.options
+        span = o.warmup_s + o.windows_limit * o.window_s + SPAN_MARGIN_S
+        got: list[client.Result] = []  # list.append is atomic: the workers' results, as they complete
+        stop = threading.Event()
+        load = client.Client(st.url)
+        if lv["mode"] == "closed":
+            requests = Cycled(self.requests, math.ceil(span * self.MAX_CLOSED_RATE))
+            work = lambda: load.closed_loop(requests, lv["concurrency"], got.append, stop)  # noqa: E731
+        else:
+            n = math.ceil(span * lv["rate"]) + 1
+            offsets = client.arrival_offsets(n, lv["rate"], lv["arrivals"], o.seed)
+            requests = Cycled(self.requests, n)
+            begin = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
+            work = lambda: load.open_loop(requests, offsets, lv["connections"], got.append, stop, begin)  # noqa: E731
+        sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
+        thread = threading.Thread(target=work, name="sweep-load", daemon=True)
+        log = WindowLog()
+        snaps: list[Snapshot] = []
+        windows: list[dict] = []
+
+        def mark() -> None:
+            trees = sources()
+            log.edge(time.perf_counter())
+            snaps.append(cpu_snapshot(trees))
+
+        try:
+            start = time.perf_counter()
+            thread.start()
+            _sleep_until(start + o.warmup_s)
+            mark()
+            while True:
+                _sleep_until(log.edges[-1] + o.window_s)
+                mark()
+                time.sleep(GRACE_S)
+                log.take(got)
+                windows += log.stats(self.origin, first=len(windows))
+                _, stable = chosen_windows(windows, o.stable_windows, o.tolerance)
+                if stable or len(windows) >= o.windows_limit or not thread.is_alive():
+                    break
+        finally:
+            stop.set()
+            with interrupts.shielded():
+                thread.join(client.JOIN_GRACE_S)
+                load.close()
+                # Final figures from every answer in (stragglers included): the record is self-consistent.
+                log.take(got)
+                windows = log.stats(self.origin)
+                chosen, stable = chosen_windows(windows, o.stable_windows, o.tolerance)
+                lv.update({"windows": windows, "stable": stable, "chosen": chosen})
+                if chosen:
+                    first, last = chosen[0], chosen[-1] + 1
+                    cpu_s = cpu_between(snaps[first], snaps[last])
+                    lv.update(level_figures(windows, log.per_window, chosen, cpu_s,
+                                            log.edges[last] - log.edges[first], batching_off, self.points,
+                                            self.limit_images_per_s))
+
+    # ---------------------------------------------------------- perf_analyzer
+    def _level_perf_analyzer(self, st, lv: dict, batching_off: bool) -> None:
+        pa = perf_analyzer_module()
+        o = self.options
+        load = {"concurrency": lv["concurrency"]} if lv["mode"] == "closed" else {"rate": lv["rate"]}
+        # Its stability rule set to ours (p50 instead of its default, the mean); real images, not random bytes.
+        wanted = {"measurement_interval_ms": int(o.window_s * 1000), "stability_pct": o.tolerance * 100,
+                  "max_trials": o.windows_limit, "percentile": 50, "distribution": o.arrivals, "batch": o.batch,
+                  "images": self.images}
+        accepted = inspect.signature(pa.run).parameters
+        extra = {k: v for k, v in wanted.items() if k in accepted}
+        trees = st.processes()
+        t0, snap0 = time.perf_counter(), cpu_snapshot(trees)
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = pa.run(st.url, **load, **extra)
+        trees = st.processes()
+        t1, snap1 = time.perf_counter(), cpu_snapshot(trees)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds = t1 - t0
+        cpu_s = cpu_between(snap0, snap1)
+        thr = out.get("throughput")
+        # The server's CPU over the whole perf_analyzer run (its start-up and every trial): steady load assumed.
+        images = thr * seconds if thr else 0.0
+        budget = cpu_budget(cpu_s, images, seconds)
+        client_ms = out.get("client_cpu_ms_per_request")
+        if client_ms is None and images:  # reaped by now: its CPU is this process's children's
+            client_ms = ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) * 1000.0 / images * o.batch
+        client_per_image = results.rounded(client_ms / o.batch, 4) if client_ms is not None else None
+        budget["cpu_ms_per_image"][CLIENT] = client_per_image
+        budget["client_cpu_ms_per_image"] = client_per_image
+        lv.update({
+            "windows": [], "stable": bool(out.get("stable")), "chosen": [],
+            "throughput_images_per_s": results.rounded(thr, 2) if thr else None,
+            "p50_ms": out.get("p50_ms"), "p90_ms": out.get("p90_ms"), "p99_ms": out.get("p99_ms"),
+            "mean_ms": out.get("avg_ms"), "requests": out.get("requests"), "images": int(round(images)),
+            "errors": None,
+            "errors_by_status": {}, "accuracy": None,
+            "batch_size": {"mean": None, "median": None, "max": None, "seen": None},  # perf_analyzer does not say
+            "queue_ms_p50": None, **budget, "model_cpu_ms_per_image": None,
+            "perf_analyzer": {**{k: v for k, v in out.items() if k != "raw"},
+                              "trials": len((out.get("raw") or {}).get("passes") or [])},
+        })
+        lv.update(derived(lv, self.limit_images_per_s))
+
+
+def perf_analyzer_module():
+    """bench.perf_analyzer, or a SweepError that says what is missing (its venv included)."""
+    try:
+        perf_analyzer = importlib.import_module("bench.perf_analyzer")
+    except ImportError as exc:
+        raise SweepError(f"--client perf_analyzer needs bench/perf_analyzer.py ({exc}); "
+                         f"use --client servebench") from None
+    why = perf_analyzer.missing() if callable(getattr(perf_analyzer, "missing", None)) else None
+    if why:
+        raise SweepError(f"--client perf_analyzer: {why}")
+    return perf_analyzer
+
+
+def describe(lv: dict) -> str:
+    what = f"concurrency {lv['concurrency']}" if lv["mode"] == "closed" else f"rate {lv['rate']:g}/s"
+    if lv.get("interrupted"):
+        state = "INTERRUPTED"
+    elif "perf_analyzer" in lv:
+        state = f"{'stable' if lv.get('stable') else 'UNSTABLE'} by perf_analyzer's rule"
+    else:
+        state = f"{'stable' if lv.get('stable') else 'UNSTABLE'} after {len(lv.get('windows') or [])} windows"
+    bs = (lv.get("batch_size") or {}).get("mean")
+    eff = lv.get("server_efficiency")
+    served = lv.get("served_fraction")
+    return (f"{what:<18} {fmt(lv.get('throughput_images_per_s'))} img/s  p50 {fmt(lv.get('p50_ms'), 2)}  "
+            f"p99 {fmt(lv.get('p99_ms'), 2)} ms  batch {fmt(bs, 2)}  server CPU "
+            f"{fmt(lv.get('server_cpu_ms_per_image'), 2)} ms/img (client {fmt(lv.get('client_cpu_ms_per_image'), 2)})"
+            f"  efficiency {fmt(eff * 100 if eff else None, 0, '%')}  of limit "
+            f"{fmt(served * 100 if served else None, 0, '%')}  errors {lv.get('errors')}  [{state}]")
+
+
+# ------------------------------------------------------------------ main
+def model_curve(options: opts.SweepOptions, settings: Settings, log: Callable = print) -> RunRecord | None:
+    """The curve the sweep compares with: the newest matching one, or a fresh one (none: no limit)."""
+    if options.model_curve == "none":
+        return None
+    if options.model_curve == "latest":
+        found = reference.latest_curve(options.out, settings)
+        if found is not None:
+            log(f"model curve: {found.run_id} (the newest with intra/inter-op threads "
+                f"{settings.intra_op_threads}/{settings.inter_op_threads})")
+            return found
+    curve_options = opts.ModelCurveOptions(out=options.out, data_dir=options.data_dir, progress=options.progress,
+                                           study=options.study, seconds=options.curve_seconds)
+    return reference.measure_curve(curve_options, settings, log=log)
+
+
+def prepare(options: opts.SweepOptions) -> tuple[list[client.Request], np.ndarray]:
+    """The first N test images as request bodies, and the images themselves (perf_analyzer's input)."""
+    split = data.load_test(options.data_dir, limit=options.n)
+    return client.prepare(split.images, split.labels, options.batch, options.codec), split.images
+
+
+def sweep(options: opts.SweepOptions, settings: Settings, log: Callable = print) -> RunRecord:
+    """Sweep ``options.arch``: the model curve first (no stack up), then a stack per batching mode."""
+    other = target.running(options.runtime, options.run_dir)
+    if other is not None:
+        raise runtimes.StackError(
+            f"a {other.arch} stack is running; the sweep brings up its own (one per batching mode, since a "
+            f"running stack cannot be reconfigured): `make down RUNTIME={options.runtime}` first")
+    if options.client == "perf_analyzer":
+        perf_analyzer_module()  # before anything is measured
+    unmet = target.runnable_arches(options.runtime, [options.arch])[1]
+    if unmet:
+        raise runtimes.StackError(f"{options.arch} cannot run here: {unmet[options.arch]}")
+    curve = model_curve(options, settings, log)
+    requests, images = prepare(options)
+    record = Sweep(options, requests, curve, settings, log, images).run()
+    log(f"wrote {options.out / record.run_id}/ (summary.json, levels.csv, windows.csv, resources.csv)")
+    return record
+
+
+def main(argv=None) -> int:
+    options = opts.parse(opts.SweepOptions, argv, __doc__)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)
+    failures: tuple[type[Exception], ...] = (SweepError, reference.MeasurementFailed)
+    try:
+        failures += (importlib.import_module("bench.perf_analyzer").PerfAnalyzerError,)
+    except (ImportError, AttributeError):
+        pass
+    record, rc = target.command(lambda: sweep(options, from_environment()), failures, prefix=f"{options.arch}: ")
+    if rc is not None:
+        return rc
+    return 130 if record.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""bench.crosscheck without a server: its rows, its agreement rule, its options, and a whole record.
+
+The whole-record test runs the crosscheck's steps with the HTTP exchange
+replaced (LoadGen itself runs) and perf_analyzer reported missing, so it
+checks the fields the report reads and the note that says `make setup-perf`.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import client, crosscheck, perf_analyzer, records
+from bench import options as opts
+
+pytestmark = pytest.mark.unit
+
+TOOL_FIELDS = ["tool", "scenario", "concurrency", "target_qps", "requests", "throughput", "p50_ms", "p90_ms",
+               "p99_ms", "valid", "stable", "client_cpu_ms_per_request", "note"]
+AGREEMENT_FIELDS = ["concurrency", "tool", "ours_p50_ms", "tool_p50_ms", "diff_pct", "within_10pct", "explanation"]
+
+
+def ours(p50: float, **kw) -> dict:
+    return crosscheck.tool_row("servebench", "closed-loop", concurrency=4, requests=2000, throughput=300.0,
+                               p50_ms=p50, client_cpu_ms_per_request=0.3, **kw)
+
+
+def test_rows_carry_exactly_the_fields_the_report_reads():
+    assert list(crosscheck.tool_row("loadgen", "server")) == TOOL_FIELDS
+    row = crosscheck.agreement_row(ours(5.0), crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=4,
+                                                                  p50_ms=5.2))
+    assert list(row) == AGREEMENT_FIELDS
+
+
+def test_within_ten_percent_needs_no_explanation():
+    theirs = crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=4, p50_ms=5.45, stable=True)
+    row = crosscheck.agreement_row(ours(5.0), theirs)
+    assert row == {"concurrency": 4, "tool": "perf_analyzer", "ours_p50_ms": 5.0, "tool_p50_ms": 5.45,
+                   "diff_pct": 9.0, "within_10pct": True, "explanation": ""}
+
+
+def test_a_disagreement_says_what_differs():
+    theirs = crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=4, p50_ms=3.5, stable=False,
+                                 throughput=320.0, client_cpu_ms_per_request=0.2)
+    row = crosscheck.agreement_row(ours(5.0), theirs, cores=2)
+    assert row["diff_pct"] == -30.0 and row["within_10pct"] is False
+    text = row["explanation"]
+    assert "30% lower" in text and "ours 0.300 ms, perf_analyzer 0.200 ms" in text and "2 cores" in text
+    assert "no stable windows" in text and "one after the other" in text
+    lg = crosscheck.tool_row("loadgen", "server", target_qps=100.0, p50_ms=7.0, valid=False,
+                             note="LoadGen INVALID (early_stopping_met not met)")
+    text = crosscheck.agreement_row(ours(5.0), lg)["explanation"]
+    assert "40% higher" in text and "issue time" in text and "early_stopping_met" in text
+
+
+def test_no_figure_is_no_agreement():
+    theirs = crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=1, note="failed: exited 1")
+    row = crosscheck.agreement_row(ours(5.0), theirs)
+    assert row["diff_pct"] is None and row["within_10pct"] is False and "failed: exited 1" in row["explanation"]
+
+
+def test_options_from_the_command_line():
+    o = opts.parse(crosscheck.CrosscheckOptions, ["--arch", "embedded", "--concurrency", "1 4 16 4", "--n", "100"])
+    assert o.concurrency == (1, 4, 16) and o.n == 100 and o.study == "saturation"
+    assert o.recorded()["protocol"] == "v2" and o.recorded()["concurrency_levels"] == [1, 4, 16]
+    with pytest.raises(SystemExit):
+        opts.parse(crosscheck.CrosscheckOptions, ["--arch", "embedded", "--concurrency", "0"])
+
+
+# ------------------------------------------------------------------ a whole record, no server
+class StandIn(client.Client):
+    def exchange(self, conn, req, scheduled):
+        time.sleep(0.001)
+        return client.Result(req, scheduled, scheduled, time.perf_counter(), 200, predicted=req.labels,
+                             correct=req.images)
+
+
+class FakeStack:
+    url = "http://127.0.0.1:9"  # nothing listens: /v1/info is recorded as an error
+    doc = {"runtime": "native", "services": {}}
+
+
+def test_record_without_perf_analyzer(tmp_path, monkeypatch):
+    monkeypatch.setattr(perf_analyzer, "missing", lambda venv=perf_analyzer.VENV: perf_analyzer.MISSING)
+    options = crosscheck.CrosscheckOptions(arch="embedded", concurrency=(1, 2), n=80, warmup=0,
+                                           loadgen_min_duration=0.0, progress=False)
+    reqs = [client.Request(i, b"x", "application/octet-stream", np.array([i % 10]), path=client.V2_INFER_PATH,
+                           protocol="v2") for i in range(80)]
+    check = crosscheck.Crosscheck(options, FakeStack(), reqs, np.zeros((80, 32, 32, 3), np.uint8),
+                                  log=lambda *_: None)
+    check.client = StandIn(FakeStack.url)
+    (tmp_path / "run").mkdir()
+    record = check.measure(tmp_path / "run")
+    doc = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert records.read(tmp_path / "run").kind == "crosscheck" == doc["kind"]
+    assert doc["study"] == "saturation" and not doc["interrupted"] and "running" not in doc
+    assert [(t["tool"], t["scenario"], t["concurrency"]) for t in doc["tools"]] == [
+        ("servebench", "closed-loop", 1), ("servebench", "closed-loop", 2), ("loadgen", "singlestream", 1),
+        ("loadgen", "server", None), ("servebench", "server", None)]
+    for t in doc["tools"]:
+        assert list(t) == TOOL_FIELDS and t["p50_ms"] > 0 and t["requests"] >= 80
+    server = [t for t in doc["tools"] if t["scenario"] == "server"]
+    assert server[0]["target_qps"] == server[1]["target_qps"] == pytest.approx(
+        doc["tools"][1]["throughput"] / 2, abs=0.1)  # half our closed loop's throughput at the top concurrency
+    assert server[1]["requests"] == server[0]["requests"]  # ours sent as many as LoadGen did
+    assert [(a["tool"], a["concurrency"]) for a in doc["agreement"]] == [("loadgen", 1), ("loadgen", None)]
+    assert all(list(a) == AGREEMENT_FIELDS for a in doc["agreement"])
+    assert any("make setup-perf" in n for n in doc["notes"])
+    assert doc["perf_analyzer"]["available"] is False
+    assert set(doc["loadgen"]) == {"singlestream", "server"}
+    assert (tmp_path / "run" / "loadgen-singlestream" / "mlperf_log_summary.txt").is_file()
+    rows = (tmp_path / "run" / "requests.csv").read_text().splitlines()
+    assert len(rows) - 1 == sum(t["requests"] for t in doc["tools"])  # every request of ours and LoadGen's SUT
+    assert [s["step"] for s in doc["steps"]] == list(range(5)) and record.get("settings", "n") == 80
+
+
+# ------------------------------------------------------------------ the Makefile's wiring
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_line(*args: str) -> list[str]:
+    """The python command `make -n` would run for ``args`` (its flags, split as the shell would)."""
+    out = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=REPO, text=True, capture_output=True,
+                         timeout=30, check=True).stdout.replace("\\\n", " ")
+    line = next(l for l in out.splitlines() if " -m bench." in l)
+    return shlex.split(line)[3:]  # after `python -m module`
+
+
+def test_make_bench_loadgen_and_make_crosscheck_reach_the_options():
+    argv = make_line("bench", "ARCH=embedded", "LOADGEN=server", "LOADGEN_QPS=75", "LOADGEN_MIN_DURATION=3")
+    o = opts.parse(opts.BenchOptions, argv)
+    assert (o.loadgen, o.loadgen_qps, o.loadgen_min_duration) == ("server", 75.0, 3.0)
+    assert opts.parse(opts.BenchOptions, make_line("bench", "ARCH=embedded")).loadgen is None
+    argv = make_line("crosscheck", "ARCH=flask", "CROSSCHECK_N=300", "CROSSCHECK_CONCURRENCY=2 8")
+    o = opts.parse(crosscheck.CrosscheckOptions, argv)
+    assert (o.arch, o.n, o.concurrency, o.loadgen_qps) == ("flask", 300, (2, 8), None)
