@@ -213,7 +213,8 @@ SWEEP_ARRIVALS ?= poisson
 SWEEP_WINDOW_S ?= 2
 SWEEP_WINDOWS_LIMIT ?= 10
 SWEEP_BATCH_MAX_SIZE ?= 16
-SWEEP_BATCH_TIMEOUT_MS ?= 2
+SWEEP_BATCH_TIMEOUT_MS ?= 0
+SWEEP_THREADS ?= 16
 SWEEP_CLIENT ?= servebench
 SWEEP_MODEL_CURVE ?= latest
 BATCHING ?= off on
@@ -223,7 +224,7 @@ sweep: $(VENV)/.installed
 	  --batch $(BATCH) --concurrency "$(SWEEP_CONCURRENCY)" $(if $(SWEEP_RATES),--rates "$(SWEEP_RATES)",) \
 	  --rate-fractions "$(SWEEP_RATE_FRACTIONS)" --arrivals $(SWEEP_ARRIVALS) --window-s $(SWEEP_WINDOW_S) \
 	  --windows-limit $(SWEEP_WINDOWS_LIMIT) --batching "$(BATCHING)" --batch-max-size $(SWEEP_BATCH_MAX_SIZE) \
-	  --batch-timeout-ms $(SWEEP_BATCH_TIMEOUT_MS) --client $(SWEEP_CLIENT) --model-curve $(SWEEP_MODEL_CURVE) \
+	  --batch-timeout-ms $(SWEEP_BATCH_TIMEOUT_MS) --threads $(SWEEP_THREADS) --client $(SWEEP_CLIENT) --model-curve $(SWEEP_MODEL_CURVE) \
 	  --out $(RESULTS)
 
 # The model alone at batch sizes 1-64: images/s and CPU per image (the sweep's limit and efficiency).

@@ -406,7 +406,10 @@ class SweepOptions(StackOptions):
     batching: tuple[Literal["off", "on"], ...] = option(("off", "on"), "server-side batching modes, each its "
                                                                        "own stack", min_length=1)
     batch_max_size: int = option(16, "batching on: SB_BATCH_MAX_SIZE of its stack", ge=2)
-    batch_timeout_ms: float = option(2.0, "batching on: SB_BATCH_TIMEOUT_MS of its stack", ge=0)
+    batch_timeout_ms: float = option(0.0, "batching on: SB_BATCH_TIMEOUT_MS of its stack (0: batch what waits)", ge=0)
+    # Both modes: up to 64 requests in flight need threads to wait in, or nginx queues them and
+    # no batch forms; the same in both, so that only batching differs.
+    threads: int = option(16, "SB_FRONTEND_THREADS and SB_BACKEND_THREADS of both stacks", ge=1)
     client: Literal["servebench", "perf_analyzer"] = option(
         "servebench", "load generator: ours (bench.client) or Triton's perf_analyzer (bench.perf_analyzer)")
     model_curve: Literal["latest", "fresh", "none"] = option(
@@ -434,9 +437,10 @@ class SweepOptions(StackOptions):
 
     def serving(self, mode: str) -> dict:
         """The serving settings of the stack of batching ``mode`` (over the caller's)."""
+        threads = {"frontend_threads": self.threads, "backend_threads": self.threads}
         if mode == "off":
-            return {"batch_max_size": 1}
-        return {"batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms}
+            return {**threads, "batch_max_size": 1}
+        return {**threads, "batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms}
 
     def recorded(self) -> dict:
         """What a sweep record says it was asked to do (its ``settings``)."""
@@ -448,6 +452,6 @@ class SweepOptions(StackOptions):
             "windows_limit": self.windows_limit, "stable_windows": self.stable_windows,
             "tolerance": self.tolerance, "warmup_s": self.warmup_s, "warmup": self.warmup,
             "batching": list(self.batching), "batch_max_size": self.batch_max_size,
-            "batch_timeout_ms": self.batch_timeout_ms, "model_curve": self.model_curve,
+            "batch_timeout_ms": self.batch_timeout_ms, "threads": self.threads, "model_curve": self.model_curve,
             "seed": self.seed, "sample_hz": self.sample_hz, "mode": "sweep",
         }

@@ -58,7 +58,8 @@ class Settings(BaseSettings):
     tfserving_rest_port: int = knob(8501, "TF Serving REST port", ("frontend", "tfserving"))
     triton_http_port: int = knob(8010, "Triton HTTP port (KServe v2 REST)", ("frontend", "triton"))
     triton_grpc_port: int = knob(8011, "Triton gRPC port (KServe v2 gRPC)", ("frontend", "triton"))
-    triton_instances: int = knob(1, "model instances in Triton (each its own copy of the model)", ("triton",), ge=1)
+    # Two, like SB_BACKEND_WORKERS: as many model copies as the other architectures run.
+    triton_instances: int = knob(2, "model instances in Triton (each its own copy of the model)", ("triton",), ge=1)
     # Processes and threads
     frontend_workers: int = knob(2, "gunicorn worker processes for Django", ("frontend",), ge=1)
     frontend_threads: int = knob(4, "threads per Django worker (gthread)", ("frontend",), ge=1)
@@ -76,8 +77,9 @@ class Settings(BaseSettings):
     # Off by default, so the study's sequential runs are what they were.
     batch_max_size: int = knob(1, "images the server-side batcher runs as one model call (1: batching off)",
                                (MODEL, "triton"), ge=1)
+    # 0 (measured): a batch is what queued while the model was busy, so a lone request never waits.
     batch_timeout_ms: float = knob(
-        1.0, "longest a request waits in the batcher for batch-mates before its batch runs (ms)",
+        0.0, "longest a request waits in the batcher for batch-mates before its batch runs (ms; 0: none)",
         (MODEL, "triton"), ge=0)
     max_body_mb: int = knob(16, "largest request body in MiB (nginx, Django and the model servers)",
                             ("nginx", "frontend", MODEL_SERVER), ge=1)
