@@ -178,7 +178,7 @@ def goal_rows(sweeps: dict[str, Run]) -> list[dict]:
         best = max(batching, key=lambda r: number(dig(r["on"], "throughput_images_per_s")) or 0)
         out.append({"goal": "batching on ÷ off at saturation, best architecture",
                     "target": f"≥ {GOALS['batching_best']}×",
-                    "measured": f"{best['ratio']:.2f}× ({archs.title(best['arch'])})",
+                    "measured": f"{best['ratio']:.3f}× ({archs.title(best['arch'])})",
                     "ok": best["ratio"] >= GOALS["batching_best"]})
     else:
         out.append({"goal": "batching on ÷ off at saturation, best architecture",
@@ -187,7 +187,7 @@ def goal_rows(sweeps: dict[str, Run]) -> list[dict]:
     worst = min(python, key=lambda r: r["ratio"]) if python else None
     out.append({"goal": "batching on ÷ off at saturation, every Python architecture",
                 "target": f"≥ {GOALS['batching_python']}×",
-                "measured": f"lowest {worst['ratio']:.2f}× ({archs.title(worst['arch'])})" if worst else None,
+                "measured": f"lowest {worst['ratio']:.3f}× ({archs.title(worst['arch'])})" if worst else None,
                 "ok": worst["ratio"] >= GOALS["batching_python"] if worst else None})
 
     eff = [r for r in efficiency_rows(sweeps) if r["mode"] == "on" and r["efficiency"] and r["codec"] == "raw"]
@@ -350,7 +350,7 @@ def batching_table(sweeps: dict[str, Run]) -> Table:
     for r in batching_rows(sweeps):
         goal = GOALS["batching_python"] if r["python"] else None
         rows.append([label(r["run"], sweeps), _at(r["off"]), _at(r["on"]),
-                     Cell(f"{r['ratio']:.2f}×") if r["ratio"] else missing(),
+                     Cell(f"{r['ratio']:.3f}×") if r["ratio"] else missing(),
                      f"≥ {goal}×" if goal else "–",
                      verdict(r["ratio"] >= goal if r["ratio"] and goal else None) if goal else "–",
                      r["run"].run_id])
