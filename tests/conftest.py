@@ -6,7 +6,9 @@ Every test carries exactly one of the markers ``unit`` (no server is started),
 """
 from __future__ import annotations
 
+
 import os
+import signal
 
 import pytest
 
@@ -61,6 +63,13 @@ def start_stack(tmp_path_factory):
 
 
 KINDS = ("unit", "integration", "docker")
+
+
+def pytest_configure(config):
+    # A shell without job control starts background jobs (`make test &`) with SIGINT ignored, and
+    # children inherit it: the tests that press Ctrl-C on a harness would then test nothing.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -60,8 +60,9 @@ def test_committed_results_give_the_committed_summary(tmp_path):
     for summary in COMMITTED.glob("*/summary.json"):
         if summary.parent.is_symlink():
             continue  # results/latest: the run it points at is copied anyway
-        (root / summary.parent.name).mkdir()
-        shutil.copy(summary, root / summary.parent.name / "summary.json")
+        # The summary and the CSVs the report reads beside it (a sweep's resources.csv, levels.csv)
+        shutil.copytree(summary.parent, root / summary.parent.name,
+                        ignore=lambda folder, names: [n for n in names if not n.endswith((".json", ".csv"))])
     shutil.copy(COMMITTED / "reference.json", root / "reference.json")
     build_quietly(root)
 

@@ -126,9 +126,9 @@ def test_the_newest_complete_sweep_stands_for_each_architecture(tmp_path):
 def test_goals_are_computed_from_the_numbers(tmp_path):
     g = goals(results(tmp_path))
     best = g["batching on ÷ off at saturation, best architecture"]
-    assert best["ok"] is True and best["measured"] == "1.40× (Embedded)"
+    assert best["ok"] is True and best["measured"] == "1.400× (Embedded)"
     python = g["batching on ÷ off at saturation, every Python architecture"]
-    assert python["ok"] is False and python["measured"] == "lowest 1.10× (FastAPI)"
+    assert python["ok"] is False and python["measured"] == "lowest 1.100× (FastAPI)"
     eff = g["server efficiency with batching at saturation (raw), best architecture"]
     assert eff["ok"] is True and eff["measured"] == "55% (Embedded)"
     eff_py = g["server efficiency with batching at saturation (raw), every Python architecture"]
@@ -166,7 +166,7 @@ def test_the_page_has_the_section_its_tables_and_figures(tmp_path):
         assert written[f"saturation_{name}"].read_bytes().startswith(PNG_MAGIC)
         assert f'src="plots/{file}"' in section
     text = re.sub(r"<[^>]+>", " ", section)
-    assert "1.40×" in text and "not met" in text and " met " in text
+    assert "1.400×" in text and "not met" in text and " met " in text
     assert "Test CPU, 2 logical CPUs" in text and "tensorflow 2.21.0" in text  # captions name their sources
     assert "20261123T100000Z-sweep-embedded" in text and "20261123T090000Z-model-curve" in text
     assert "test accuracy" in text  # the model is trained: its accuracy, not a "timing only" label
