@@ -61,8 +61,10 @@ def base_image() -> str:
 
 @pytest.fixture(scope="module")
 def images(base_image) -> str:
-    """Every service's image, built once (the Python dependency layer is shared)."""
-    docker(base_image).build(log=QUIET)
+    """The images of the architectures these tests bring up, built once (the Python dependency layer
+    is shared). Triton's image (about 2 GB of pip) is not among them."""
+    services = sorted({s for arch in ARCHES for s in registry.get(arch).services} & set(compose.built()))
+    docker(base_image).build(services, log=QUIET)
     return base_image
 
 
