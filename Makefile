@@ -86,17 +86,20 @@ setup: $(VENV)/.installed
 	fi
 	@echo "setup done: $(PY) and $$(command -v nginx || echo /usr/sbin/nginx)"
 
-# Triton's perf_analyzer (bench/perf_analyzer.py, make crosscheck) in its own venv: tritonclient[grpc] pins
-# protobuf<5. The binary also needs Debian's libb64-0d; libcudart comes from pip (see requirements-perf.txt).
-.PHONY: setup-perf
-.venv-perf/bin/python:
-	$(PYTHON) -m venv .venv-perf
+# Tools whose pins clash with TensorFlow's get a venv each, .venv-<tool> from requirements-<tool>.txt,
+# made from the same python3 as .venv; `make setup` leaves them out. Precious: not intermediate files to delete.
+.PRECIOUS: .venv-%/bin/python .venv-%/.installed
+.venv-%/bin/python:
+	$(PYTHON) -m venv .venv-$*
 
-.venv-perf/.installed: requirements-perf.txt | .venv-perf/bin/python
-	.venv-perf/bin/python -m pip install --upgrade pip >/dev/null
-	.venv-perf/bin/python -m pip install -r requirements-perf.txt
+.venv-%/.installed: requirements-%.txt | .venv-%/bin/python
+	.venv-$*/bin/python -m pip install --upgrade pip >/dev/null
+	.venv-$*/bin/python -m pip install -r $<
 	@touch $@
 
+# Triton's perf_analyzer (bench/perf_analyzer.py, make crosscheck): tritonclient[grpc] pins protobuf<5.
+# The binary also needs Debian's libb64-0d; libcudart comes from pip (see requirements-perf.txt).
+.PHONY: setup-perf setup-triton
 setup-perf: .venv-perf/.installed
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d'; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -106,17 +109,7 @@ setup-perf: .venv-perf/.installed
 	@lib=$$(ls -d .venv-perf/lib/python3*/site-packages/nvidia/cuda_runtime/lib | head -n 1); \
 	  echo "setup-perf done: $$(LD_LIBRARY_PATH=$$lib .venv-perf/bin/perf_analyzer --version 2>&1)"
 
-# ARCH=triton runs in its own venv (nvidia-pytriton pins numpy<2 and pulls protobuf 6), from the same
-# python3 as .venv; `make setup` leaves it out (about 2 GB).
-.PHONY: setup-triton
-.venv-triton/bin/python:
-	$(PYTHON) -m venv .venv-triton
-
-.venv-triton/.installed: requirements-triton.txt | .venv-triton/bin/python
-	.venv-triton/bin/python -m pip install --upgrade pip >/dev/null
-	.venv-triton/bin/python -m pip install -r requirements-triton.txt
-	@touch $@
-
+# ARCH=triton (nvidia-pytriton pins numpy<2 and pulls protobuf 6; about 2 GB).
 setup-triton: .venv-triton/.installed
 	@echo "setup-triton done: .venv-triton/bin/python (nvidia-pytriton, TensorFlow): ARCH=triton runs natively"
 

@@ -29,6 +29,8 @@ import queue
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 from urllib.parse import urlsplit
@@ -268,6 +270,32 @@ class Client:
             _run(worker, [self.connection(k) for k in range(connections)], stop)
         finally:
             scheduler.join(timeout=1.0)
+
+
+class Cycled(Sequence):
+    """The prepared requests repeated to length ``n`` without copying them."""
+
+    def __init__(self, requests: list[Request], n: int):
+        self.requests, self.n = requests, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.requests[(i + self.n if i < 0 else i) % len(self.requests)]
+
+
+def warm_up(c: Client, requests: list[Request], n: int, concurrency: int) -> Counter:
+    """Send ``n`` of the requests (cycled), uncounted, ``concurrency`` at a time; the answers by status."""
+    statuses: Counter = Counter()
+    if n > 0 and requests:
+        sample = Cycled(requests, n)
+        c.closed_loop(sample, max(1, min(concurrency, n)), lambda r: statuses.update([r.status]), threading.Event())
+    return statuses
 
 
 def arrival_offsets(n: int, rate: float, arrivals: str, seed: int) -> np.ndarray:

@@ -173,16 +173,9 @@ class Crosscheck:
 
     # ---------------------------------------------------------- our harness
     def warm_up(self) -> None:
-        sample = [self.requests[i % len(self.requests)] for i in range(self.o.warmup)]
-        statuses: dict[int, int] = {}
-
-        def count(r: client.Result) -> None:
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-
-        if sample:
-            self.client.closed_loop(sample, min(max(self.o.concurrency), len(sample)), count, threading.Event())
+        statuses = client.warm_up(self.client, self.requests, self.o.warmup, max(self.o.concurrency))
         if statuses and set(statuses) != {200}:
-            raise CrosscheckFailed(f"warm-up answers by status {statuses}: the {self.o.arch} stack does not answer "
+            raise CrosscheckFailed(f"warm-up answers by status {dict(statuses)}: the {self.o.arch} stack does not answer "
                                    f"{client.V2_INFER_PATH} (KServe v2)")
 
     def _step(self, tool: str, scenario: str, **load) -> dict:

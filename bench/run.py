@@ -99,12 +99,11 @@ class Recorder:
 def server_batch(ok: list[client.Result]) -> dict | None:
     """Images per model call as the servers report them (``batch`` in Server-Timing), weighted by
     request, and the batching queue's median wait; None when no server reported a batch."""
-    sizes = [r.server_timing[timing.BATCH] for r in ok if timing.BATCH in r.server_timing]
-    if not sizes:
+    sizes = [timing.batch_size(r.server_timing) for r in ok]
+    if all(s is None for s in sizes):
         return None
-    a = np.asarray(sizes, dtype=float)
-    return {"mean": results.rounded(a.mean(), 2), "median": results.rounded(np.median(a), 1),
-            "max": int(a.max()), "queue_p50_ms": results.median(r.server_timing.get("queue") for r in ok)}
+    return {**timing.batch_summary(sizes, batching_off=False),
+            "queue_p50_ms": results.median(r.server_timing.get("queue") for r in ok)}
 
 
 class Bench:
@@ -124,15 +123,9 @@ class Bench:
     def warm_up(self) -> None:
         if not self.args.warmup:
             return
-        statuses: dict[int, int] = {}
-
-        def count(r: client.Result) -> None:
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-
-        sample = [self.requests[i % len(self.requests)] for i in range(self.args.warmup)]
-        self.client.closed_loop(sample, min(self.args.pool, len(sample)), count, threading.Event())
+        statuses = client.warm_up(self.client, self.requests, self.args.warmup, self.args.pool)
         if set(statuses) != {200}:
-            print(f"  warm-up answers by status: {statuses}", file=sys.stderr)
+            print(f"  warm-up answers by status: {dict(statuses)}", file=sys.stderr)
 
     def measure(self, run_dir: Path) -> RunRecord:
         args, self.run_dir = self.args, run_dir

@@ -97,7 +97,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -284,31 +283,6 @@ def by_role(cpu_ms_per_image: dict[str, float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ batch sizes
-def batch_size(r: client.Result) -> int | None:
-    """The batch a request's model call ran, as its answer said (``batch;desc=<n>``); None when it did not."""
-    value = r.server_timing.get(timing.BATCH)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def batch_summary(sizes: list[int | None], batching_off: bool) -> dict:
-    """Mean, median and max batch size over requests (each request one image: image-weighted).
-
-    With batching off an answer that does not say ran alone (1); with it on, it is left out.
-    """
-    said = [s for s in sizes if s is not None]
-    known = said + ([1] * (len(sizes) - len(said)) if batching_off else [])
-    if not known:
-        return {"mean": None, "median": None, "max": None, "seen": 0.0 if sizes else None}
-    a = np.asarray(known, dtype=float)
-    return {"mean": results.rounded(a.mean(), 3), "median": results.rounded(float(np.median(a)), 1),
-            "max": int(a.max()), "seen": results.rounded(len(said) / len(sizes), 3)}
-
-
 def model_cpu(sizes: list[int | None], points: list[dict] | None, batching_off: bool) -> float | None:
     """The model's own CPU ms per image at the batch sizes that ran, averaged over the requests
     (with batching off an answer that does not say ran alone)."""
@@ -331,7 +305,7 @@ def level_figures(windows: list[dict], per_window: list[list[client.Result]], ch
     ok = [r for r in rs if r.ok]
     every = [r for w in per_window for r in w]
     images = sum(r.request.images for r in ok)
-    sizes = [batch_size(r) for r in ok]
+    sizes = [timing.batch_size(r.server_timing) for r in ok]
     queue = [r.server_timing["queue"] for r in ok if "queue" in r.server_timing]
     out = {
         "throughput_images_per_s": median_of(picked, "throughput_images_per_s"),
@@ -341,7 +315,7 @@ def level_figures(windows: list[dict], per_window: list[list[client.Result]], ch
         "requests": len(rs), "images": images, "errors": len(rs) - len(ok),
         "errors_by_status": dict(Counter(str(r.status) for r in every if not r.ok)),
         "accuracy": results.rounded(sum(r.correct for r in ok) / images, 5) if images else None,
-        "batch_size": batch_summary(sizes, batching_off),
+        "batch_size": timing.batch_summary(sizes, batching_off),
         "queue_ms_p50": results.median(queue),
         **cpu_budget(cpu_s or {}, images, cpu_seconds),
         "model_cpu_ms_per_image": model_cpu(sizes, curve, batching_off),
@@ -405,22 +379,6 @@ def csv_value(v) -> str:
 
 
 # ------------------------------------------------------------------ the load
-class Cycled(Sequence):
-    """The prepared requests repeated to length ``n`` without copying them."""
-
-    def __init__(self, requests: list[client.Request], n: int):
-        self.requests, self.n = requests, n
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(self.n))]
-        if not -self.n <= i < self.n:
-            raise IndexError(i)
-        return self.requests[(i + self.n if i < 0 else i) % len(self.requests)]
-
 
 class _ModeLog:
     """resources.csv rows of one batching mode: the sampler's row with the mode first."""
@@ -558,10 +516,8 @@ class Sweep:
         if not self.options.warmup:
             return
         c = client.Client(st.url)
-        statuses: Counter = Counter()
         try:
-            sample = Cycled(self.requests, self.options.warmup)
-            c.closed_loop(sample, min(8, len(sample)), lambda r: statuses.update([r.status]), threading.Event())
+            statuses = client.warm_up(c, self.requests, self.options.warmup, 8)
         finally:
             c.close()
         if set(statuses) != {200}:
@@ -588,12 +544,12 @@ class Sweep:
         stop = threading.Event()
         load = client.Client(st.url)
         if lv["mode"] == "closed":
-            requests = Cycled(self.requests, math.ceil(span * self.MAX_CLOSED_RATE))
+            requests = client.Cycled(self.requests, math.ceil(span * self.MAX_CLOSED_RATE))
             work = lambda: load.closed_loop(requests, lv["concurrency"], got.append, stop)  # noqa: E731
         else:
             n = math.ceil(span * lv["rate"]) + 1
             offsets = client.arrival_offsets(n, lv["rate"], lv["arrivals"], o.seed)
-            requests = Cycled(self.requests, n)
+            requests = client.Cycled(self.requests, n)
             begin = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
             work = lambda: load.open_loop(requests, offsets, lv["connections"], got.append, stop, begin)  # noqa: E731
         sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731

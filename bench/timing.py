@@ -106,3 +106,25 @@ def hops(latency_ms: float, upstream_header_ms: float | None, t: dict[str, float
         "queue": queue,
         "model": model,
     }
+
+
+def batch_size(t: dict[str, float]) -> int | None:
+    """The images a request's model call ran (its ``batch;desc=<n>`` entry), None when it did not say."""
+    value = t.get(BATCH)
+    return None if value is None else int(value)
+
+
+def batch_summary(sizes: list[int | None], batching_off: bool) -> dict:
+    """Mean, median and max batch size over requests, and the share of answers that said.
+
+    With batching off an answer that does not say ran alone (1); with it on, it is left out.
+    """
+    said = [s for s in sizes if s is not None]
+    known = said + ([1] * (len(sizes) - len(said)) if batching_off else [])
+    if not known:
+        return {"mean": None, "median": None, "max": None, "seen": 0.0 if sizes else None}
+    ordered = sorted(known)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"mean": round(sum(known) / len(known), 3), "median": round(float(median), 1),
+            "max": max(known), "seen": round(len(said) / len(sizes), 3)}

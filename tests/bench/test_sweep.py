@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from bench import client, options as opts, records, reference, sweep, target
+from bench import client, options as opts, records, reference, sweep, target, timing
 from bench.records import RunRecord
 from servebench import runtime as runtimes
 from servebench.settings import Settings
@@ -127,7 +127,7 @@ def test_window_stats_count_errors_apart_and_time_latency_from_the_schedule():
 
 def test_cycled_repeats_the_requests_without_copying():
     reqs = [result(0).request, result(0).request]
-    c = sweep.Cycled(reqs, 5)
+    c = client.Cycled(reqs, 5)
     assert len(c) == 5 and c[0] is reqs[0] and c[3] is reqs[1] and c[-1] is reqs[0]
     with pytest.raises(IndexError):
         c[5]
@@ -180,17 +180,17 @@ def test_cpu_at_a_batch_size_is_interpolated_in_log2_and_clamped():
 
 def test_batch_sizes_and_the_model_cpu_that_ran():
     rs = [result(1, batch=4), result(1, batch=4), result(1, batch=1), result(1)]
-    sizes = [sweep.batch_size(r) for r in rs]
+    sizes = [timing.batch_size(r.server_timing) for r in rs]
     assert sizes == [4, 4, 1, None]
-    on = sweep.batch_summary(sizes, batching_off=False)
+    on = timing.batch_summary(sizes, batching_off=False)
     assert on == {"mean": 3.0, "median": 4.0, "max": 4, "seen": 0.75}
-    off = sweep.batch_summary(sizes, batching_off=True)  # an answer that does not say ran alone
+    off = timing.batch_summary(sizes, batching_off=True)  # an answer that does not say ran alone
     assert off["mean"] == 2.5 and off["seen"] == 0.75
     # Averaged over requests: (1.0 + 1.0 + 2.0) / 3 with batching on (the silent one left out).
     assert sweep.model_cpu(sizes, CURVE, batching_off=False) == pytest.approx(4.0 / 3, abs=1e-4)
     assert sweep.model_cpu(sizes, CURVE, batching_off=True) == pytest.approx(1.5)
     assert sweep.model_cpu(sizes, None, batching_off=True) is None
-    assert sweep.batch_summary([], batching_off=False)["mean"] is None
+    assert timing.batch_summary([], batching_off=False)["mean"] is None
 
 
 def test_level_figures_put_cpu_model_and_limit_together():
