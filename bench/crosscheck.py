@@ -50,7 +50,7 @@ from bench.formats import fmt
 from bench.options import option
 from bench.records import RunRecord
 from bench.run import Recorder
-from servebench import data, interrupts
+from servebench import data, interrupts, registry
 from servebench.settings import Settings, from_environment
 
 TOLERANCE_PCT = 10.0  # the agreement rows' within_10pct
@@ -72,6 +72,8 @@ class CrosscheckOptions(opts.Options):
     perf_max_trials: int = option(10, "perf_analyzer's most windows per level before it gives up on stability",
                                   ge=3)
     loadgen: bool = option(True, "the MLPerf LoadGen scenarios")
+    direct: bool = option(True, "also our closed loop and perf_analyzer straight at the model server's own "
+                                "port (Flask, FastAPI, Triton: they speak KServe v2), without nginx and Django")
     loadgen_min_duration: float = option(10.0, "LoadGen's minimum run length (s)", ge=0)
     loadgen_qps: float | None = option(None, "LoadGen Server's target queries/s (default: half the throughput of "
                                              "our closed loop at the highest concurrency)", gt=0)
@@ -99,7 +101,7 @@ class CrosscheckOptions(opts.Options):
             "concurrency_levels": list(self.concurrency), "warmup": self.warmup,
             "perf_analyzer": self.perf_analyzer, "perf_interval_ms": self.perf_interval_ms,
             "perf_max_trials": self.perf_max_trials, "perf_stability_pct": 10.0,
-            "loadgen": self.loadgen, "loadgen_min_duration_s": self.loadgen_min_duration,
+            "loadgen": self.loadgen, "direct": self.direct, "loadgen_min_duration_s": self.loadgen_min_duration,
             "loadgen_qps": self.loadgen_qps, "loadgen_latency_ms": self.loadgen_latency_ms,
             "connections": self.connections, "seed": self.seed, "mode": "crosscheck",
         }
@@ -212,11 +214,41 @@ class Crosscheck:
                         client_cpu_ms_per_request=results.rounded(cpu * 1000.0 / len(seen), 4) if seen else None,
                         note=note)
 
-    def closed_loop(self, concurrency: int) -> dict:
-        row = self._ours("closed-loop", lambda rec: self.client.closed_loop(self.requests, concurrency, rec, self.stop),
+    def closed_loop(self, concurrency: int, to: client.Client | None = None, scenario: str = "closed-loop") -> dict:
+        c = to or self.client
+        row = self._ours(scenario, lambda rec: c.closed_loop(self.requests, concurrency, rec, self.stop),
                          concurrency=concurrency)
         self.tools.append(row)
         return row
+
+    def direct_url(self) -> tuple[str, str] | None:
+        """(the model server's name, its own URL) when the architecture has one, else None."""
+        arch = registry.get(self.o.arch)
+        if arch.backend_port is None:
+            return None
+        backend = arch.services[0]  # start order: the backend first
+        return backend, f"http://127.0.0.1:{self.st.doc['services'][backend]['port']}"
+
+    def direct(self, agreement: list[dict], use_perf: bool, cores: int | None) -> None:
+        """The same levels straight at the model server: what nginx and Django add, and the server alone."""
+        found = self.direct_url()
+        if found is None:
+            self.notes.append(f"no direct measurement: {self.o.arch} runs the model inside the front end")
+            return
+        backend, url = found
+        scenario = f"closed-loop direct to {backend}"
+        to = client.Client(url)
+        try:
+            client.warm_up(to, self.requests, self.o.warmup, max(self.o.concurrency))
+            for c in self.o.concurrency:
+                self.log(f"concurrency {c}: our closed loop straight at {backend} ...")
+                ours = self.closed_loop(c, to, scenario)
+                if use_perf:
+                    self.log(f"concurrency {c}: perf_analyzer straight at {backend} ...")
+                    row = agreement_row(ours, self.perf_analyzer(c, url, scenario), cores=cores)
+                    agreement.append({**row, "tool": f"{row['tool']}, {scenario}"})
+        finally:
+            to.close()
 
     def open_loop(self, qps: float, count: int) -> dict:
         reqs = [self.requests[i % len(self.requests)] for i in range(count)]
@@ -232,22 +264,22 @@ class Crosscheck:
         return row
 
     # ---------------------------------------------------------- perf_analyzer
-    def perf_analyzer(self, concurrency: int) -> dict | None:
-        step = self._step("perf_analyzer", "closed-loop", concurrency=concurrency)
+    def perf_analyzer(self, concurrency: int, url: str | None = None, scenario: str = "closed-loop") -> dict | None:
+        step = self._step("perf_analyzer", scenario, concurrency=concurrency)
         try:
-            out = perf_analyzer.run(self.st.url, concurrency=concurrency, images=self.images,
+            out = perf_analyzer.run(url or self.st.url, concurrency=concurrency, images=self.images,
                                     measurement_interval_ms=self.o.perf_interval_ms, max_trials=self.o.perf_max_trials,
                                     work_dir=self.run_dir / "perf_analyzer")
         except perf_analyzer.PerfAnalyzerError as exc:
             step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
-            row = tool_row("perf_analyzer", "closed-loop", concurrency=concurrency, note=f"failed: {exc}"[:500])
+            row = tool_row("perf_analyzer", scenario, concurrency=concurrency, note=f"failed: {exc}"[:500])
             self.tools.append(row)
             return row
         step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
-        self.perf[str(concurrency)] = {k: v for k, v in out.items() if k != "raw"} | {"csv": out["raw"]["csv"]}
+        self.perf[str(concurrency) if url is None else f"{scenario} {concurrency}"] = {k: v for k, v in out.items() if k != "raw"} | {"csv": out["raw"]["csv"]}
         note = out["note"] or (f"stable within 10% over {self.o.perf_interval_ms} ms windows; "
                                f"its own client overhead {out['raw'].get('client_overhead_pct')}%")
-        row = tool_row("perf_analyzer", "closed-loop", concurrency=concurrency, requests=out["requests"],
+        row = tool_row("perf_analyzer", scenario, concurrency=concurrency, requests=out["requests"],
                        throughput=out["throughput"], p50_ms=out["p50_ms"], p90_ms=out["p90_ms"], p99_ms=out["p99_ms"],
                        stable=out["stable"], client_cpu_ms_per_request=out["client_cpu_ms_per_request"], note=note)
         self.tools.append(row)
@@ -321,6 +353,8 @@ class Crosscheck:
                     agreement.append(agreement_row(ours, row, cores=cores))
                 else:
                     self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
+            if o.direct:
+                self.direct(agreement, use_perf, cores)
         except KeyboardInterrupt as exc:
             interrupted = True
             self.stop.set()

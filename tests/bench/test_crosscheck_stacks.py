@@ -129,3 +129,19 @@ def test_sigterm_during_a_loadgen_bench_keeps_every_row(embedded, tmp_path):
     sent = summary["loadgen"]["sent"]
     assert len(rows(run_dir / "requests.csv")) == summary["requests"]["count"] == sent > 20
     assert summary["loadgen"]["completed_unsent"] > 0 and summary["wall_s"] < 60
+
+
+@pytest.mark.slow
+def test_crosscheck_measures_the_model_server_directly_too(start_stack, tmp_path):
+    st = start_stack("fastapi", SB_FRONTEND_WORKERS="1", SB_BACKEND_WORKERS="1")
+    rc = crosscheck.main(["--arch", "fastapi", "--run-dir", str(st.run_dir), "--out", str(tmp_path), "--no-progress",
+                          "--n", "40", "--warmup", "5", "--concurrency", "1", "--no-loadgen",
+                          "--perf-interval-ms", "500", "--perf-max-trials", "3"])
+    assert rc == 0
+    doc = json.loads(((tmp_path / "latest").resolve() / "summary.json").read_text())
+    direct = [t for t in doc["tools"] if t["scenario"] == "closed-loop direct to fastapi"]
+    assert [t["tool"] for t in direct] == ["servebench"] + ([] if NO_PERF else ["perf_analyzer"])
+    assert all(t["p50_ms"] > 0 and t["note"].startswith("accuracy") for t in direct if t["tool"] == "servebench")
+    # nginx and Django in front cost something: straight at the server is faster at the median
+    through = next(t for t in doc["tools"] if t["tool"] == "servebench" and t["scenario"] == "closed-loop")
+    assert direct[0]["p50_ms"] < through["p50_ms"]
