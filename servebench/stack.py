@@ -11,6 +11,7 @@ started with. ``down`` and the harness's resource sampler read it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from servebench import interrupts, registry, topology
+from servebench import cgroups, interrupts, registry, topology
 from servebench.registry import Service
 from servebench.runtime import (Runtime, StackError, StackState, group_processes, secret_of,
                                 service_healthy)
@@ -70,6 +71,10 @@ class NativeRuntime(Runtime):
     down_hint = "make down"
 
     def _prepare(self, arch: str, settings: Settings, services: list[Service], log) -> None:
+        limited = [s.name for s in services if s.limits_in(settings)]
+        if limited and (why := cgroups.unavailable()):
+            raise StackError(f"{', '.join(limited)} run under memory/CPU limits, which cannot be applied "
+                             f"natively here: {why}. Unset the limit knobs, or use RUNTIME=docker.")
         # servebench.nginx_conf execs nginx from PATH or Debian's /usr/sbin (not on a user's PATH).
         if any(s.name == "nginx" for s in services) and not (
                 shutil.which("nginx") or Path("/usr/sbin/nginx").exists()):
@@ -89,13 +94,18 @@ class NativeRuntime(Runtime):
                                            inherited_env(topology.PLATFORM_ENV), secret_of(settings))
         argv[0] = _executable(argv[0])
         logfile = st.run_dir / "logs" / f"{svc.name}.log"
+        limits = svc.limits_in(settings)
         with interrupts.shielded():  # a process that is started is also recorded, so `down` finds it
+            group = cgroups.CGroup(cgroup_name(st.run_dir, svc.name), limits) if limits else None
             with logfile.open("ab") as out:
                 proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=group.preexec() if group else None)
             st.children[svc.name] = proc
             st.doc["services"][svc.name] = {"pid": proc.pid, "port": topology.port(svc, settings),
                                             "command": argv, "log": str(logfile)}
+            if group:
+                st.doc["services"][svc.name]["limits"] = group.recorded()
             self._write_state(st)
 
     def _poll(self, st: NativeState, pending: list[str]) -> dict[str, str]:
@@ -116,11 +126,11 @@ class NativeRuntime(Runtime):
         return f"last lines of {logfile}:\n{_log_tail(logfile)}"
 
     def stop_service(self, st: StackState, name: str) -> None:
-        _stop(st.doc["services"][name]["pid"])
+        _stop_service(st.run_dir, name, st.doc["services"][name])
 
     def restart_service(self, st: StackState, name: str, timeout_s: float | None = None) -> None:
         """Start one service again with the stack's settings (the secret key only when this process started it)."""
-        _stop(st.doc["services"][name]["pid"])
+        _stop_service(st.run_dir, name, st.doc["services"][name])
         if not isinstance(st, NativeState):
             st = NativeState(st.run_dir, st.doc, st.settings)
         self._launch(st, registry.service(name))
@@ -132,7 +142,7 @@ class NativeRuntime(Runtime):
         stopped = False
         if st is not None:
             for name in reversed(list(st.doc["services"])):
-                _stop(st.doc["services"][name]["pid"])
+                _stop_service(rdir, name, st.doc["services"][name])
                 log(f"  stopped {name}")
             stopped = True
         stray = leftovers(rdir)
@@ -142,10 +152,22 @@ class NativeRuntime(Runtime):
         if stray:
             psutil.wait_procs(stray, timeout=5)
             log(f"  stopped {len(stray)} stray process(es) of an earlier run: {[p.pid for p in stray]}")
+        cgroups.remove_stale(cgroup_name(rdir, ""))
         (rdir / self.state_file).unlink(missing_ok=True)
         if not stopped and not stray:
             log("no native stack is running")
         return stopped or bool(stray)
+
+
+def cgroup_name(rdir: Path, service: str) -> str:
+    """The cgroup of a limited service: one per stack directory and service."""
+    return f"stack-{hashlib.sha1(str(Path(rdir).resolve()).encode()).hexdigest()[:8]}-{service}"
+
+
+def _stop_service(rdir: Path, name: str, rec: dict) -> None:
+    _stop(rec["pid"])
+    if "limits" in rec and not cgroups.unavailable():
+        cgroups.CGroup(cgroup_name(rdir, name)).remove()
 
 
 def _stop(pid: int, grace_s: float = STOP_GRACE_S) -> None:

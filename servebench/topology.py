@@ -84,7 +84,24 @@ def compose_substitutions(arch: str, settings: Settings, secret_key: str = "") -
     env = substitutions(arch, settings, secret_key)
     for svc in registry.services_for(arch):
         env.update({k: v for k, v in runtime_values(svc, "docker", settings).items() if k in svc.runtime_vars})
+        env.update(limit_values(svc, settings))
     return env
+
+
+def limit_variables(svc: Service) -> tuple[str, str]:
+    """The compose variables of a limited service's memory (MiB) and CPUs: derived from knobs, not knobs."""
+    stem = "SB_LIMIT_" + re.sub(r"[^A-Z0-9]", "_", svc.name.upper())
+    return stem + "_MEMORY_MB", stem + "_CPUS"
+
+
+def limit_values(svc: Service, settings: Settings) -> dict[str, str]:
+    """Compose's values of the limit variables; 0 is docker's unlimited."""
+    if svc.limits is None:
+        return {}
+    lim = svc.limits_in(settings)
+    mem, cpus = limit_variables(svc)
+    return {mem: str(lim.memory_mb or 0) if lim else "0",
+            cpus: f"{lim.cpus:g}" if lim and lim.cpus else "0"}
 
 
 def port(svc: Service, settings: Settings) -> int:
@@ -95,6 +112,7 @@ def compose_document() -> dict:
     """The docker-compose.yml the registry implies (see docker/ for images)."""
     services = {}
     defaults = Settings.model_construct()
+    defaults_settings = Settings.from_env({})
     for svc in registry.services().values():
         spec: dict = {}
         if svc.dockerfile:
@@ -131,8 +149,15 @@ def compose_document() -> dict:
             else {"test": ["CMD-SHELL", f"timeout 2 bash -c '</dev/tcp/127.0.0.1/{probe_port}'"],
                   "interval": "2s", "timeout": "3s", "retries": 60}
         )
-        if svc.depends_on:
-            spec["depends_on"] = {d: {"condition": "service_healthy"} for d in svc.depends_on}
+        if svc.limits is not None:
+            (mem, cpus), values = limit_variables(svc), limit_values(svc, defaults_settings)
+            spec["mem_limit"] = "${%s:-%s}m" % (mem, values[mem])
+            spec["cpus"] = "${%s:-%s}" % (cpus, values[cpus])
+        # Compose refuses a dependency its profile does not enable (nginx in front of the streaming server runs
+        # without the Django front end); the runtimes await every service's health themselves.
+        deps = [d for d in svc.depends_on if set(registry.profiles_of(svc.name)) <= set(registry.profiles_of(d))]
+        if deps:
+            spec["depends_on"] = {d: {"condition": "service_healthy"} for d in deps}
         services[svc.name] = spec
     return {"version": "2.4", "services": services}
 
