@@ -45,6 +45,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import client, loadgen, overhead, provenance, records, resources, results, target, timing
+from bench import stream_client  # issue 11
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
@@ -326,6 +327,10 @@ def print_table(doc: dict, run_dir: Path) -> None:
 def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Request], settings: Settings,
                log: Callable = print) -> RunRecord:
     """One architecture's run, in the running stack of ``arch`` or one started (and stopped) here."""
+    # --- streaming (issue 11): frames on one connection, the streaming client instead of requests ---
+    if arch in stream_client.ARCH_TRANSPORT:
+        return stream_client.bench_arch(options, arch, settings, log)
+    # --- end streaming (issue 11) ---
     harness = overhead.measure(requests, n=options.overhead_requests)
     log(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
     with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
@@ -362,6 +367,10 @@ def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print)
                                       f"`make down RUNTIME={options.runtime}` first")
     else:
         arches = [options.arch]
+    # --- streaming (issue 11): its frames are the streaming client's, not encoded requests ---
+    if all(a in stream_client.ARCH_TRANSPORT for a in arches):
+        return [bench_arch(options, a, [], settings, log) for a in arches]
+    # --- end streaming (issue 11) ---
     requests = prepare(options)
     done: list[RunRecord] = []
     failed: dict[str, str] = {}

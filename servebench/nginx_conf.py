@@ -29,11 +29,43 @@ def render(prefix: Path, settings: Settings) -> str:
         "SB_FRONTEND_PORT": str(settings.frontend_port),
         "SB_MAX_BODY": f"{settings.max_body_mb}m",
         "SB_CONN_LIMIT": str(settings.conn_limit),
+        **stream_values(settings),  # issue 11
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
         text = text.replace("${%s}" % name, value)
     return text
+
+
+# --- streaming (issue 11) ---
+STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # Debian's libnginx-mod-stream
+
+
+def stream_values(settings: Settings, module: Path = STREAM_MODULE) -> dict[str, str]:
+    """stream-tcp's proxy: nginx's ``stream`` module (dynamic in Debian: loaded when installed, else left out,
+    and stream-tcp's registry record says how to install it) and the WebSocket and gRPC ports."""
+    values = {"SB_STREAM_WS_PORT": str(settings.stream_ws_port), "SB_STREAM_GRPC_PORT": str(settings.stream_grpc_port),
+              "SB_STREAM_GRPC_PROXY_PORT": str(settings.stream_grpc_proxy_port)}
+    if not module.exists():
+        values["SB_STREAM_MODULE"] = f"# {module} is not installed (libnginx-mod-stream): no TCP stream proxy"
+        values["SB_STREAM_BLOCK"] = ""
+        return values
+    values["SB_STREAM_MODULE"] = f"load_module {module};"
+    values["SB_STREAM_BLOCK"] = f"""# stream-tcp: length-prefixed frames on one TCP connection, passed through as they are.
+stream {{
+    server {{
+        listen {settings.listen}:{settings.stream_proxy_port};
+        proxy_pass 127.0.0.1:{settings.stream_port};
+        proxy_connect_timeout 2s;
+        # A camera may pause; the connection stays open.
+        proxy_timeout 1h;
+        tcp_nodelay on;
+        # The client's half-close (its last frame sent) reaches the server; the answers still come back.
+        proxy_half_close on;
+    }}
+}}"""
+    return values
+# --- end streaming (issue 11) ---
 
 
 def write(prefix: Path, settings: Settings) -> Path:

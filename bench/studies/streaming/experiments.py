@@ -1,0 +1,297 @@
+"""The runs behind the streaming section, in one record (kind ``streaming``).
+
+1. In process (no server, no network): the CIFAR-10 CNN at batch 1 as fast as
+   possible and at 30 frames/s, in this process. The ceiling of the goal.
+2. Loopback, CIFAR-10 CNN, raw frames, one ``stream`` stack (its nginx serves
+   all three doors): stream-tcp, stream-ws, stream-grpc as fast as possible
+   (window ``SB_STREAM_WINDOW``) and at 5, 15, 30 and 60 frames/s; then
+   stream-tcp with JPEG frames.
+3. The per-request baselines on the FastAPI stack, the same frames and
+   schedule: a keep-alive connection per frame in flight (``http``) and a
+   new connection for every frame (``http-new``, the study's "without a
+   streaming server").
+4. The "instance types": the streaming model process under a CPU quota of
+   0.5, 1 and 2 cores (``SB_STREAM_MODEL_CPUS``, a cgroup), YOLO v3 tiny's
+   layers at 416x416 (random weights: timing only) and the CIFAR-10 CNN,
+   time per image as fast as possible over stream-tcp.
+5. A shaped link (``servebench.netns``: the client in its own namespace, a
+   veth pair, ``tc tbf`` at ``LINK_MBIT``; netem is not in this kernel, so no
+   delay is added): stream-tcp with raw and JPEG frames of both models,
+   bytes on the wire per frame read from the namespace's interface counters.
+   Skipped with the reason where namespaces cannot be made.
+
+Default counts keep the whole study near ten minutes on two cores; ``--n``
+(``make study STUDY=streaming N=...``) scales the as-fast-as-possible runs,
+``SECONDS_PER_RATE`` the paced ones; ``quick`` shrinks everything.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bench import provenance, records, resources, results, studies
+from bench import stream_client as sc
+from bench.options import BenchOptions, ReferenceOptions, StudyOptions
+from bench.records import RunRecord
+from servebench import registry
+from servebench.settings import REPO_ROOT, Settings
+
+STUDY = "streaming"
+RATES = (5, 15, 30, 60)
+SECONDS_PER_RATE = 8.0
+FAST_FRAMES = 1000  # as fast as possible, CIFAR-10 (capped by --n)
+YOLO_FRAMES = 16
+QUOTAS = (0.5, 1.0, 2.0)
+LINK_MBIT = 20.0
+TIMELINE_RATE = 30  # the per-frame timeline's runs
+QUICK = {"rates": (5, 30), "seconds": 3.0, "fast": 200, "yolo": 4, "quotas": (1.0,)}
+
+
+@dataclass(frozen=True)
+class StreamExperiment(studies.Experiment):
+    """One stream: its transport, frames, model, rate (None: as fast as possible) and link."""
+
+    transport: str = "tcp"
+    model: str = "cifar"
+    encoding: str = "raw"
+    rate: float | None = None
+    frames: int = 100
+    link_mbit: float | None = None
+    group: str = "loopback"  # the table it belongs to: inprocess, loopback, quota, link
+
+    @property
+    def stack_key(self) -> tuple:
+        # stream-tcp, -ws and -grpc run the same services: one stack serves all three doors.
+        return (registry.get(self.arch).services, tuple(sorted(self.settings.items())), self.link_mbit)
+
+
+def _exp(arch, transport, group, *, rate=None, frames=100, model="cifar", encoding="raw", link=None, settings=None,
+         where=None) -> StreamExperiment:
+    settings = {"stream_model": model, **(settings or {})}
+    what = f"{transport} {model} {encoding} " + (f"{rate:g} fps" if rate else "as fast as possible")
+    if link:
+        what += f" over a {link:g} Mbit/s link"
+    if settings.get("stream_model_cpus"):
+        what += f", model under {settings['stream_model_cpus']:g} CPU"
+    if transport == "inprocess":
+        opts = ReferenceOptions(**where)
+        arch = "stream-tcp"
+    else:
+        opts = BenchOptions(arch=arch, n=max(1, min(frames, 10000)), rate=rate, **where)
+    return StreamExperiment(arch, opts, settings if transport != "inprocess" else {}, title=what,
+                            transport=transport, model=model, encoding=encoding, rate=rate, frames=frames,
+                            link_mbit=link, group=group)
+
+
+def experiments(options: StudyOptions) -> list[StreamExperiment]:
+    q = options.quick
+    rates = QUICK["rates"] if q else RATES
+    seconds = QUICK["seconds"] if q else SECONDS_PER_RATE
+    fast = min(options.n, QUICK["fast"] if q else FAST_FRAMES)
+    yolo = QUICK["yolo"] if q else YOLO_FRAMES
+    where = {"out": options.out, "data_dir": options.data_dir, "progress": False, "study": STUDY}
+    paced = [(r, max(10, int(r * seconds))) for r in rates]
+    want = set(options.arches) if options.arches else None
+
+    def on(arch):
+        return want is None or arch in want
+
+    plan = [_exp("stream-tcp", "inprocess", "inprocess", frames=fast, where=where),
+            _exp("stream-tcp", "inprocess", "inprocess", rate=TIMELINE_RATE, frames=int(TIMELINE_RATE * seconds),
+                 where=where)]
+    for arch, transport in (("stream-tcp", "tcp"), ("stream-ws", "ws"), ("stream-grpc", "grpc")):
+        if on(arch):
+            plan.append(_exp(arch, transport, "loopback", frames=fast, where=where))
+            plan += [_exp(arch, transport, "loopback", rate=r, frames=n, where=where) for r, n in paced]
+    if on("stream-tcp"):
+        plan.append(_exp("stream-tcp", "tcp", "loopback", frames=fast, encoding="jpeg", where=where))
+        plan.append(_exp("stream-tcp", "tcp", "loopback", rate=30, frames=int(30 * seconds), encoding="jpeg",
+                         where=where))
+    if on("fastapi"):
+        for transport in ("http", "http-new"):
+            plan.append(_exp("fastapi", transport, "loopback", frames=fast, where=where))
+            plan += [_exp("fastapi", transport, "loopback", rate=r, frames=n, where=where) for r, n in paced]
+    if on("stream-tcp"):
+        for cpus in (QUICK["quotas"] if q else QUOTAS):
+            plan.append(_exp("stream-tcp", "tcp", "quota", frames=yolo, model="yolo-tiny", encoding="jpeg",
+                             settings={"stream_model_cpus": cpus}, where=where))
+            plan.append(_exp("stream-tcp", "tcp", "quota", frames=fast // 2, model="cifar",
+                             settings={"stream_model_cpus": cpus, "stream_model": "cifar"}, where=where))
+        for model, enc, rate, n in (("cifar", "raw", 30, int(30 * seconds)), ("cifar", "jpeg", 30, int(30 * seconds)),
+                                    ("yolo-tiny", "raw", 2, yolo), ("yolo-tiny", "jpeg", 2, yolo)):
+            plan.append(_exp("stream-tcp", "tcp", "link", rate=rate, frames=n, model=model, encoding=enc,
+                             link=LINK_MBIT, settings={"stream_model": model}, where=where))
+    return plan
+
+
+# ------------------------------------------------------------------ running
+def run(options: StudyOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
+    """The plan in order, one stack per (architecture, settings, link); one record for the whole study."""
+    from bench import target
+    from servebench import runtime as runtimes
+
+    other = target.running(options.runtime, options.run_dir)
+    if other is not None:
+        raise runtimes.StackError(f"a {other.arch} stack is running; the study brings each stack up itself: "
+                                  f"`make down RUNTIME={options.runtime}` first")
+    plan = experiments(options)
+    _, skipped = target.runnable_arches(options.runtime, dict.fromkeys(e.arch for e in plan if e.transport != "inprocess"))
+    for arch, why in skipped.items():
+        log(f"skipping {arch}: {why}")
+    run_dir = results.new_run_dir("streaming", options.out)
+    rows: list[dict] = []
+    timeline: list[list] = []
+    notes: list[str] = []
+    cameras: dict[tuple, sc.Camera] = {}
+    origin = time.perf_counter()
+
+    def camera(model, encoding, n):
+        key = (model, encoding)
+        if key not in cameras or len(cameras[key].images) < min(n, 1000):
+            cameras[key] = sc.load_camera(min(max(n, 1), 1000), model, encoding, settings.stream_jpeg_quality,
+                                          options.data_dir)
+        return cameras[key]
+
+    interrupted = False
+    rt = runtimes.get(options.runtime)
+    try:
+        # 1. in process, with no stack up
+        inproc = [e for e in plan if e.transport == "inprocess"]
+        if inproc:
+            from services.stream.core import load_model
+
+            model = load_model(settings.model_copy(update={"stream_model": "cifar"}))
+            for exp in inproc:
+                log(f"\n== {exp.title}")
+                rows.append(_measure(exp, camera("cifar", "raw", exp.frames), None, None, settings, model=model,
+                                     timeline=timeline, origin=origin))
+            del model
+        # 2-4. stacks on loopback, 5. the shaped link
+        groups: dict[tuple, list[StreamExperiment]] = {}
+        for exp in plan:
+            if exp.transport != "inprocess" and exp.arch not in skipped:
+                groups.setdefault(exp.stack_key, []).append(exp)
+        for key, exps in groups.items():
+            first = exps[0]
+            serving = first.serving_settings(settings)
+            link = None
+            if first.link_mbit:
+                from servebench import netns
+
+                why = netns.unavailable()
+                if why:
+                    notes.append(f"shaped link skipped: {why}")
+                    log(f"skipping the shaped link: {why}")
+                    continue
+                link = netns.ShapedLink("stream", first.link_mbit)
+                serving = serving.model_copy(update={"listen": link.server_addr})
+            try:
+                log(f"\n== stack {first.arch} {dict(first.settings)}" + (f" on a {first.link_mbit:g} Mbit/s link"
+                                                                          if link else ""))
+                st = rt.up(first.arch, serving, run_dir=options.run_dir, log=log)
+                try:
+                    link_doc = None
+                    if link:
+                        link_doc = {**link.recorded(), "measured_up_mbit": round(link.measure_mbit(4, "up"), 2),
+                                    "measured_down_mbit": round(link.measure_mbit(4, "down"), 2)}
+                    for exp in exps:
+                        log(f"-- {exp.title}")
+                        cam = camera(exp.model, exp.encoding, exp.frames)
+                        row = _measure(exp, cam, st, serving, settings, link=link, timeline=timeline, origin=origin)
+                        if link_doc:
+                            row["link"] = link_doc
+                        rows.append(row)
+                        _print_row(row, log)
+                finally:
+                    rt.down(run_dir=options.run_dir, log=log)
+            finally:
+                if link:
+                    link.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    doc = {
+        "kind": "streaming", "run_id": run_dir.name, "study": STUDY, "runtime": options.runtime,
+        "interrupted": interrupted,
+        "settings": {"quick": options.quick, "n": options.n, "rates": list(RATES), "seconds_per_rate": SECONDS_PER_RATE,
+                     "window": settings.stream_window, "drop": settings.stream_drop,
+                     "jpeg_quality": settings.stream_jpeg_quality, "link_mbit": LINK_MBIT,
+                     "intra_op_threads": settings.intra_op_threads, "batch_max_size": settings.batch_max_size},
+        "provenance": provenance.record(),
+        "timing_only": "yolo-tiny rows: random weights (timing only)",
+        "netem": "not in this kernel: no delay added on the shaped link",
+        "rows": rows, "notes": notes,
+    }
+    with results.CsvLog(run_dir / "timeline.csv", ["run", *sc.FRAME_COLUMNS]) as out:
+        for row in timeline:
+            out.row(row)
+    record = RunRecord.model_validate(doc)
+    records.write(run_dir, record)
+    log(f"\nstreaming study: {len(rows)} streams measured; results in {run_dir}")
+    return [record]
+
+
+def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | None, settings: Settings, *,
+             model=None, link=None, timeline=None, origin=0.0) -> dict:
+    """One stream, with the stack's CPU and memory sampled meanwhile; its summary as a table row."""
+    window = (serving or settings).stream_window
+    check = exp.model == "cifar"
+    if link is not None:
+        summary, rs_rows = _measure_in_namespace(exp, link, serving, window)
+        res = None
+    else:
+        host, port = sc.endpoint(exp.transport, serving) if serving else ("", 0)
+
+        def make():
+            return sc.transport_for(exp.transport, camera, host, port, window, model)
+
+        sc.stream(make(), min(20, exp.frames) if exp.model == "cifar" else 2, None, window)  # warm-up
+        sampler = resources.Sampler(lambda: {**(st.processes() if st else {}), "client": resources.client_process()},
+                                    None, hz=5.0)
+        with sampler:
+            rs, start, end = sc.stream(make(), exp.frames, exp.rate, window)
+        summary = sc.summarize(rs, start, end, exp.rate, 1000.0 / exp.rate if exp.rate else 100.0, check)
+        summary["deadline_ms"] = 100.0
+        summary["missed_deadline"] = int(sum(1 for r in rs if r.kind == "answer" and r.latency_ms > 100.0))
+        res = sampler.summary(summary["answered"])
+        rs_rows = sc.frame_rows(rs, start)
+    if timeline is not None and exp.rate == TIMELINE_RATE and exp.model == "cifar" and exp.encoding == "raw":
+        name = exp.transport + ("-link" if link else "")
+        timeline += [[name, *r] for r in rs_rows]
+    lat = summary["latency_ms"]
+    return {
+        "title": exp.title, "group": exp.group, "arch": exp.arch, "transport": exp.transport, "model": exp.model,
+        "timing_only": exp.model == "yolo-tiny", "encoding": exp.encoding, "rate": exp.rate,
+        "cpus": exp.settings.get("stream_model_cpus") or None, "link_mbit": exp.link_mbit,
+        "time_per_image_s": results.rounded(1.0 / summary["fps"], 5) if summary.get("fps") and not exp.rate else None,
+        **summary, "p50_ms": lat["p50"], "p99_ms": lat["p99"], "resources": res,
+    }
+
+
+def _measure_in_namespace(exp: StreamExperiment, link, serving: Settings, window: int) -> tuple[dict, list]:
+    """The client runs in the link's client namespace (a process of its own); wire bytes from its interface."""
+    host, port = link.server_addr, sc.endpoint(exp.transport, serving)[1]
+    out = Path(results.DEFAULT_ROOT.parent / "run") / f"stream-{time.time_ns()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "bench.stream_client", "--transport", exp.transport, "--host", host,
+            "--port", str(port), "--n", str(exp.frames), "--window", str(window), "--encoding", exp.encoding,
+            "--model", exp.model, "--warmup", "2", "--wire", "--json", str(out)]
+    if exp.rate:
+        argv += ["--rate", str(exp.rate)]
+    proc = link.popen("client", argv, cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin",
+                                                          "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc.wait(timeout=600)
+    try:
+        doc = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
+    return doc["summary"], doc["rows"]
+
+
+def _print_row(row: dict, log) -> None:
+    log(f"   {row['answered']}/{row['frames']} answered  p50 {row['p50_ms']} p99 {row['p99_ms']} ms  "
+        f"{row['fps']} fps  dropped {row['dropped']} errors {row['errors']}  up {row['bytes_up_per_frame']} B/frame"
+        + (f"  wire {row.get('wire_bytes_per_frame')} B/frame" if row.get("wire_bytes_per_frame") else ""))
