@@ -1,6 +1,6 @@
 """Export the trained Keras model as a versioned SavedModel for TF Serving.
 
-    python -m models.export [--keras models/cifar10_cnn.keras] [--out models/cifar10_cnn] [--version 1]
+    python -m models.export [--model cifar10_cnn] [--keras models/<model>.keras] [--out models/<model>] [--version 1]
 
 Writes ``<out>/<version>/saved_model.pb`` + ``variables/`` with a
 ``serving_default`` signature: uint8 ``images [batch, 32, 32, 3]`` in,
@@ -48,10 +48,13 @@ def export(model: keras.Model, target: Path) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--keras", type=Path, default=MODELS_DIR / f"{cnn.NAME}.keras")
-    p.add_argument("--out", type=Path, default=MODELS_DIR / cnn.NAME)
+    p.add_argument("--model", default=cnn.NAME, help="names the default --keras and --out (models/families.py)")
+    p.add_argument("--keras", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None)
     p.add_argument("--version", type=int, default=1)
     args = p.parse_args(argv)
+    args.keras = args.keras or MODELS_DIR / f"{args.model}.keras"
+    args.out = args.out or MODELS_DIR / args.model
     model = keras.models.load_model(args.keras)
     target = args.out / str(args.version)
     target.parent.mkdir(parents=True, exist_ok=True)

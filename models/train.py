@@ -1,6 +1,9 @@
-"""Train the Table 1 CNN on the 50,000 CIFAR-10 training images.
+"""Train a CIFAR-10 model on the 50,000 training images.
 
-    python -m models.train [--epochs 12] [--batch-size 128] [--seed 1234]
+    python -m models.train [--model cifar10_cnn] [--epochs 12] [--batch-size 128] [--seed 1234]
+
+``--model`` picks the network (models/families.py): the Table 1 CNN (default)
+or one of the ensemble's other members (cifar10_resnet20, cifar10_mobilenetv2).
 
 Backend-agnostic Keras 3 (KERAS_BACKEND=tensorflow by default; jax works too).
 Each epoch is backed up, so rerunning after an interruption resumes where it
@@ -21,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models import cnn
+from models import cnn, families
 from servebench import data
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -29,17 +32,24 @@ MODELS_DIR = Path(__file__).resolve().parent
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=sorted(families.BUILDERS), default=cnn.NAME)
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: SB_CIFAR10_DIR)")
-    p.add_argument("--work-dir", type=Path, default=MODELS_DIR / ".train", help="checkpoints and backups")
-    p.add_argument("--out", type=Path, default=MODELS_DIR / cnn.NAME, help="versioned SavedModel folder")
+    p.add_argument("--work-dir", type=Path, default=None, help="checkpoints and backups (default models/.train[/<model>])")
+    p.add_argument("--out", type=Path, default=None, help="versioned SavedModel folder (default models/<model>)")
     p.add_argument("--version", type=int, default=1)
     p.add_argument("--no-export", action="store_true", help="stop after training (export later with models.export)")
     p.add_argument("--no-test-progress", action="store_true", help="skip the per-epoch test accuracy print")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # The Table 1 CNN keeps its original folder so an interrupted run still resumes.
+    if args.work_dir is None:
+        args.work_dir = MODELS_DIR / ".train" if args.model == cnn.NAME else MODELS_DIR / ".train" / args.model
+    if args.out is None:
+        args.out = MODELS_DIR / args.model
+    return args
 
 
 class TestAccuracy(keras.callbacks.Callback):
@@ -66,7 +76,7 @@ def main(argv=None) -> int:
     test = None if args.no_test_progress else data.load_test(args.data_dir)
     print(f"training on {len(train)} images from {train.source}", flush=True)
 
-    model = cnn.build()
+    model = families.BUILDERS[args.model]()
     # Flip augmentation lives in a wrapper so the exported model is exactly Table 1.
     trainer = keras.Sequential([keras.Input(shape=cnn.INPUT_SHAPE), keras.layers.RandomFlip("horizontal", seed=args.seed), model])
     steps = args.epochs * int(np.ceil(len(train) / args.batch_size))
@@ -94,11 +104,13 @@ def main(argv=None) -> int:
     elapsed = time.time() - started
     trainer = keras.models.load_model(best)
     model = trainer.layers[-1]
-    keras_path = MODELS_DIR / f"{cnn.NAME}.keras"
+    keras_path = MODELS_DIR / f"{args.model}.keras"
     model.save(keras_path)
     print(f"saved {keras_path}", flush=True)
 
     run = {
+        "model": args.model,
+        "parameters": int(model.count_params()),
         "seed": args.seed,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -113,7 +125,7 @@ def main(argv=None) -> int:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "data": data.provenance(args.data_dir),
     }
-    (MODELS_DIR / f"{cnn.NAME}.training.json").write_text(json.dumps(run, indent=2) + "\n")
+    (MODELS_DIR / f"{args.model}.training.json").write_text(json.dumps(run, indent=2) + "\n")
     if args.no_export or keras.backend.backend() != "tensorflow":
         print("export with: python -m models.export", flush=True)
         return 0

@@ -337,8 +337,8 @@ class Prediction:
     probabilities: np.ndarray  # float32 [n, 10]
 
 
-def encode_predictions(pred: Prediction, model: dict | None = None) -> bytes:
-    """The one response body every architecture returns."""
+def encode_predictions(pred: Prediction, model: dict | None = None, details: dict | None = None) -> bytes:
+    """The one response body every architecture returns (``details``: top-level additions, e.g. the ensemble's)."""
     doc = {
         "predictions": [
             {"class_id": int(c), "class_name": CLASS_NAMES[int(c)], "probabilities": [round(float(p), 6) for p in probs]}
@@ -347,6 +347,8 @@ def encode_predictions(pred: Prediction, model: dict | None = None) -> bytes:
     }
     if model:
         doc["model"] = model
+    if details:
+        doc.update(details)
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

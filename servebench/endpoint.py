@@ -69,6 +69,10 @@ class InferenceFailed(RuntimeError):
 class Inferred:
     prediction: Prediction
     timing: str
+    # --- ensemble (issue 12) ---
+    # Besides the predictions, what the v1 body says about how they were made (the ensemble: which members).
+    details: dict | None = None
+    # --- end ensemble (issue 12) ---
 
 
 class Target(Protocol):
@@ -254,7 +258,8 @@ def _decode(route: Route, body: bytes, headers: Mapping[str, str], max_batch: in
     return codecs.decode(body, content_type, max_batch), None
 
 
-def _encode(route: Route, pred: Prediction, how, target: Target) -> tuple[bytes, str, tuple]:
+def _encode(route: Route, pred: Prediction, how, target: Target,
+            details: dict | None = None) -> tuple[bytes, str, tuple]:
     if route.protocol == "v2":
         body, headers = kserve.encode_infer_response(pred, how, target.model_version())
         headers = {k: v for k, v in headers.items()}
@@ -262,7 +267,8 @@ def _encode(route: Route, pred: Prediction, how, target: Target) -> tuple[bytes,
         return body, content_type, tuple(headers.items())
     if route.protocol == "tfserving":
         return tfserving.encode_rest_response(pred, how), codecs.JSON, ()
-    return codecs.encode_predictions(pred, {"name": target.model_name, "version": target.model_version()}), codecs.JSON, ()
+    return (codecs.encode_predictions(pred, {"name": target.model_name, "version": target.model_version()},
+                                      details), codecs.JSON, ())
 
 
 def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, str]) -> Reply:
@@ -279,7 +285,7 @@ def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, st
         inferred = target.infer(images)
     except InferenceFailed as exc:
         return error_reply(route.protocol, exc.status, exc.message, **exc.extra)
-    out, content_type, extra = _encode(route, inferred.prediction, how, target)
+    out, content_type, extra = _encode(route, inferred.prediction, how, target, inferred.details)
     return Reply(200, out, join_timing(timing_entry("decode", (decoded - start) * 1000.0), inferred.timing),
                  content_type, extra)
 

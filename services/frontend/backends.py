@@ -142,8 +142,10 @@ class Upstream:
             return UpstreamFailed(502, f"backend {self.name} closed the connection without answering")
         return UpstreamFailed(502, f"backend {self.name} failed: {type(reason).__name__}")
 
-    def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> endpoint.Reply:
-        """The request passed on unchanged, and the backend's answer passed back (its 5xx as a 502)."""
+    def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str],
+                passed: tuple[int, ...] = ()) -> endpoint.Reply:
+        """The request passed on unchanged, and the backend's answer passed back (its 5xx as a 502,
+        except the statuses in ``passed``: a backend's own gateway answers, e.g. the ensemble's 504)."""
         protocol = endpoint.protocol_of(path)
         sent_headers = {name: value for name in _REQUEST_HEADERS
                         if (value := endpoint.header(headers, name)) is not None}
@@ -153,7 +155,7 @@ class Upstream:
         except UpstreamFailed as exc:
             return endpoint.error_reply(protocol, exc.status, exc.message, backend=self.name)
         forward_ms = (time.perf_counter() - start) * 1000.0
-        if resp.status >= 500:
+        if resp.status >= 500 and resp.status not in passed:
             return endpoint.error_reply(protocol, 502, f"backend {self.name} failed with HTTP {resp.status}",
                                         backend=self.name)
         return endpoint.Reply(
@@ -230,6 +232,23 @@ class ModelServerBackend(RemoteBackend):
 
     def close(self) -> None:
         self.http.close()
+
+
+# --- ensemble (issue 12) ---
+class EnsembleBackend(ModelServerBackend):
+    """The ensemble coordinator (services/ensemble): like a model server it speaks every protocol, so
+    requests are passed on unchanged; its answers carry the members used and one Server-Timing entry each."""
+
+    # The coordinator's own 502/504 (no member answered / none in time) say which members failed how.
+    GATEWAY_STATUSES = (502, 504)
+
+    def forward(self, method, path, body, headers) -> endpoint.Reply:
+        return self.http.forward(method, path, body, headers, passed=self.GATEWAY_STATUSES)
+
+    def info(self) -> dict:
+        doc = self.http.get_json("/v1/info")
+        return {"backend": doc} if doc is not None else {}
+# --- end ensemble (issue 12) ---
 
 
 class TritonBackend(RemoteBackend):

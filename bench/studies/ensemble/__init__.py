@@ -1,0 +1,8 @@
+"""The ensemble study (registry: ensemble): three CIFAR-10 models as functions, serial against parallel.
+
+``experiments`` plans the runs, ``run`` runs them (:mod:`.experiments`),
+``report`` draws the section, ``published`` holds the study's numbers.
+"""
+from bench.studies.ensemble.experiments import experiments, run
+
+__all__ = ["experiments", "run"]

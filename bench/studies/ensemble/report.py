@@ -1,0 +1,293 @@
+"""The ensemble section: the study's accuracy and latency claims beside ours, and why parallel cannot be
+max(T) here (three 1-vCPU functions, two cores).
+
+Reads the newest ``ensemble-inprocess``, ``ensemble-functions`` and
+``ensemble-deadline`` records and the study's bench runs (one per stack and
+batch size; a member alone is the parallel coordinator with that one member).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.formats import significant
+from bench.report.runs import Run
+from bench.report.sections import Context, Figure, Heading, Section, Text
+from bench.report.tables import published as printed
+from bench.report.tables import missing, table
+from bench.studies.ensemble import published
+from bench.studies.ensemble.experiments import BATCHES, MEMBERS, STUDY
+from servebench import cgroups
+
+CORES_NOTE_FUNCTIONS = 3
+
+
+def _newest(runs: list[Run], kind: str) -> Run | None:
+    mine = [r for r in runs if r.kind == kind and r.record.study == STUDY and not r.interrupted]
+    return mine[-1] if mine else None
+
+
+def label_of(run: Run) -> str | None:
+    """serial, parallel, or '<member> alone' for one of the study's bench runs."""
+    knobs = run.get("stack", "knobs", default={}) or {}
+    members = tuple(m for m in str(knobs.get("SB_ENSEMBLE_MEMBERS", ",".join(MEMBERS))).split(",") if m)
+    if len(members) == 1:
+        return f"{members[0]} alone"
+    if run.arch == "ensemble-serial":
+        return "serial"
+    if run.arch == "ensemble-parallel":
+        return "parallel"
+    return None
+
+
+def bench_p50(ctx: Context) -> dict[str, dict[int, float]]:
+    """label -> batch -> the newest run's p50 latency (ms) of one request."""
+    out: dict[str, dict[int, float]] = {}
+    for run in ctx.runs:
+        if run.kind != "bench" or run.record.study != STUDY or run.interrupted:
+            continue
+        label, batch, p50 = label_of(run), run.get("settings", "batch"), run.get("latency_ms", "p50")
+        if label and batch and p50 is not None:
+            out.setdefault(label, {})[int(batch)] = float(p50)
+    return out
+
+
+def bench_resources(ctx: Context) -> dict[str, dict]:
+    """label -> resources of its newest batch-100 run (per service: CPU seconds, RSS)."""
+    out = {}
+    for run in ctx.runs:
+        if run.kind == "bench" and run.record.study == STUDY and run.get("settings", "batch") == 100:
+            if (label := label_of(run)) and run.get("resources"):
+                out[label] = run.get("resources")
+    return out
+
+
+def references(p50: dict[str, dict[int, float]]) -> dict[str, dict[int, float]]:
+    """sum(T) and max(T) of the members alone, per batch size where all three were measured."""
+    sums, maxes = {}, {}
+    for b in BATCHES:
+        alone = [p50.get(f"{m} alone", {}).get(b) for m in MEMBERS]
+        if all(t is not None for t in alone):
+            sums[b], maxes[b] = sum(alone), max(alone)
+    return {"sum(T)": sums, "max(T)": maxes}
+
+
+def _ms(v):
+    return significant(v) if v is not None else missing()
+
+
+def accuracy_table(inproc: Run | None):
+    acc = inproc.get("accuracy") if inproc else None
+    rows = []
+    theirs = published.ACCURACY_PERCENT
+    ours = []
+    if acc:
+        ours = [(m["model"], 100 * m["test_accuracy"]) for m in acc["members"].values()]
+        ours.append(("ensemble (average)", 100 * acc["ensemble"]["test_accuracy"]))
+    for i, name in enumerate((*published.MEMBERS, "Ensemble")):
+        mine = ours[i] if i < len(ours) else (None, None)
+        rows.append([name, printed(theirs[name]), mine[0] or missing(),
+                     f"{mine[1]:.2f}" if mine[1] is not None else missing()])
+    gain = acc.get("gain_points_over_best") if acc else None
+    rows.append(["gain over the best member (points)", printed(published.gain_over_best_points()), "",
+                 f"{gain:+.2f}" if gain is not None else missing()])
+    where = (f"ours: CIFAR-10 test set, {acc['test_images']:,} images" if acc else "ours: not measured yet")
+    return table(["study's model", f"study (%, {published.DATASET})", "our model", f"ours (%; {where})"], rows)
+
+
+def latency_table(p50, inproc: Run | None):
+    refs = references(p50)
+    lat = inproc.get("latency") if inproc else {}
+    rows = []
+    for b in BATCHES:
+        alone = [p50.get(f"{m} alone", {}).get(b) for m in MEMBERS]
+        s, p = p50.get("serial", {}).get(b), p50.get("parallel", {}).get(b)
+        slowest = max(alone) if all(a is not None for a in alone) else None
+        rows.append([b, *[_ms(a) for a in alone], _ms(refs["sum(T)"].get(b)), _ms(refs["max(T)"].get(b)),
+                     _ms(s), _ms(p),
+                     f"{s / p:.2f}×" if s and p else missing(),
+                     f"{100 * (p / slowest - 1):+.1f}%" if p and slowest else missing(),
+                     _ms((lat or {}).get(str(b), {}).get("inprocess-serial", {}).get("p50_ms")),
+                     _ms((lat or {}).get(str(b), {}).get("inprocess-threads", {}).get("p50_ms"))])
+    return table(["batch", *[f"{m} alone" for m in MEMBERS], "sum(T)", "max(T)", "serial", "parallel",
+                  "serial ÷ parallel", "parallel vs slowest member", "in-process serial", "in-process threads"],
+                 rows)
+
+
+def functions_table(ctx: Context):
+    fun = _newest(ctx.runs, "ensemble-functions")
+    # The parallel stack's record: every member ran there.
+    recs = [r for r in ctx.runs if r.kind == "ensemble-functions" and r.get("label") == "parallel"]
+    fun = recs[-1] if recs else fun
+    res = bench_resources(ctx).get("parallel", {})
+    rows = []
+    for svc, doc in ((fun.get("functions") or {}) if fun else {}).items():
+        lim = doc.get("limits") or {}
+        r = res.get(svc, {})
+        rows.append([svc, lim.get("memory_mb") or "unlimited", lim.get("cpus") or "unlimited",
+                     _ms(doc.get("cold_start_s")), _ms(doc.get("peak_memory_mb")), _ms(r.get("rss_mb_max")),
+                     _ms(doc.get("cpu_seconds")), _ms(r.get("cpu_seconds_per_image") and 1000 * r["cpu_seconds_per_image"]),
+                     _ms(doc.get("throttled_s")), doc.get("oom_kills", missing())])
+    if not rows:
+        rows.append([missing("no ensemble-functions record yet"), *[""] * 9])
+    return table(["function", "memory limit (MB)", "CPU quota (vCPU)", "cold start (s)", "peak memory (MB, cgroup)",
+                  "RSS max (MB, batch 100)", "CPU (s, whole stack life)", "CPU per image (ms, batch 100)",
+                  "throttled (s)", "OOM kills"], rows)
+
+
+def deadline_table(ctx: Context):
+    run = _newest(ctx.runs, "ensemble-deadline")
+    rows = []
+    for row in (run.get("deadline", "rows", default=[]) if run else []):
+        used = row.get("member_used_fraction", {})
+        rows.append([row["deadline_ms"] or "none (wait for all)", f"{100 * row['accuracy']:.2f}",
+                     row["members_used_mean"], *[f"{100 * used.get(m, 0):.0f}%" for m in MEMBERS],
+                     row.get("no_answer_requests", 0), _ms(row["p50_ms"])])
+    if not rows:
+        rows.append([missing("no ensemble-deadline record yet"), *[""] * 7])
+    batch = run.get("deadline", "batch") if run else 10
+    return table(["deadline (ms)", f"accuracy (%, batch {batch})", "members used (mean)",
+                  *[f"{m} used" for m in MEMBERS], "requests with no member in time", "p50 (ms)"], rows)
+
+
+def cores_text(p50, machine_cpus: int | None, fun: Run | None) -> str:
+    cpus = None
+    if fun:
+        cpus = next((d.get("limits", {}).get("cpus") for d in (fun.get("functions") or {}).values()
+                     if d.get("limits")), None)
+    per = cpus or cgroups.lambda_cpus(1769)
+    asked = CORES_NOTE_FUNCTIONS * per
+    have = machine_cpus or 2
+    text = (f"Three functions at {per:g} vCPU each ({cgroups.LAMBDA_MB_PER_VCPU:,} MB = 1 vCPU, as on Lambda) ask for "
+            f"{CORES_NOTE_FUNCTIONS} × {per:g} = {asked:g} cores; this machine has {have}. The quotas are ceilings, "
+            f"not reservations: while all three run at once they share {have} cores, each getting at most "
+            f"{have}/{CORES_NOTE_FUNCTIONS} = {have / CORES_NOTE_FUNCTIONS:.2f} of a core (less: nginx, Django and the "
+            f"coordinator run on the same cores), so each member's time stretches by {CORES_NOTE_FUNCTIONS}/{have} = "
+            f"{CORES_NOTE_FUNCTIONS / have:.2f}×. With k cores parallel takes at least max(max(T), sum(T) ÷ k): it is "
+            f"at most k× faster than serial, here {have}× (the study's up to {published.PARALLEL_SPEEDUP_UP_TO}× "
+            f"needs at least 3 cores), and it reaches max(T) only when k ≥ 3 cores are free for the functions "
+            f"(4 with the front end and the coordinator).")
+    refs = references(p50)
+    b = max(refs["sum(T)"], default=None)
+    if b is not None:
+        s, m = refs["sum(T)"][b], refs["max(T)"][b]
+        floor = max(m, s / have)
+        text += (f" At batch {b:,}: sum(T) = {significant(s)} ms and max(T) = {significant(m)} ms, so on {have} cores "
+                 f"parallel cannot beat max({significant(m)}, {significant(s)} ÷ {have}) = {significant(floor)} ms, "
+                 f"while {CORES_NOTE_FUNCTIONS} free cores would allow max(T) = {significant(m)} ms.")
+    return text
+
+
+def plot_latency(p50, inproc: Run | None, path: Path) -> Path:
+    from bench.report import plots
+
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    styles = {"serial": ("tab:olive", "-", "o"), "parallel": ("tab:cyan", "-", "s")}
+    for i, m in enumerate(MEMBERS):
+        styles[f"{m} alone"] = (plt.get_cmap("Greys")(0.45 + 0.2 * i), "-", ".")
+    drawn = False
+    for label, (color, ls, marker) in styles.items():
+        pts = sorted(p50.get(label, {}).items())
+        if pts:
+            ax.plot(*zip(*pts), color=color, ls=ls, marker=marker, label=label)
+            drawn = True
+    for name, series in references(p50).items():
+        pts = sorted(series.items())
+        if pts:
+            ax.plot(*zip(*pts), color="black", ls="--" if name == "sum(T)" else ":", lw=1.2,
+                    label=f"{name} of the members alone")
+    lat = inproc.get("latency") if inproc else None
+    if lat:
+        for v, ls in (("inprocess-serial", (0, (3, 1, 1, 1))), ("inprocess-threads", (0, (1, 1)))):
+            pts = sorted((int(b), row[v]["p50_ms"]) for b, row in lat.items() if v in row)
+            ax.plot(*zip(*pts), color="tab:purple", ls=ls, label=f"{v} (one process, no HTTP)")
+            drawn = True
+    if not drawn:
+        plots.placeholder(ax, "no ensemble runs yet: make study STUDY=ensemble")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if drawn:
+        plots.plain_log(ax.xaxis)
+        plots.plain_log(ax.yaxis)
+    ax.set_xlabel("images per request (batch size)")
+    ax.set_ylabel("p50 latency of one request (ms)")
+    ax.set_title("Ensemble latency by batch size, with sum(T) and max(T) of the members")
+    if drawn:
+        ax.legend(fontsize=7, loc="upper left")
+    ax.grid(True, which="both", alpha=0.3)
+    return plots.save(fig, path)
+
+
+def plot_deadline(run: Run | None, path: Path) -> Path:
+    from bench.report import plots
+
+    plt = plots.plt
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    rows = [r for r in (run.get("deadline", "rows", default=[]) if run else []) if r.get("deadline_ms")]
+    if rows:
+        xs = [r["deadline_ms"] for r in rows]
+        ax.plot(xs, [100 * r["accuracy"] for r in rows], marker="o", color="tab:cyan", label="accuracy (%)")
+        ax2 = ax.twinx()
+        ax2.plot(xs, [r["members_used_mean"] for r in rows], marker=".", color="tab:gray", ls="--",
+                 label="members used (mean)")
+        ax2.set_ylim(0, 3.2)
+        ax2.set_ylabel("members used (mean)")
+        wait_all = next((r for r in run.get("deadline", "rows") if not r.get("deadline_ms")), None)
+        if wait_all:
+            ax.axhline(100 * wait_all["accuracy"], color="black", ls=":", lw=1, label="no deadline")
+        ax.set_xscale("log")
+        plots.plain_log(ax.xaxis)
+        ax.legend(fontsize=7, loc="lower right")
+    else:
+        plots.placeholder(ax, "no deadline sweep yet: make study STUDY=ensemble")
+    ax.set_xlabel("deadline (ms)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Deadline mode: accuracy against deadline")
+    return plots.save(fig, path)
+
+
+def section(ctx: Context) -> Section:
+    inproc = _newest(ctx.runs, "ensemble-inprocess")
+    fun_runs = [r for r in ctx.runs if r.kind == "ensemble-functions" and r.record.study == STUDY]
+    fun = fun_runs[-1] if fun_runs else None
+    deadline = _newest(ctx.runs, "ensemble-deadline")
+    p50 = bench_p50(ctx)
+    machine_cpus = None
+    for r in reversed(ctx.runs):
+        if r.record.study == STUDY and (c := r.get("provenance", "machine", "logical_cpus")):
+            machine_cpus = int(c)
+            break
+    intro = ("Three CIFAR-10 models of different families (the Table 1 CNN, a ResNet-20 and a MobileNetV2 adapted to "
+             "32×32) each run as a function: its own FastAPI model process in a cgroup whose CPU quota follows its "
+             "memory limit as on Lambda. A coordinator behind the usual nginx → gunicorn → Django front end calls "
+             "them one after another (ensemble-serial) or all at once (ensemble-parallel) and averages their "
+             "softmax outputs. A member alone is the same coordinator with that one member, so every line crosses "
+             "the same hops. Study: " + published.SOURCE + ". Its models, data set and hardware differ from ours "
+             "(ImageNet models on AWS Lambda); compare shapes and ratios, never absolute times.")
+    blocks = [
+        Text(intro),
+        Heading("Accuracy: the study's beside ours"),
+        accuracy_table(inproc),
+        Heading("Latency by batch size: serial against parallel"),
+        Text("p50 of one request through nginx at each batch size (raw bodies, one request at a time). sum(T) and "
+             "max(T) are of the members alone, as the study's serial = sum and parallel = max. The study: "
+             + "; ".join(published.CLAIMS) + "."),
+        latency_table(p50, inproc),
+        Figure("ensemble-latency", "ensemble-latency.png",
+               "p50 latency by batch size: members alone (grey), serial, parallel, sum(T) and max(T) of the members "
+               "(black dashed and dotted), and the three models in one process (purple).",
+               lambda path: plot_latency(p50, inproc, path)),
+        Heading("Three 1-vCPU functions on two cores"),
+        Text(cores_text(p50, machine_cpus, fun)),
+        Heading("CPU and memory per function"),
+        functions_table(ctx),
+        Heading("Deadline mode"),
+        Text("Clipper's deadline: the coordinator answers at the deadline with the average of the members that have "
+             "answered and names them; a member that fails or times out is left out, and only when none answered is "
+             "the request failed (502, or 504 when all timed out). Measured by a coordinator in the harness process "
+             "against the parallel stack's member functions."),
+        deadline_table(ctx),
+        Figure("ensemble-deadline", "ensemble-deadline.png", "Accuracy and members used against the deadline.",
+               lambda path: plot_deadline(deadline, path)),
+    ]
+    return Section(title="Ensemble of three models as functions: serial against parallel", blocks=blocks)
