@@ -66,6 +66,9 @@ help:
 	@echo "make bench-model              in-process reference (the physical limit)"
 	@echo "make up|down|status ARCH=...  the stack alone (RUNTIME=native|docker)"
 	@echo "make train|export|evaluate    the model"
+	@echo "make bench ARCH=stream-tcp RATE=30  frames on one connection (stream-ws, stream-grpc too; issue 11)"
+	@echo "make stream-proto             regenerate the gRPC stream's code from services/stream/stream.proto"
+	@echo "make train-ensemble           the ensemble's ResNet-20 and MobileNetV2 (issue 12), then its accuracy"
 	@echo "Knobs: ARCH RUNTIME N BATCH CODEC CONCURRENCY RATE ARRIVALS REPEATS WARMUP RESULTS USERS SPAWN_RATE"
 	@echo "       DURATION WORKERS WEB_PORT STUDY QUICK STUDY_ARCHS"
 	@echo "       and the serving knobs of '$(PY) -m servebench.topology knobs'"
@@ -83,6 +86,12 @@ setup: $(VENV)/.installed
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light; \
 	  else echo "nginx is missing: install Debian's nginx-light (sudo apt-get install nginx-light)"; exit 1; fi; \
+	fi
+	@# --- streaming (issue 11): stream-tcp needs nginx's stream module (dynamic in Debian) ---
+	@if [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnginx-mod-stream; \
+	  else echo "note: ARCH=stream-tcp needs nginx's stream module: sudo apt-get install libnginx-mod-stream"; fi; \
 	fi
 	@echo "setup done: $(PY) and $$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -134,6 +143,30 @@ evaluate: $(VENV)/.installed
 bench-model: $(VENV)/.installed
 	$(PY) -m bench.reference --out $(RESULTS)
 
+# --- ensemble (issue 12) ---
+# The ensemble's two other members (the Table 1 CNN is `make train`), then every member's and the
+# ensemble's test accuracy (models/ensemble.metrics.json; fails below 70% or under best member + 2 points).
+RESNET_EPOCHS ?= 6
+MOBILENET_EPOCHS ?= 9
+.PHONY: train-ensemble evaluate-ensemble
+train-ensemble: $(VENV)/.installed
+	$(PY) -m models.train --model cifar10_resnet20 --epochs $(RESNET_EPOCHS)
+	$(PY) -m models.evaluate --model-base models/cifar10_resnet20 --check 0.70
+	$(PY) -m models.train --model cifar10_mobilenetv2 --epochs $(MOBILENET_EPOCHS)
+	$(PY) -m models.evaluate --model-base models/cifar10_mobilenetv2 --check 0.70
+	$(PY) -m models.ensemble_accuracy --check
+
+evaluate-ensemble: $(VENV)/.installed
+	$(PY) -m models.ensemble_accuracy --check
+# --- end ensemble (issue 12) ---
+
+# --- streaming (issue 11) ---
+# The gRPC stream's generated code (committed) from services/stream/stream.proto, with the pinned grpcio-tools.
+.PHONY: stream-proto
+stream-proto: $(VENV)/.installed
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. services/stream/stream.proto
+# --- end streaming (issue 11) ---
+
 # ARCH=triton's own venv is made on first use.
 ARCH_SETUP = $(if $(filter triton,$(ARCH)),setup-triton,)
 
@@ -148,7 +181,7 @@ status: $(VENV)/.installed
 
 BENCH_ARGS = --runtime $(RUNTIME) --n $(N) --batch $(BATCH) --codec $(CODEC) --concurrency $(CONCURRENCY) \
              $(if $(RATE),--rate $(RATE) --arrivals $(ARRIVALS),) --repeats $(REPEATS) --warmup $(WARMUP) \
-             --out $(RESULTS) $(if $(LOADGEN),--loadgen $(LOADGEN) --loadgen-min-duration $(LOADGEN_MIN_DURATION) \
+             --out $(RESULTS) $(if $(DEADLINE_MS),--deadline-ms $(DEADLINE_MS),) $(if $(LOADGEN),--loadgen $(LOADGEN) --loadgen-min-duration $(LOADGEN_MIN_DURATION) \
              $(if $(LOADGEN_QPS),--loadgen-qps $(LOADGEN_QPS),),)
 
 bench: $(VENV)/.installed $(ARCH_SETUP)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
+from servebench.cgroups import Limits
 from servebench.settings import MODEL, MODEL_SERVER, REPO_ROOT, Settings, env_name, knob_defaults
 
 PYTHON_DOCKERFILE = "docker/python-service.Dockerfile"  # one image recipe for every Python service
@@ -34,7 +35,7 @@ RUNTIMES = ("native", "docker")
 class Need:
     """Something an architecture needs to run, and what to do when it is missing."""
 
-    kind: Literal["binary", "docker", "venv", "root"]
+    kind: Literal["binary", "docker", "venv", "root", "file"]  # file: a path that must exist (issue 11)
     what: str  # a program, a virtual environment's folder (relative to the repo), or '' for docker/root
     how: str  # how to get it: shown as is
     runtimes: tuple[str, ...] = RUNTIMES  # where it is needed
@@ -49,6 +50,8 @@ class Need:
             met = (REPO_ROOT / self.what / "bin" / "python").exists()
         elif self.kind == "root":
             met = os.geteuid() == 0
+        elif self.kind == "file":  # issue 11: e.g. an nginx module
+            met = Path(self.what).exists()
         else:
             from servebench import compose
 
@@ -78,6 +81,17 @@ class Service:
     image: str | None = None
     volumes: tuple[str, ...] = ()  # compose only
     depends_on: tuple[str, ...] = ()
+    # Memory and CPU limits from its knobs (servebench.cgroups.Limits; None: unlimited). Natively the
+    # service runs in a cgroup of its own; under compose they become mem_limit and cpus.
+    limits: Callable[[Settings], "Limits | None"] | None = None
+
+    # --- serverless (issue 13) ---
+    # Compose profiles of a service no architecture runs (a study's own, e.g. the object store).
+    profiles: tuple[str, ...] = ()
+    # --- end serverless (issue 13) ---
+
+    def limits_in(self, settings: Settings) -> "Limits | None":
+        return self.limits(settings) if self.limits else None
 
 
 @dataclass(frozen=True)
@@ -186,7 +200,8 @@ def profiles() -> tuple[str, ...]:
 
 
 def profiles_of(service_name: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(a.profile for a in _ARCHITECTURES.values() if service_name in a.services))
+    own = _SERVICES[service_name].profiles if service_name in _SERVICES else ()  # issue 13
+    return tuple(dict.fromkeys([*(a.profile for a in _ARCHITECTURES.values() if service_name in a.services), *own]))
 
 
 def studies() -> tuple[Study, ...]:
@@ -383,6 +398,55 @@ register_study(Study(
     source="issue 10 (no published system: our stacks against the machine's in-process limit)",
 ))
 
+# --- serverless (issue 13) ---
+def _objectstore_data(settings: Settings, run_dir) -> str:
+    """Natively, SeaweedFS keeps its data (and its sockets, through TMPDIR) in the run dir; removed on stop."""
+    data = Path(run_dir) / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return str(data)
+
+
+def _objectstore_port(offset: int) -> RuntimeValue:
+    """SeaweedFS's master, volume and filer ports: the S3 port's next three (gRPC at each + 10000)."""
+    return RuntimeValue(native=lambda s, run_dir: str(s.objectstore_port + offset),
+                        docker=lambda s: str(s.objectstore_port + offset))
+
+
+# The serverless study's S3 store (servebench.objectstore): no architecture runs it; the study starts it.
+register_service(Service(
+    name="objectstore",
+    port_field="objectstore_port",
+    command=("weed", "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=${SB_OBJECTSTORE_DATA}",
+             "-master.port=${SB_OBJECTSTORE_MASTER_PORT}", "-volume.port=${SB_OBJECTSTORE_VOLUME_PORT}",
+             "-filer", "-filer.port=${SB_OBJECTSTORE_FILER_PORT}",
+             "-filer.localSocket=${SB_OBJECTSTORE_DATA}/filer.sock",
+             "-s3", "-s3.port=" + ref("objectstore_port"), "-s3.config=${SB_OBJECTSTORE_S3_CONFIG}",
+             "-s3.localSocket=${SB_OBJECTSTORE_DATA}/s3.sock", "-s3.port.iceberg=0", "-s3.port.lance=0",
+             "-master.volumeSizeLimitMB=1024", "-volume.max=64"),
+    runtime_env={"TMPDIR": RuntimeValue(native=_objectstore_data, docker=lambda s: "/tmp")},
+    runtime_vars={
+        "SB_OBJECTSTORE_DATA": RuntimeValue(native=_objectstore_data, docker=lambda s: "/data"),
+        "SB_OBJECTSTORE_S3_CONFIG": RuntimeValue(
+            native=lambda s, run_dir: str(REPO_ROOT / "services/objectstore/s3.json"),
+            docker=lambda s: "/etc/seaweedfs/s3.json"),
+        "SB_OBJECTSTORE_MASTER_PORT": _objectstore_port(1),
+        "SB_OBJECTSTORE_VOLUME_PORT": _objectstore_port(2),
+        "SB_OBJECTSTORE_FILER_PORT": _objectstore_port(3),
+    },
+    health_path="/healthz",
+    image="chrislusf/seaweedfs:4.48",
+    volumes=("./services/objectstore/s3.json:/etc/seaweedfs/s3.json:ro",),
+    profiles=("serverless",),
+))
+
+register_study(Study(
+    name="serverless",
+    title="Serverless serving of a layer-partitioned CNN: memory-limited functions and an object store",
+    module="bench.studies.serverless",
+    source="../shared/STUDIES.md, section 2",
+))
+# --- end serverless (issue 13) ---
+
 # ------------------------------------------------------------------ architectures
 FRONT = ("frontend", "nginx")
 TF_SERVING_NEEDS = (Need(
@@ -433,3 +497,126 @@ register(Architecture(
     needs=TRITON_NEEDS, study="saturation",
     description="Django forwards to Triton Inference Server (PyTriton, CPU) over KServe v2 REST; "
                 "Triton's dynamic batcher combines requests when SB_BATCH_MAX_SIZE > 1"))
+
+# --- ensemble (issue 12) ---
+# Three member functions (the FastAPI model server, one model each, one worker, in a cgroup whose CPU
+# follows its memory as on Lambda) and a coordinator that averages them (services/ensemble/).
+ENSEMBLE_MEMBERS = {"cnn": "cifar10_cnn", "resnet20": "cifar10_resnet20", "mobilenetv2": "cifar10_mobilenetv2"}
+
+
+def _member_limits(settings: Settings) -> "Limits | None":
+    mb = settings.ensemble_member_memory_mb
+    return Limits.lambda_like(mb) if mb else None
+
+
+def _member_model_base(model: str) -> RuntimeValue:
+    return RuntimeValue(native=lambda s, run_dir: str(REPO_ROOT / "models" / model),
+                        docker=lambda s: f"/app/models/{model}")
+
+
+for _member, _model in ENSEMBLE_MEMBERS.items():
+    register_service(Service(
+        name=f"ensemble-{_member}",
+        port_field=f"ensemble_{_member}_port",
+        command=(
+            "uvicorn", "services.fastapi_backend.app:app",
+            "--host", "127.0.0.1", "--port", ref(f"ensemble_{_member}_port"),
+            # One process per function, as a Lambda instance is; its threads take concurrent calls.
+            "--workers", "1",
+            "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-keep-alive", "75",
+        ),
+        groups=(MODEL, MODEL_SERVER, "ensemble-member"),
+        runtime_env={"SB_MODEL_BASE": _member_model_base(_model)},
+        dockerfile=PYTHON_DOCKERFILE,
+        limits=_member_limits,
+    ))
+
+register_service(Service(
+    name="ensemble",
+    port_field="ensemble_port",
+    command=(
+        "uvicorn", "services.ensemble.app:app",
+        "--host", "127.0.0.1", "--port", ref("ensemble_port"), "--workers", "1",
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--timeout-keep-alive", "75",
+    ),
+    # The model groups for max_batch, the body limit and its threads; it loads no model itself.
+    groups=(MODEL, MODEL_SERVER),
+    environment={"SB_ARCH": "${ARCH:-ensemble-parallel}"},
+    dockerfile=PYTHON_DOCKERFILE,
+    depends_on=tuple(f"ensemble-{m}" for m in ENSEMBLE_MEMBERS),
+))
+
+register_study(Study(
+    name="ensemble",
+    title="A parallel versus serial ensemble of three CIFAR-10 models served as functions",
+    module="bench.studies.ensemble",
+    source="../shared/STUDIES.md, section 3",
+))
+
+_ENSEMBLE_SERVICES = (*(f"ensemble-{m}" for m in ENSEMBLE_MEMBERS), "ensemble", *FRONT)
+register(Architecture(
+    name="ensemble-serial", title="Ensemble, serial", color="tab:olive", services=_ENSEMBLE_SERVICES,
+    profile="ensemble", backend="services.frontend.backends:EnsembleBackend", backend_port="ensemble_port",
+    protocol="rest", study="ensemble", study_label="Serial (sum of T)",
+    description="Django forwards to a coordinator that calls three model functions one after another and "
+                "averages their probabilities"))
+register(Architecture(
+    name="ensemble-parallel", title="Ensemble, parallel", color="tab:cyan", services=_ENSEMBLE_SERVICES,
+    profile="ensemble", backend="services.frontend.backends:EnsembleBackend", backend_port="ensemble_port",
+    protocol="rest", study="ensemble", study_label="Parallel (Step Functions)",
+    description="Django forwards to a coordinator that calls three model functions at once and averages "
+                "their probabilities (a deadline mode answers with those that answered in time)"))
+# --- end ensemble (issue 12) ---
+
+# --- streaming (issue 11) ---
+register_service(Service(
+    name="stream",
+    port_field="stream_ws_port",  # its WebSocket port answers GET /healthz once all three transports listen
+    command=("python", "-m", "services.stream.server", "--host", "127.0.0.1", "--port", ref("stream_ws_port")),
+    groups=(MODEL,),  # the model's threads, call path, batching; the stream knobs are declared for "stream"
+    runtime_env={"SB_MODEL_BASE": MODEL_BASE},
+    dockerfile=PYTHON_DOCKERFILE,
+    # SB_STREAM_MODEL_CPUS: the study's "instance types" axis (0.5, 1, 2 cores); 0 is no quota.
+    limits=lambda s: Limits.of(None, s.stream_model_cpus),
+))
+
+register_study(Study(
+    name="streaming",
+    title="A streaming inference server: frames over one persistent connection versus one request per image",
+    module="bench.studies.streaming",
+    source="../shared/STUDIES.md, section 4",
+))
+
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+STREAM_NEEDS = (Need(
+    "file", NGINX_STREAM_MODULE,
+    "nginx's stream module is missing (" + NGINX_STREAM_MODULE + "): `make setup` installs Debian's "
+    "libnginx-mod-stream (apt-get install libnginx-mod-stream), or run it under docker compose (RUNTIME=docker).",
+    runtimes=("native",)),)
+# One service, three transports: the architectures differ in the door the client takes through nginx.
+# No front end: frames go from nginx to the streaming server (the per-request baselines are the fastapi
+# stack, driven by the same streaming client: bench/stream_client.py --transport http|http-new).
+register(Architecture(
+    name="stream-tcp", title="Stream, TCP", color="tab:pink", services=("stream", "nginx"), profile="stream",
+    backend="", protocol="tcp-stream", needs=STREAM_NEEDS, study="streaming", study_label="Streaming server",
+    description="length-prefixed frames on one persistent TCP connection through nginx's stream proxy"))
+register(Architecture(
+    name="stream-ws", title="Stream, WebSocket", color="tab:gray", services=("stream", "nginx"), profile="stream",
+    backend="", protocol="websocket", study="streaming",
+    description="the same frames as WebSocket messages through nginx's upgrade (/v1/stream)"))
+register(Architecture(
+    name="stream-grpc", title="Stream, gRPC", color="black", services=("stream", "nginx"), profile="stream",
+    backend="", protocol="grpc-stream", study="streaming",
+    description="gRPC bidirectional streaming (services/stream/stream.proto) through nginx's grpc_pass"))
+# --- end streaming (issue 11) ---
+
+# --- offloading (issue 14) ---
+# No architecture: the edge server and the client run in namespaces over a shaped link, started by the study
+# itself (bench/studies/offloading/experiments.py), not as a stack.
+register_study(Study(
+    name="offloading",
+    title="Incremental offloading of a partitioned DNN to an edge server over a limited link",
+    module="bench.studies.offloading",
+    source="../shared/STUDIES.md, section 5",
+))
+# --- end offloading (issue 14) ---

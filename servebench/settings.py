@@ -30,6 +30,16 @@ WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
 NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key",
                 "port", "frontend_port", "flask_port", "fastapi_port", "tfserving_grpc_port", "tfserving_rest_port",
                 "triton_http_port", "triton_grpc_port"}
+# --- serverless (issue 13) ---
+NOT_RECORDED |= {"objectstore_port"}
+# --- end serverless (issue 13) ---
+# --- streaming (issue 11) ---
+NOT_RECORDED |= {"stream_port", "stream_ws_port", "stream_grpc_port", "stream_proxy_port", "stream_grpc_proxy_port"}
+STREAM = "stream"  # the streaming model server (services/stream)
+# --- end streaming (issue 11) ---
+# --- ensemble (issue 12) ---
+NOT_RECORDED |= {"ensemble_port", "ensemble_cnn_port", "ensemble_resnet20_port", "ensemble_mobilenetv2_port"}
+# --- end ensemble (issue 12) ---
 
 # Who receives a knob: a service's name, or a group every service in it belongs
 # to (see servebench.registry.Service.groups).
@@ -95,6 +105,52 @@ class Settings(BaseSettings):
         ("frontend",), validate_default=True)
     # The harness opens up to 64 connections plus locust's, all from one loopback address.
     conn_limit: int = knob(256, "requests nginx processes at once per client address (429 beyond)", ("nginx",), ge=1)
+    # --- serverless (issue 13) ---
+    objectstore_port: int = knob(8040, "S3 port of the serverless study's object store (SeaweedFS; it also takes "
+                                       "the next three ports, and each port + 10000 for gRPC)", ("objectstore",))
+    # --- end serverless (issue 13) ---
+    # --- streaming (issue 11) ---
+    stream_port: int = knob(8020, "streaming server's TCP frame port", ("nginx", STREAM))
+    stream_ws_port: int = knob(8021, "streaming server's WebSocket port (and its /healthz)", ("nginx", STREAM))
+    stream_grpc_port: int = knob(8022, "streaming server's gRPC port", ("nginx", STREAM))
+    stream_proxy_port: int = knob(8090, "nginx's TCP stream proxy to the streaming server (stream-tcp)", ("nginx",))
+    stream_grpc_proxy_port: int = knob(8092, "nginx's gRPC (HTTP/2) listener for stream-grpc", ("nginx",))
+    stream_model: Literal["cifar", "yolo-tiny"] = knob(
+        "cifar", "the streaming server's model: cifar (the CIFAR-10 CNN) or yolo-tiny (YOLO v3 tiny's layers at "
+                 "416x416, random weights: timing only)", (STREAM,))
+    stream_window: int = knob(8, "frames in flight per stream: the client's window and the most a connection may "
+                                 "hold unanswered in the server (beyond it the server stops reading: backpressure)",
+                              (STREAM,), ge=1, le=1024)
+    stream_drop: Literal["keep", "drop-oldest"] = knob(
+        "keep", "when a stream's window is full: keep (stop reading until answers go out) or drop-oldest (the "
+                "oldest frame not yet in the model is answered 'dropped', newest wins, as cameras do)", (STREAM,))
+    stream_encoding: Literal["raw", "jpeg"] = knob("raw", "how the harness's camera encodes frames", (STREAM,))
+    stream_jpeg_quality: int = knob(90, "JPEG quality of the harness's camera frames", (STREAM,), ge=1, le=100)
+    stream_max_frame_kb: int = knob(1024, "largest frame payload the streaming server accepts (KiB)", (STREAM,), ge=1)
+    stream_model_cpus: float = knob(0.0, "CPU quota of the streaming model process (cgroup; 0: none)", (STREAM,), ge=0)
+    # --- end streaming (issue 11) ---
+    # --- ensemble (issue 12) ---
+    ensemble_port: int = knob(8033, "ensemble coordinator port", ("frontend", "ensemble"))
+    ensemble_cnn_port: int = knob(8030, "ensemble member port: the Table 1 CNN", ("ensemble", "ensemble-cnn"))
+    ensemble_resnet20_port: int = knob(8031, "ensemble member port: ResNet-20", ("ensemble", "ensemble-resnet20"))
+    ensemble_mobilenetv2_port: int = knob(8032, "ensemble member port: MobileNetV2",
+                                          ("ensemble", "ensemble-mobilenetv2"))
+    # Lambda's rule: CPU follows memory, 1,769 MB = one vCPU (servebench.cgroups.Limits.lambda_like).
+    ensemble_member_memory_mb: int = knob(
+        1769, "memory limit of each ensemble member function in MB; its CPU quota follows (1,769 MB = 1 vCPU; "
+              "0: unlimited)", ("ensemble-member",), ge=0)
+    ensemble_mode: Literal["", "serial", "parallel"] = knob(
+        "", "how the coordinator calls its members: serial or parallel ('' follows ARCH: ensemble-serial or "
+            "ensemble-parallel)", ("ensemble",))
+    ensemble_members: Annotated[tuple[str, ...], NoDecode] = knob(
+        "cnn,resnet20,mobilenetv2", "the members the coordinator averages, comma-separated (one alone: that "
+                                    "member's latency through the same hops)", ("ensemble",), validate_default=True)
+    ensemble_deadline_ms: float = knob(
+        0.0, "answer at this deadline with the average of the members that answered (ms; 0: wait for all)",
+        ("ensemble",), ge=0)
+    ensemble_member_timeout_s: float = knob(
+        10.0, "seconds the coordinator waits for one member before leaving it out", ("ensemble",), gt=0)
+    # --- end ensemble (issue 12) ---
 
     # Not knobs: fixed, or where the runtime puts things.
     model_base: Path = Field(REPO_ROOT / "models" / "cifar10_cnn", description="versioned SavedModel folder")
@@ -109,6 +165,19 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return tuple(h.strip() for h in v.split(",") if h.strip())
         return v
+
+    # --- ensemble (issue 12) ---
+    @field_validator("ensemble_members", mode="before")
+    @classmethod
+    def _split_members(cls, v):
+        if isinstance(v, str):
+            v = tuple(m.strip() for m in v.split(",") if m.strip())
+        known = ("cnn", "resnet20", "mobilenetv2")
+        bad = [m for m in v if m not in known]
+        if bad or not v or len(set(v)) != len(v):
+            raise ValueError(f"members must be distinct names from {', '.join(known)}, not {','.join(v) or 'none'}")
+        return tuple(v)
+    # --- end ensemble (issue 12) ---
 
     @field_validator("secret_key", mode="before")
     @classmethod
@@ -276,3 +345,37 @@ class HarnessSettings(BaseSettings):
         if self.base_image:
             env["BASE_IMAGE"] = self.base_image
         return env
+
+
+# --- offloading (issue 14) ---
+class OffloadSettings(BaseSettings):
+    """The offloading study's knobs (``SB_OFFLOAD_*``; make variables of the same names), recorded with
+    every result: the link, the client's CPU quota, the server's build mode, the study's scale."""
+
+    model_config = SettingsConfigDict(env_prefix="SB_OFFLOAD_", extra="ignore", frozen=True, env_ignore_empty=True,
+                                      protected_namespaces=())
+
+    link_mbit: float = Field(80.0, gt=0, description="rate of the shaped link between client and edge server "
+                                                     "(Mbit/s, tc tbf each way; the study's 80 Mbps)")
+    client_cpus: float = Field(0.5, ge=0, description="CPU quota of the client (cgroup; the study's Odroid "
+                                                      "board is far slower than its server; 0: none)")
+    build_mode: Literal["baseline", "proposed"] = Field(
+        "proposed", description="the edge server's build mode when an upload names none")
+    port: int = Field(8050, description="edge server port (on the link's server address)")
+    models: Annotated[tuple[str, ...], NoDecode] = Field(
+        "resnet152,resnet50,mobilenet,alexnet", validate_default=True,
+        description="models to upload, comma-separated (resnet152 resnet50 mobilenet alexnet cifar10_cnn)")
+    repeats: int = Field(2, ge=1, description="uploads per model and build mode")
+    queries_after: int = Field(10, ge=0, description="queries after the upload completes (the study's 10)")
+    rate_measure_mb: float = Field(4.0, gt=0, description="MiB sent to measure the link's rate before each upload")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split_models(cls, v):
+        if isinstance(v, str):
+            return tuple(m.strip() for m in v.split(",") if m.strip())
+        return v
+
+    def recorded(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump(exclude={"port"}).items()}
+# --- end offloading (issue 14) ---

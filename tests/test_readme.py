@@ -56,6 +56,11 @@ COVERED = {
     "train": "not run by tests: hours on 2 cores; models/train.py's parts by tests/models/test_model.py",
     "export": "not run by tests: rewrites the committed SavedModel; tests/models/test_model.py checks it",
     "evaluate": "tests/models/test_model.py (the same accuracy check on the full test set)",
+    # --- ensemble (issue 12) ---
+    "train-ensemble": "not run by tests: about half an hour on 2 cores; tests/models/test_ensemble_models.py checks "
+                      "its outputs (the SavedModels, the accuracy bars in models/ensemble.metrics.json)",
+    "evaluate-ensemble": "tests/models/test_ensemble_models.py (the bars it checks, from its metrics file)",
+    # --- end ensemble (issue 12) ---
 }
 # Shell commands the README shows that are not make targets.
 OTHER_COMMANDS = {

@@ -44,7 +44,8 @@ PLATFORM = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "LANG": "C.UTF-8", 
 
 def arch_of(name: str) -> str:
     """An architecture that runs the service (its substitutions include the service's paths)."""
-    return next(a.name for a in registry.architectures() if name in a.services)
+    # A study's own service (the serverless object store, issue 13) belongs to no architecture.
+    return next((a.name for a in registry.architectures() if name in a.services), "embedded")
 
 
 def native(name: str, settings: Settings, run_dir: Path, arch: str | None = None) -> tuple[list[str], dict[str, str]]:
@@ -135,8 +136,14 @@ def test_services_use_host_networking_and_publish_no_ports():
         assert "ports" not in spec, name
 
 
-def test_nginx_waits_for_a_healthy_front_end():
-    assert DOC["services"]["nginx"]["depends_on"] == {"frontend": {"condition": "service_healthy"}}
+def test_a_dependency_is_enabled_wherever_its_dependent_is():
+    # Compose refuses `up` for a profile whose service depends on one the profile does not enable.
+    for name, spec in DOC["services"].items():
+        for dep in spec.get("depends_on", {}):
+            assert set(spec["profiles"]) <= set(DOC["services"][dep]["profiles"]), (name, dep)
+    assert DOC["services"]["ensemble"]["depends_on"]["ensemble-cnn"] == {"condition": "service_healthy"}
+    # nginx also fronts the streaming server, which runs without Django: no dependency on the front end.
+    assert "stream" in DOC["services"]["nginx"]["profiles"] and "depends_on" not in DOC["services"]["nginx"]
 
 
 @pytest.mark.parametrize("name", [n for n in BACKENDS if n != "tfserving"])
@@ -144,7 +151,8 @@ def test_every_backend_binds_loopback_only(name, tmp_path):
     argv, _ = native(name, CHANGED, tmp_path)
     port = topology.port(registry.service(name), CHANGED)
     joined = " ".join(argv)
-    assert f"--bind 127.0.0.1:{port}" in joined or f"--host 127.0.0.1 --port {port}" in joined, joined
+    assert (f"--bind 127.0.0.1:{port}" in joined or f"--host 127.0.0.1 --port {port}" in joined
+            or "-ip.bind=127.0.0.1" in joined and f"-s3.port={port}" in joined), joined  # weed: issue 13
     assert "0.0.0.0" not in joined
 
 
@@ -292,10 +300,13 @@ def test_nginx_security_headers_reach_every_location():
     blocks = _blocks(conf)
     # An add_header in a location would replace the server's for that location.
     assert not [h for h, body in blocks if h.startswith("location") and "add_header" in body]
-    (server,) = [body for h, body in blocks if h == "server"]
-    for header in ("X-Content-Type-Options nosniff", "X-Frame-Options DENY",
-                   "Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""):
-        assert re.search(r"add_header " + re.escape(header) + r" always;", server), header
+    # Every HTTP server (the main one; issue 11's gRPC listener); the TCP `stream` proxy speaks no HTTP.
+    servers = [body for h, body in blocks if h == "server" and "proxy_pass 127.0.0.1:" not in body]
+    assert servers
+    for server in servers:
+        for header in ("X-Content-Type-Options nosniff", "X-Frame-Options DENY",
+                       "Content-Security-Policy \"default-src 'none'; frame-ancestors 'none'\""):
+            assert re.search(r"add_header " + re.escape(header) + r" always;", server), header
 
 
 def test_nginx_per_client_limit_is_the_knob():
