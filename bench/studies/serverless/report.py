@@ -23,7 +23,9 @@ def _fig3(run, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in run.get("fig3", default=[]) if r["start"] == "warm"]
+    # Cold invocations: one fresh worker per stage and size, so each peak is that invocation's alone (a warm
+    # worker still holds its previous call's memory, and can run out where the cold one fit).
+    rows = [r for r in run.get("fig3", default=[]) if r["start"] == "cold" and r.get("ok", True)]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for stage in published.STAGES:
         pts = sorted((r["record_size"], r["peak_memory_mb"] or 0, r["duration_s"]) for r in rows if r["stage"] == stage)
@@ -31,7 +33,7 @@ def _fig3(run, path: Path) -> Path:
             a.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=stage)
             b.plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=stage)
     a.set(xlabel="images per record", ylabel="peak memory (MB, cgroup)", title="Peak memory per stage")
-    b.set(xlabel="images per record", ylabel="duration (s, warm)", title="Duration per stage")
+    b.set(xlabel="images per record", ylabel="duration (s, cold start, imports excluded)", title="Duration per stage")
     a.legend()
     fig.suptitle(f"Fig. 3 here: {TIMING_ONLY}; memMax {run.get('settings', 'memory_mb')} MB")
     fig.tight_layout()
@@ -45,15 +47,20 @@ def _fig5(run, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
 
     rows = sorted(run.get("fig5", default=[]), key=lambda r: r["parallelism"])
     fig, a = plt.subplots(figsize=(6, 4))
     ps = [r["parallelism"] for r in rows]
     a.plot(ps, [r["wall_s"] for r in rows], marker="o", color="tab:blue", label="total time")
-    a.set(xlabel="records in flight (P)", ylabel="total time (s)", xscale="log", xticks=ps, xticklabels=[str(p) for p in ps])
+    a.set(xlabel="records in flight (P)", ylabel="total time (s)", xscale="log")
+    a.set_xticks(ps, [str(p) for p in ps], minor=False)
+    a.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     b = a.twinx()
     b.plot(ps, [r["cost_usd"] for r in rows], marker="s", color="tab:red", label="cost")
     b.set_ylabel("cost (USD, price table)")
+    lines = a.get_lines() + b.get_lines()
+    a.legend(lines, [ln.get_label() for ln in lines], loc="upper left", fontsize=8)
     out = [r["parallelism"] for r in rows if r["cores_exhausted"]]
     if out:
         a.axvline(out[0], color="gray", ls="--")
@@ -83,7 +90,7 @@ def section(ctx: Context) -> Section:
                Figure(f"{STUDY}-fig3", "serverless-fig3.png", f"run {run.run_id}; {TIMING_ONLY}",
                       lambda p: _fig3(run, p)),
                Heading("Cold against warm start per stage"),
-               table(["images/record", "stage", "cold (s)", "of which init (s)", "warm (s)", "peak cold (MB)", "peak warm (MB)"],
+               table(["images/record", "stage", "cold run (s)", "cold init before it (s)", "warm run (s)", "peak cold (MB)", "peak warm (MB)"],
                      _coldwarm(run.get("fig3", default=[])))]
     blocks += [Heading("Fig. 5: total time and cost against parallel workers"),
                Figure(f"{STUDY}-fig5", "serverless-fig5.png",
@@ -115,6 +122,9 @@ def _coldwarm(rows: list[dict]) -> list[list]:
         if start != "cold":
             continue
         w = by.get((size, stage, "warm"), {})
-        out.append([size, stage, round(r["duration_s"], 2), round(r["init_s"], 2), round(w.get("duration_s", float("nan")), 2),
-                    round(r["peak_memory_mb"] or 0), round(w.get("peak_memory_mb") or 0)])
+        failed = w and not w.get("ok", True)
+        warm_s = (w.get("kind") or "failed").replace("_", " ") if failed else (
+            round(w["duration_s"], 2) if w else "not run")
+        out.append([size, stage, round(r["duration_s"], 2), round(r["init_s"], 2), warm_s,
+                    round(r["peak_memory_mb"] or 0), round(w.get("peak_memory_mb") or 0) if w else ""])
     return out
