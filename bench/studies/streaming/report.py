@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from bench.formats import significant  # noqa: E402
 from bench.report.runs import Run  # noqa: E402
@@ -59,7 +60,7 @@ def goal(run: Run) -> tuple[list[list], str]:
 
 
 def draw_rates(run: Run, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     for transport, title in TRANSPORT_TITLES.items():
         pts = sorted((r["rate"], r["p50_ms"], r["p99_ms"]) for r in rows_of(run, transport=transport, model="cifar",
                                                                               encoding="raw")
@@ -71,8 +72,14 @@ def draw_rates(run: Run, path: Path) -> Path:
     ax.set_xlabel("offered frames/s")
     ax.set_ylabel("latency from capture (ms)")
     ax.set_yscale("log")
+    ys = [y for ln in ax.get_lines() for y in ln.get_ydata()]
+    if ys:  # plain numbers at 1-2-5 steps: a log axis over one decade would show one label
+        ax.set_yticks([t for t in (1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500, 1000, 2000, 5000)
+                       if min(ys) / 1.5 <= t <= max(ys) * 1.5])
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_title("Latency against offered frame rate (CIFAR-10 CNN, raw frames, loopback)")
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the lines, not over them
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
