@@ -56,7 +56,11 @@ def _exactly(sock: socket.socket, n: int, kind: bytes | None) -> bytes:
     buf = bytearray(n)
     view, got = memoryview(buf), 0
     while got < n:
-        k = sock.recv_into(view[got:], min(n - got, 1 << 20))
+        try:
+            k = sock.recv_into(view[got:], min(n - got, 1 << 20))
+        except (ConnectionResetError, ConnectionAbortedError):
+            # A peer that closes with our messages unread resets instead of closing: gone all the same.
+            k = 0
         if k == 0:
             raise Dropped(f"connection closed after {got} of {n} bytes" + (f" of a {kind.decode()} message"
                                                                           if kind else ""), kind, got, n)
