@@ -15,7 +15,6 @@ each one's time; ``Server-Timing`` has one ``member-<name>`` entry per member.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
@@ -30,6 +29,7 @@ from servebench.endpoint import InferenceFailed, Inferred
 from servebench.settings import Settings
 from services.ensemble.combine import Ensemble, Member, NoMemberAnswered
 from services.ensemble.remote import RemoteMember
+from services.fastapi_backend.routes import add_protocol_routes, response
 
 SERVICE = "ensemble"
 MODEL_VERSION = 1  # the ensemble's own version; its members' versions are theirs
@@ -108,31 +108,7 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="servebench ensemble coordinator", lifespan=lifespan, docs_url=None, redoc_url=None,
               openapi_url=None)
-ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # endpoint.handle answers 405 itself
-
-
-def _response(reply: endpoint.Reply, timing: str = "") -> Response:
-    headers = {**({"Server-Timing": timing} if timing else {}), **dict(reply.headers)}
-    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
-
-
-@app.api_route("/v1/predict", methods=ANY)
-@app.api_route("/v1/models/{rest:path}", methods=ANY)
-@app.api_route("/v2", methods=ANY)
-@app.api_route("/v2/{rest:path}", methods=ANY)
-async def serve(request: Request) -> Response:
-    start = time.perf_counter()
-    body = b""
-    if request.method == "POST":
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return _response(endpoint.error_reply(endpoint.protocol_of(request.url.path), 413,
-                                                  f"request body too large: the limit is {settings.max_body_bytes} bytes"))
-        body = await request.body()
-    reply = await anyio.to_thread.run_sync(endpoint.handle, state["target"], request.method, request.url.path, body,
-                                           request.headers, limiter=state["limiter"])
-    total = endpoint.timing_entry("backend", (time.perf_counter() - start) * 1000.0)  # as the model servers name it
-    return _response(reply, endpoint.join_timing(reply.timing, total))
+add_protocol_routes(app, state, "target", settings.max_body_bytes)
 
 
 @app.api_route("/healthz", methods=["GET", "HEAD"])
@@ -154,6 +130,6 @@ async def info() -> Response:
 async def http_error(request: Request, exc: HTTPException) -> Response:
     reply = endpoint.error_reply(endpoint.protocol_of(request.url.path), exc.status_code,
                                  f"{exc.detail}: {request.method} {request.url.path}")
-    resp = _response(reply)
+    resp = response(reply)
     resp.headers.update(exc.headers or {})
     return resp

@@ -7,7 +7,6 @@ with batching on, those threads are the requests that wait for batch-mates.
 from __future__ import annotations
 
 import multiprocessing
-import time
 from contextlib import asynccontextmanager
 
 import anyio
@@ -20,6 +19,7 @@ from servebench import codecs, endpoint
 from servebench.endpoint import LocalModel
 from servebench.settings import Settings, public_model_info
 from servebench.supervision import die_with_parent
+from services.fastapi_backend.routes import add_protocol_routes
 
 settings = Settings(arch="fastapi")  # this server is the fastapi architecture's backend, whatever SB_ARCH says
 state: dict = {}
@@ -47,34 +47,7 @@ def _json(status: int, body: bytes, timing: str = "") -> Response:
     return Response(body, status_code=status, media_type=codecs.JSON, headers=headers)
 
 
-def _reply(reply: endpoint.Reply, timing: str) -> Response:
-    headers = {"Server-Timing": timing, **dict(reply.headers)}
-    return Response(reply.body, status_code=reply.status, media_type=reply.content_type, headers=headers)
-
-
-ANY = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # endpoint.handle answers 405 itself
-
-
-@app.api_route("/v1/predict", methods=ANY)
-@app.api_route("/v1/models/{rest:path}", methods=ANY)
-@app.api_route("/v2", methods=ANY)
-@app.api_route("/v2/{rest:path}", methods=ANY)
-async def serve(request: Request) -> Response:
-    start = time.perf_counter()
-    body = b""
-    if request.method == "POST":
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            reply = endpoint.error_reply(endpoint.protocol_of(request.url.path), 413,
-                                         f"request body too large: the limit is {settings.max_body_bytes} bytes")
-            return _reply(reply, "")
-        body = await request.body()
-    reply = await anyio.to_thread.run_sync(
-        endpoint.handle, state["model"], request.method, request.url.path, body, request.headers,
-        limiter=state["limiter"],
-    )
-    total = endpoint.timing_entry("backend", (time.perf_counter() - start) * 1000.0)
-    return _reply(reply, endpoint.join_timing(reply.timing, total))
+add_protocol_routes(app, state, "model", settings.max_body_bytes)
 
 
 @app.api_route("/healthz", methods=["GET", "HEAD"])
