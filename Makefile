@@ -52,6 +52,8 @@ help:
 	@echo "make setup                    venv + pinned dependencies (+ nginx from Debian when root)"
 	@echo "make setup-triton             .venv-triton for ARCH=triton (PyTriton + TensorFlow, about 2 GB)"
 	@echo "make test                     all tests (unit, integration; docker ones when an engine runs)"
+	@echo "make test-unit                the unit tests alone, on both cores (about a minute)"
+	@echo "make lint                     the import layers (.importlinter) and pyflakes"
 	@echo "make bench ARCH=fastapi       send the CIFAR-10 test set through a stack; results/<run-id>/"
 	@echo "make bench-all                every architecture that can run here, same settings"
 	@echo "make bench LOADGEN=server     MLPerf LoadGen schedules and judges (singlestream|server; LOADGEN_QPS)"
@@ -63,6 +65,7 @@ help:
 	@echo "make soak ARCH=flask          DURATION (10m) at SOAK_LOAD (0.70) x measured capacity, or SOAK_RATE req/s:"
 	@echo "                              RSS growth per service (goal < 5% after 1 min), errors; SOAK_PROBE SOAK_CONCURRENCY"
 	@echo "make report                   results/summary.csv, plots and results/report.html"
+	@echo "make docs                     the README's generated numbers from results/ (bench/report/docs.py)"
 	@echo "make bench-model              in-process reference (the physical limit)"
 	@echo "make up|down|status ARCH=...  the stack alone (RUNTIME=native|docker)"
 	@echo "make train|export|evaluate    the model"
@@ -92,6 +95,12 @@ setup: $(VENV)/.installed
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnginx-mod-stream; \
 	  else echo "note: ARCH=stream-tcp needs nginx's stream module: sudo apt-get install libnginx-mod-stream"; fi; \
+	fi
+	@# --- the report's browser test (tests/bench/test_report_browser.py) opens report.html in headless Chromium ---
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "note: the report's browser test needs Chromium: sudo apt-get install chromium"; fi; \
 	fi
 	@echo "setup done: $(PY) and $$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -125,8 +134,14 @@ setup-triton: .venv-triton/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest tests
 
+# The import layers (.importlinter) and pyflakes; tests/test_codebase.py runs the first under `make test` too.
+.PHONY: lint
+lint: $(VENV)/.installed
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pyflakes $$(git ls-files '*.py' | grep -v '_pb2')
+
 test-unit: $(VENV)/.installed
-	$(PY) -m pytest -m "unit and not slow" tests
+	$(PY) -m pytest -n 2 -m "unit and not slow" tests
 
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest -m integration tests
@@ -154,10 +169,10 @@ train-ensemble: $(VENV)/.installed
 	$(PY) -m models.evaluate --model-base models/cifar10_resnet20 --check 0.70
 	$(PY) -m models.train --model cifar10_mobilenetv2 --epochs $(MOBILENET_EPOCHS)
 	$(PY) -m models.evaluate --model-base models/cifar10_mobilenetv2 --check 0.70
-	$(PY) -m models.ensemble_accuracy --check
+	$(PY) -m services.ensemble.accuracy --check
 
 evaluate-ensemble: $(VENV)/.installed
-	$(PY) -m models.ensemble_accuracy --check
+	$(PY) -m services.ensemble.accuracy --check
 # --- end ensemble (issue 12) ---
 
 # --- streaming (issue 11) ---
@@ -259,6 +274,11 @@ model-curve: $(VENV)/.installed
 
 report: $(VENV)/.installed
 	$(PY) -m bench.report --results $(RESULTS)
+
+# The README's blocks between <!-- generated: NAME --> markers, from the committed results.
+.PHONY: docs
+docs: $(VENV)/.installed
+	$(PY) -m bench.report.docs --results $(RESULTS)
 
 compose-file: $(VENV)/.installed
 	$(PY) -m servebench.topology compose > docker-compose.yml

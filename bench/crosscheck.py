@@ -37,20 +37,21 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from pydantic import field_validator
 from tqdm import tqdm
 
-from bench import client, loadgen, perf_analyzer, provenance, records, results, target
+from bench import client, loadgen, perf_analyzer, results, target
 from bench import options as opts
 from bench.formats import fmt
 from bench.options import option
 from bench.records import RunRecord
-from bench.run import Recorder
-from servebench import data, interrupts, registry
+from bench.session import RunSession
+from servebench import data, registry
 from servebench.settings import Settings, from_environment
 
 TOLERANCE_PCT = 10.0  # the agreement rows' within_10pct
@@ -155,23 +156,25 @@ def explain(ours: dict, theirs: dict, diff: float | None, cores: int | None) -> 
     return "; ".join(parts)
 
 
+@dataclass(eq=False)
 class Crosscheck:
     """One stack, every tool in turn; each step's figures as a ``tools`` row."""
 
-    def __init__(self, options: CrosscheckOptions, st, requests: list[client.Request], images: np.ndarray,
-                 log: Callable = print):
-        self.o = options
-        self.st = st
-        self.requests = requests
-        self.images = images
-        self.log = log
-        self.client = client.Client(st.url)
-        self.tools: list[dict] = []
-        self.steps: list[dict] = []
-        self.notes: list[str] = []
-        self.loadgen_outcomes: dict[str, dict] = {}
-        self.perf: dict = {}
-        self.stop = threading.Event()
+    o: CrosscheckOptions
+    st: Any  # the running stack
+    requests: list[client.Request]
+    images: np.ndarray
+    log: Callable = print
+    # What the steps gather: the tools' rows, the steps, notes, LoadGen's outcomes, perf_analyzer's figures.
+    tools: list[dict] = field(default_factory=list, init=False)
+    steps: list[dict] = field(default_factory=list, init=False)
+    notes: list[str] = field(default_factory=list, init=False)
+    loadgen_outcomes: dict[str, dict] = field(default_factory=dict, init=False)
+    perf: dict = field(default_factory=dict, init=False)
+    stop: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def __post_init__(self):
+        self.client = client.Client(self.st.url)
 
     # ---------------------------------------------------------- our harness
     def warm_up(self) -> None:
@@ -315,74 +318,69 @@ class Crosscheck:
 
     # ---------------------------------------------------------- the run
     def measure(self, run_dir: Path) -> RunRecord:
+        """Every tool in turn in a run session on ``run_dir``; the record it wrote (the table printed)."""
         o, self.run_dir = self.o, run_dir
         self.stack = target.stack_record(self.st)
-        records.write(run_dir, {**self._header(interrupted=True), "running": True})
-        self.origin = time.perf_counter()
-        log = results.CsvLog(run_dir / "requests.csv", results.REQUEST_COLUMNS)
-        bar = tqdm(disable=not o.progress, unit="req", desc=f"crosscheck {o.arch}", dynamic_ncols=True,
-                   mininterval=0.5)
-        self.recorder = Recorder(log, self.origin, bar)
         agreement: list[dict] = []
+        session = RunSession(run_dir, header=self._header, table=print_table, requests_csv=True, summary=lambda _: {
+            "tools": self.tools, "agreement": agreement, "steps": self.steps, "notes": self.notes,
+            "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
+            "data": {"source": "CIFAR-10 test set", "images": len(self.requests)}})
+        with session:
+            self.stop = session.stop
+            self.origin = time.perf_counter()
+            bar = tqdm(disable=not o.progress, unit="req", desc=f"crosscheck {o.arch}", dynamic_ncols=True,
+                       mininterval=0.5)
+            self.recorder = session.recorder(self.origin, bar)
+            session.on_close(self.client.close)
+            # perf_analyzer's copy of the test images (MBs of base64): the dataset is where they come from.
+            session.on_close(lambda: (run_dir / "perf_analyzer" / "input-data.json").unlink(missing_ok=True))
+            try:
+                self._tools(agreement)
+            except loadgen.Interrupted as exc:
+                self.loadgen_outcomes[exc.outcome.get("settings", {}).get("scenario", "?")] = exc.outcome
+                raise
+        return session.record
+
+    def _tools(self, agreement: list[dict]) -> None:
+        o = self.o
         cores = os.cpu_count()
-        interrupted = False
         if o.perf_analyzer and perf_analyzer.missing():
             self.notes.append(f"perf_analyzer left out: {perf_analyzer.missing()}")
         use_perf = o.perf_analyzer and not perf_analyzer.missing()
-        try:
-            ours_by_c: dict[int, dict] = {}
-            for c in o.concurrency:
-                self.log(f"concurrency {c}: our closed loop over {len(self.requests)} requests ...")
-                ours_by_c[c] = self.closed_loop(c)
-                if use_perf:
-                    self.log(f"concurrency {c}: perf_analyzer ...")
-                    row = self.perf_analyzer(c)
-                    agreement.append(agreement_row(ours_by_c[c], row, cores=cores))
-            if o.loadgen:
-                self.log("LoadGen SingleStream ...")
-                row = self.loadgen("singlestream")
-                if 1 in ours_by_c:
-                    agreement.append(agreement_row(ours_by_c[1], row, cores=cores))
-                top = ours_by_c[max(ours_by_c)]
-                qps = o.loadgen_qps or (results.rounded(top["throughput"] / 2.0, 1) if top["throughput"] else None)
-                if qps:
-                    self.log(f"LoadGen Server at {qps:g} QPS ...")
-                    row = self.loadgen("server", qps)
-                    self.log(f"our Poisson open loop at {qps:g} requests/s ...")
-                    ours = self.open_loop(qps, row["requests"] or o.n)
-                    agreement.append(agreement_row(ours, row, cores=cores))
-                else:
-                    self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
-            if o.direct:
-                self.direct(agreement, use_perf, cores)
-        except KeyboardInterrupt as exc:
-            interrupted = True
-            self.stop.set()
-            if isinstance(exc, loadgen.Interrupted):
-                self.loadgen_outcomes[exc.outcome.get("settings", {}).get("scenario", "?")] = exc.outcome
-        with interrupts.shielded():
-            self.stop.set()
-            self.recorder.close()
-            bar.close()
-            self.client.close()
-            # perf_analyzer's copy of the test images (MBs of base64): the dataset is where they come from.
-            (run_dir / "perf_analyzer" / "input-data.json").unlink(missing_ok=True)
-            record = RunRecord.model_validate({
-                **self._header(interrupted), "tools": self.tools, "agreement": agreement, "steps": self.steps,
-                "notes": self.notes, "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
-                "data": {"source": "CIFAR-10 test set", "images": len(self.requests)},
-            })
-            records.write(run_dir, record)
-        return record
+        ours_by_c: dict[int, dict] = {}
+        for c in o.concurrency:
+            self.log(f"concurrency {c}: our closed loop over {len(self.requests)} requests ...")
+            ours_by_c[c] = self.closed_loop(c)
+            if use_perf:
+                self.log(f"concurrency {c}: perf_analyzer ...")
+                row = self.perf_analyzer(c)
+                agreement.append(agreement_row(ours_by_c[c], row, cores=cores))
+        if o.loadgen:
+            self.log("LoadGen SingleStream ...")
+            row = self.loadgen("singlestream")
+            if 1 in ours_by_c:
+                agreement.append(agreement_row(ours_by_c[1], row, cores=cores))
+            top = ours_by_c[max(ours_by_c)]
+            qps = o.loadgen_qps or (results.rounded(top["throughput"] / 2.0, 1) if top["throughput"] else None)
+            if qps:
+                self.log(f"LoadGen Server at {qps:g} QPS ...")
+                row = self.loadgen("server", qps)
+                self.log(f"our Poisson open loop at {qps:g} requests/s ...")
+                ours = self.open_loop(qps, row["requests"] or o.n)
+                agreement.append(agreement_row(ours, row, cores=cores))
+            else:
+                self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
+        if o.direct:
+            self.direct(agreement, use_perf, cores)
 
     def _perf_analyzer_info(self) -> dict:
         return {"available": perf_analyzer.missing() is None, "version": perf_analyzer.version()
                 if perf_analyzer.missing() is None else None, "runs": self.perf}
 
-    def _header(self, interrupted: bool) -> dict:
-        return {"kind": "crosscheck", "run_id": self.run_dir.name, "study": self.o.study, "arch": self.o.arch,
-                "runtime": self.o.runtime, "interrupted": interrupted, "settings": self.o.recorded(),
-                "stack": self.stack, "provenance": provenance.record()}
+    def _header(self) -> dict:
+        return {"kind": "crosscheck", "study": self.o.study, "arch": self.o.arch, "runtime": self.o.runtime,
+                "settings": self.o.recorded(), "stack": self.stack}
 
 
 class CrosscheckFailed(RuntimeError):
@@ -395,9 +393,7 @@ def crosscheck(options: CrosscheckOptions, settings: Settings, log: Callable = p
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
         check = Crosscheck(options, st, requests, split.images, log)
         check.warm_up()
-        run_dir = results.new_run_dir(f"crosscheck-{options.arch}", options.out)
-        record = check.measure(run_dir)
-        print_table(record.doc(), run_dir)
+        record = check.measure(results.new_run_dir(f"crosscheck-{options.arch}", options.out))
     return record
 
 

@@ -14,15 +14,14 @@ distributed on this machine: one master plus n worker processes, the way load
 generation is spread over several machines.
 
 The stack is brought up and down as in ``bench.run`` (:mod:`bench.target`).
-The locust processes get their options as ``SB_LOAD_*`` variables
-(:class:`bench.options.LocustSettings`).
+The locust processes get their options as ``SB_LOAD_*`` variables (the settings'
+``load`` section, :mod:`bench.knobs`), and only those knobs.
 """
 from __future__ import annotations
 
 import json
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,9 +29,11 @@ from pathlib import Path
 import psutil
 
 from bench import options as opts
-from bench import provenance, records, resources, results, target
+from bench import results, target
 from bench.records import RunRecord
-from servebench import data
+from bench.session import RunSession
+from servebench import data, processes
+from bench.knobs import LOCUST
 from servebench.settings import Settings, from_environment, inherited_env
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -65,18 +66,19 @@ def locust_commands(args: opts.LoadOptions, url: str, run_dir: Path) -> list[lis
     return [main] + [worker] * args.workers
 
 
-def locust_settings(args: opts.LoadOptions, run_dir: Path) -> opts.LocustSettings:
-    return opts.LocustSettings(codec=args.codec, batch=args.batch, images=args.images,
-                               totals_file=run_dir / TOTALS_FILE, data_dir=args.data_dir or data.default_dir())
+def locust_settings(args: opts.LoadOptions, run_dir: Path) -> Settings:
+    """The settings whose ``load`` section the locust processes get: this run's options."""
+    return Settings.given(load_codec=args.codec, load_batch=args.batch, load_images=args.images,
+                          load_totals_file=run_dir / TOTALS_FILE, load_data_dir=args.data_dir or data.default_dir())
 
 
 def locust_env(args: opts.LoadOptions, run_dir: Path) -> dict[str, str]:
     """What the locust processes get: the platform's variables and the load settings (a locustfile's only options)."""
-    return {**inherited_env(("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")), **locust_settings(args, run_dir).env(),
+    return {**inherited_env(("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")), **locust_settings(args, run_dir).env_for(LOCUST),
             "PYTHONPATH": str(results.REPO_ROOT)}
 
 
-def _tree(procs: list[subprocess.Popen]) -> list[psutil.Process]:
+def _tree(procs: list[processes.Process]) -> list[psutil.Process]:
     found = []
     for p in procs:
         try:
@@ -87,24 +89,13 @@ def _tree(procs: list[subprocess.Popen]) -> list[psutil.Process]:
     return found
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[processes.Process]) -> None:
     """SIGINT first (locust then writes its HTML report too), SIGTERM, SIGKILL as a last resort.
 
     SIGTERM follows because a process started with SIGINT ignored (a background
     job of a script) passes that on to locust, which then never sees the SIGINT.
     """
-    for sig, grace_s in ((signal.SIGINT, SIGINT_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S), (signal.SIGKILL, 5.0)):
-        alive = [p for p in procs if p.poll() is None]
-        if not alive:
-            return
-        for p in alive:
-            p.send_signal(sig)
-        deadline = time.monotonic() + grace_s
-        for p in alive:
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+    processes.stop_all(procs, [(signal.SIGINT, SIGINT_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)])
 
 
 def locust_numbers(run_dir: Path, batch: int) -> dict | None:
@@ -119,56 +110,49 @@ def locust_numbers(run_dir: Path, batch: int) -> dict | None:
 
 
 def run(args: opts.LoadOptions, st, run_dir: Path) -> RunRecord:
-    stack = target.stack_record(st)
-    header = {"kind": "load", "run_id": run_dir.name, "study": args.study, "arch": args.arch,
-              "runtime": args.runtime,
+    """locust against ``st`` in a run session on ``run_dir``; the record it wrote (the table printed)."""
+    header = {"kind": "load", "study": args.study, "arch": args.arch, "runtime": args.runtime,
               "settings": {"users": args.users, "spawn_rate": args.spawn_rate,
                            "duration": None if args.ui else args.duration, "workers": args.workers,
                            "codec": args.codec, "batch": args.batch, "images": args.images,
                            "ui": args.ui, "sample_hz": args.sample_hz},
-              "stack": stack, "provenance": provenance.record()}
-    records.write(run_dir, {**header, "interrupted": True, "running": True})
-    env = locust_env(args, run_dir)
-    procs: list[subprocess.Popen] = []
-    interrupted = False
-    origin = time.perf_counter()
-    res_log = results.CsvLog(run_dir / "resources.csv", resources.COLUMNS)
-    sampler = resources.Sampler(lambda: {**st.processes(), "client": _tree(procs)}, res_log,
-                                hz=args.sample_hz, origin=origin)
+              "stack": target.stack_record(st)}
+    procs: list[processes.Process] = []
     started = time.perf_counter()
-    try:
-        with sampler:
+
+    def summary(interrupted: bool) -> dict:
+        numbers = locust_numbers(run_dir, args.batch) or {}
+        checked = numbers.pop("images_checked", None)
+        correct = numbers.pop("images_correct", None)
+        sampler = session.sampler
+        return {
+            "locust_exit_code": procs[0].returncode if procs else None,
+            "wall_s": results.rounded(time.perf_counter() - started, 3),
+            "locust": numbers or None,
+            "accuracy": results.rounded(correct / checked, 6) if checked else None,
+            "images_checked": checked,
+            "resources": sampler.summary(numbers.get("requests", 0) * args.batch),
+            "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3),
+        }
+
+    session = RunSession(run_dir, header=header, summary=summary, table=print_table, resources_csv=True)
+    with session:
+        session.sample(lambda: {**st.processes(), "client": _tree(procs)}, hz=args.sample_hz,
+                       origin=time.perf_counter())
+        session.on_close(lambda: _stop(procs))  # the master has ended (or is told to); the workers follow it
+        env = locust_env(args, run_dir)
+        started = time.perf_counter()
+        try:
             for cmd in locust_commands(args, st.url, run_dir):
                 # Their own session: a terminal's Ctrl-C reaches only us, and we pass on one SIGINT.
-                procs.append(subprocess.Popen(cmd, cwd=results.REPO_ROOT, env=env, start_new_session=True))
+                procs.append(processes.launch(cmd, env=env, cwd=results.REPO_ROOT))
             if args.ui:
                 print(f"locust web UI: http://127.0.0.1:{args.web_port}  (Ctrl-C to stop)", flush=True)
             while procs[0].poll() is None:
                 time.sleep(0.2)  # short sleeps: Ctrl-C and SIGTERM are handled here
-    except KeyboardInterrupt:
-        interrupted = not args.ui  # Ctrl-C is how a web-UI session ends
-    finally:
-        _stop(procs)  # the master has ended (or is told to); the workers follow it
-        res_log.close()
-    wall = time.perf_counter() - started
-    numbers = locust_numbers(run_dir, args.batch) or {}
-    checked = numbers.pop("images_checked", None)
-    correct = numbers.pop("images_correct", None)
-    images = numbers.get("requests", 0) * args.batch
-    doc = {
-        **header,
-        "interrupted": interrupted,
-        "locust_exit_code": procs[0].returncode if procs else None,
-        "wall_s": results.rounded(wall, 3),
-        "locust": numbers or None,
-        "accuracy": results.rounded(correct / checked, 6) if checked else None,
-        "images_checked": checked,
-        "resources": sampler.summary(images),
-        "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3),
-    }
-    record = RunRecord.model_validate(doc)
-    records.write(run_dir, record)
-    return record
+        except KeyboardInterrupt:
+            session.interrupted = not args.ui  # Ctrl-C is how a web-UI session ends
+    return session.record
 
 
 def print_table(doc: dict, run_dir: Path) -> None:
@@ -188,9 +172,7 @@ def print_table(doc: dict, run_dir: Path) -> None:
 def load(options: opts.LoadOptions, settings: Settings) -> RunRecord:
     """A locust run against the running stack of ``options.arch``, or one started (and stopped) here."""
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
-        run_dir = results.new_run_dir(f"load-{options.arch}", options.out)
-        record = run(options, st, run_dir)
-        print_table(record.doc(), run_dir)
+        record = run(options, st, results.new_run_dir(f"load-{options.arch}", options.out))
     return record
 
 

@@ -1,8 +1,8 @@
 """Locust users posting CIFAR-10 test images through nginx and checking every answer.
 
 Run by ``bench.load`` (``make load``), which sets the host and passes the load
-options as ``SB_LOAD_*`` variables, read here once as
-:class:`bench.options.LocustSettings` (the only settings this file reads):
+options as ``SB_LOAD_*`` variables, read here once as the settings' ``load``
+section (:mod:`bench.knobs`; the only settings this file reads):
 the request bodies' codec and batch, how many test images each process
 pre-encodes and cycles through, the data folder, and the file where the master
 (or the only process) writes, when it quits, the final totals: requests,
@@ -21,9 +21,9 @@ import gevent
 from locust import FastHttpUser, events, stats, task
 from locust.runners import MasterRunner, WorkerRunner
 
-from bench.options import LocustSettings
+from servebench.settings import Settings
 
-SETTINGS = LocustSettings()
+SETTINGS = Settings().section("load")
 
 bodies: list[tuple[bytes, dict, list[int]]] = []  # (body, headers, labels), encoded before any user starts
 counts = {"checked": 0, "correct": 0}

@@ -7,9 +7,8 @@ help; :func:`parse` derives the command line from the fields (``n`` is
 flag that carried it. The same classes are built directly by code (a study's
 experiments), where a bad value raises pydantic's ``ValidationError``.
 
-:class:`LocustSettings` is the one exception to "built from the command line":
-locust runs the locustfile in its own processes, so ``bench.load`` hands the
-load options to them as ``SB_LOAD_*`` variables, and that class alone reads them.
+Locust runs the locustfile in its own processes, so ``bench.load`` hands the
+load options to them as knobs (``SB_LOAD_*``, declared in :mod:`bench.knobs`).
 """
 from __future__ import annotations
 
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bench import resources, results
 from bench.formats import parse_duration
@@ -40,6 +38,11 @@ def option(default: Any, doc: str, *, flag: str | None = None, positional: bool 
     if append:
         extra["append"] = True
     return Field(default, description=doc, json_schema_extra=extra, **constraints)
+
+
+def seconds_of(duration_option: str) -> property:
+    """A property: the option ``duration_option`` (a duration such as 20s, 1m) in seconds."""
+    return property(lambda self: parse_duration(getattr(self, duration_option)))
 
 
 class Options(BaseModel):
@@ -210,21 +213,10 @@ class SoakOptions(StackOptions):
         parse_duration(v)
         return v
 
-    @property
-    def duration_s(self) -> float:
-        return parse_duration(self.duration)
-
-    @property
-    def probe_s(self) -> float:
-        return parse_duration(self.probe)
-
-    @property
-    def window_s(self) -> float:
-        return parse_duration(self.window)
-
-    @property
-    def bin_s(self) -> float:
-        return parse_duration(self.bin)
+    duration_s = seconds_of("duration")
+    probe_s = seconds_of("probe")
+    window_s = seconds_of("window")
+    bin_s = seconds_of("bin")
 
 
 class ReferenceOptions(Options):
@@ -275,23 +267,6 @@ class StudyOptions(Options):
     run_dir: Path | None = option(None, "the stacks' state folder (default: SB_RUN_DIR or run/)")
     report: bool = option(True, "rewriting the report afterwards")
     progress: bool = option(False, "progress bars (off: a study runs unattended)")
-
-
-class LocustSettings(BaseSettings):
-    """What the locustfile needs, read in locust's processes from ``SB_LOAD_*`` (set by ``bench.load``)."""
-
-    model_config = SettingsConfigDict(env_prefix="SB_LOAD_", extra="ignore", frozen=True)
-
-    codec: str = "json"
-    batch: int = Field(1, ge=1)
-    images: int = Field(1000, ge=1, le=TEST_SET_IMAGES)
-    totals_file: Path | None = None  # where the master (or only) process writes the final totals
-    data_dir: Path | None = None  # None: the data's default folder
-
-    def env(self) -> dict[str, str]:
-        """These settings as the variables the locust processes read."""
-        prefix = self.model_config["env_prefix"]
-        return {prefix + k.upper(): str(v) for k, v in self.model_dump().items() if v is not None}
 
 
 # ------------------------------------------------------------------ the command line

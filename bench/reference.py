@@ -49,8 +49,9 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import options as opts
-from bench import provenance, records, target
+from bench import records, target
 from bench.records import RunRecord
+from bench.session import RunSession
 from servebench import codecs, data, interrupts
 from servebench.inference import InferenceCore  # loads TensorFlow only when a core is built
 from servebench.settings import Settings, from_environment
@@ -155,13 +156,10 @@ class Reference:
                 self.codec[codec] = {**stats(total), "decode_ms": stats(decode), "body_bytes": len(bodies[0][0])}
 
 
-def summary(options: opts.ReferenceOptions, settings: Settings, ref: Reference, run_id: str,
-            interrupted: bool) -> dict:
+def header(options: opts.ReferenceOptions, settings: Settings) -> dict:
     return {
         "kind": "reference",
-        "run_id": run_id,
         "study": options.study,
-        "interrupted": interrupted,
         "settings": {
             "intra_op_threads": settings.intra_op_threads,
             "inter_op_threads": settings.inter_op_threads,
@@ -176,7 +174,11 @@ def summary(options: opts.ReferenceOptions, settings: Settings, ref: Reference, 
             "codec_calls": options.codec_calls,
             "codecs": list(options.codecs),
         },
-        "provenance": provenance.record(),
+    }
+
+
+def measurements(options: opts.ReferenceOptions, ref: Reference) -> dict:
+    return {
         "model": ref.core.info(),
         "data": data.provenance(options.data_dir),
         "latency_ms": stats(ref.latency_ms),
@@ -221,33 +223,33 @@ def measure(options: opts.ReferenceOptions, settings: Settings) -> RunRecord:
     split = data.load_test(options.data_dir)
     core = InferenceCore.from_settings(settings)
     ref = Reference(core, split.images, progress=options.progress)
-    interrupted = False
-    try:
-        ref.latency(options.calls, options.warmup)
-        for size in options.batch_sizes:
-            ref.batch(size, options.batch_images, options.batch_seconds)
-        for codec in options.codecs:
-            if options.codec_calls:
-                ref.codec_latency(codec, options.codec_calls)
-    except KeyboardInterrupt:
-        interrupted = True
-        print("\ninterrupted: writing what was measured", file=sys.stderr)
-    with interrupts.shielded():
-        run_dir = options.out / provenance.run_id("reference")  # not `latest`: that is the newest served run
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord.model_validate(summary(options, settings, ref, run_dir.name, interrupted))
-        records.write(run_dir, record)
-        write_latency(run_dir, ref.latency_ms)
-        print_table(record.doc())
+    baseline = options.out / BASELINE
+
+    def after(record: RunRecord) -> None:
+        write_latency(session.run_dir, ref.latency_ms)
+        if not record.interrupted:  # a partial run must not become the baseline every ratio is computed against
+            shutil.copyfile(session.run_dir / records.FILE, baseline)
+
+    def table(doc: dict, run_dir: Path) -> None:
+        print_table(doc)
         print(f"\nwrote {run_dir}/summary.json and latency.csv")
-        baseline = options.out / BASELINE
-        if interrupted:
-            # A partial run must not become the baseline every ratio is computed against.
-            print(f"left {baseline} as it was (run interrupted)")
-        else:
-            shutil.copyfile(run_dir / records.FILE, baseline)
-            print(f"copied to {baseline}")
-    return record
+        print(f"left {baseline} as it was (run interrupted)" if doc["interrupted"] else f"copied to {baseline}")
+
+    # Not `latest`: that is the newest served run.
+    session = RunSession(header=header(options, settings), summary=lambda _: measurements(options, ref),
+                         after=after, table=table, label="reference", root=options.out, latest=False)
+    with session:
+        try:
+            ref.latency(options.calls, options.warmup)
+            for size in options.batch_sizes:
+                ref.batch(size, options.batch_images, options.batch_seconds)
+            for codec in options.codecs:
+                if options.codec_calls:
+                    ref.codec_latency(codec, options.codec_calls)
+        except KeyboardInterrupt:
+            print("\ninterrupted: writing what was measured", file=sys.stderr)
+            raise
+    return session.record
 
 
 def _measure_in_child(options: opts.ReferenceOptions, settings: Settings, conn) -> None:
@@ -402,52 +404,46 @@ def curve_limit(curves: list[dict], cpus: int | None = None) -> dict | None:
 def measure_curve(options: opts.ModelCurveOptions, settings: Settings, log=print) -> RunRecord:
     """The model curve at each intra-op thread count, each in a spawned process (TensorFlow stays out of
     this one); written as ``<out>/<run-id>-model-curve/`` (kind ``model-curve``: summary.json, curve.csv)."""
-    curves, model, interrupted = [], None, False
-    for threads in curve_threads(options, settings):
-        log(f"model curve: intra-op threads {threads}, batch sizes {','.join(map(str, options.batch_sizes))}, "
-            f"{options.seconds:g} s each ...")
-        try:
+    curves: list[dict] = []
+    found: dict = {"model": None}
+    session = RunSession(header=lambda: {
+        "kind": CURVE_KIND, "study": options.study,
+        "settings": {"batch_sizes": list(options.batch_sizes), "seconds": options.seconds,
+                     "warmup_calls": options.warmup_calls, "threads": [c["intra_op_threads"] for c in curves],
+                     "inter_op_threads": settings.inter_op_threads, "call_path": settings.call_path,
+                     "model_name": settings.model_name, "model_version": settings.model_version}},
+        summary=lambda _: {"model": found["model"], "data": data.provenance(options.data_dir), "curves": curves,
+                           "limit": curve_limit(curves)},
+        after=lambda record: write_curve_csv(session.run_dir, curves), table=lambda doc, _: print_curve(doc),
+        label=CURVE_KIND, root=options.out, latest=False)
+    with session:
+        for threads in curve_threads(options, settings):
+            log(f"model curve: intra-op threads {threads}, batch sizes {','.join(map(str, options.batch_sizes))}, "
+                f"{options.seconds:g} s each ...")
             answer, exitcode = _isolated(_curve_in_child, (options, settings.model_copy(
                 update={"intra_op_threads": threads})), "bench-model-curve")
-        except KeyboardInterrupt:
-            interrupted = True
-            break
-        if answer is None:
-            raise MeasurementFailed(f"the model-curve process ended with exit code {exitcode} and no answer")
-        if answer.get("error"):
-            raise data.DatasetError(answer["error"])
-        model = model or answer.get("model")
-        curves.append({"intra_op_threads": threads, "inter_op_threads": settings.inter_op_threads,
-                       "points": answer["points"]})
-        if answer["interrupted"]:
-            interrupted = True
-            break
-    with interrupts.shielded():
-        run_dir = options.out / provenance.run_id(CURVE_KIND)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record = RunRecord.model_validate({
-            "kind": CURVE_KIND, "run_id": run_dir.name, "study": options.study, "interrupted": interrupted,
-            "settings": {"batch_sizes": list(options.batch_sizes), "seconds": options.seconds,
-                         "warmup_calls": options.warmup_calls, "threads": [c["intra_op_threads"] for c in curves],
-                         "inter_op_threads": settings.inter_op_threads, "call_path": settings.call_path,
-                         "model_name": settings.model_name, "model_version": settings.model_version},
-            "provenance": provenance.record(),
-            "model": model,
-            "data": data.provenance(options.data_dir),
-            "curves": curves,
-            "limit": curve_limit(curves),
-        })
-        records.write(run_dir, record)
-        with (run_dir / "curve.csv").open("w", newline="") as f:
-            w = csv.writer(f)
-            columns = ["batch", "calls", "images", "seconds", "images_per_s", "cpu_ms_per_image", "cores_busy",
-                       "batch_ms_mean"]
-            w.writerow(["intra_op_threads", "inter_op_threads", *columns])
-            for c in curves:
-                w.writerows([c["intra_op_threads"], c["inter_op_threads"], *(p[k] for k in columns)]
-                            for p in c["points"])
-    print_curve(record.doc())
-    return record
+            if answer is None:
+                raise MeasurementFailed(f"the model-curve process ended with exit code {exitcode} and no answer")
+            if answer.get("error"):
+                raise data.DatasetError(answer["error"])
+            found["model"] = found["model"] or answer.get("model")
+            curves.append({"intra_op_threads": threads, "inter_op_threads": settings.inter_op_threads,
+                           "points": answer["points"]})
+            if answer["interrupted"]:
+                session.interrupted = True
+                break
+    return session.record
+
+
+def write_curve_csv(run_dir: Path, curves: list[dict]) -> None:
+    with (run_dir / "curve.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        columns = ["batch", "calls", "images", "seconds", "images_per_s", "cpu_ms_per_image", "cores_busy",
+                   "batch_ms_mean"]
+        w.writerow(["intra_op_threads", "inter_op_threads", *columns])
+        for c in curves:
+            w.writerows([c["intra_op_threads"], c["inter_op_threads"], *(p[k] for k in columns)]
+                        for p in c["points"])
 
 
 def print_curve(doc: dict) -> None:

@@ -26,12 +26,16 @@ REQUEST_COLUMNS = [
     "predicted", "true", *(f"{c}_ms" for c in timing.COMPONENTS), "batch_size", "upstream_header_ms", "error",
 ]
 
+# The image counts whose elapsed time a bench summary's ``table3`` records (until a pass's first k answers);
+# the docker-serving study's Table 3 sizes, which it reads from here.
+TABLE3_SIZES = (1, 10, 100, 1000, 10000)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ROOT = REPO_ROOT / "results"
 
 
-def new_run_dir(label: str, root: Path | str = DEFAULT_ROOT) -> Path:
-    """Create ``<root>/<run-id>`` (unique even within one second) and point ``latest`` at it."""
+def new_run_dir(label: str, root: Path | str = DEFAULT_ROOT, latest: bool = True) -> Path:
+    """Create ``<root>/<run-id>`` (unique even within one second) and point ``latest`` at it (unless not)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     base = provenance.run_id(label)
@@ -44,7 +48,8 @@ def new_run_dir(label: str, root: Path | str = DEFAULT_ROOT) -> Path:
             continue
     else:
         raise RuntimeError(f"cannot create a run folder under {root}")
-    point_latest(path)
+    if latest:
+        point_latest(path)
     return path
 
 

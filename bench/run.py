@@ -44,13 +44,13 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, loadgen, overhead, provenance, records, resources, results, target, timing
+from bench import client, loadgen, overhead, records, resources, results, target, timing
 from bench import stream_client  # issue 11
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
-from bench.studies.docker_serving.published import TABLE3_SIZES
-from servebench import data, interrupts
+from bench.session import Recorder, RunSession, warm_up
+from servebench import data
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
@@ -61,40 +61,6 @@ class BenchFailed(RuntimeError):
     def __init__(self, failed: dict[str, str], done: list[RunRecord]):
         super().__init__("failed: " + ", ".join(failed))
         self.failed, self.done = failed, done
-
-
-class Recorder:
-    """Collects results as they come: a flushed CSV row each, kept in memory for the summary.
-
-    A result is counted exactly when its row is written, under one lock; once
-    :meth:`close` has run, answers still arriving (in flight at an interrupt)
-    are neither written nor counted, so the summary and the CSV always agree.
-    """
-
-    def __init__(self, log: results.CsvLog, origin: float, bar):
-        self.log = log
-        self.origin = origin
-        self.bar = bar
-        self.repeat = 0
-        self.results: list[tuple[int, client.Result]] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def __call__(self, r: client.Result) -> None:
-        row = results.request_row(self.repeat, r, self.origin)
-        with self._lock:
-            if self._closed:
-                return
-            self.log.row(row)
-            self.results.append((self.repeat, r))
-        self.bar.update(r.request.images)
-
-    def close(self) -> list[tuple[int, client.Result]]:
-        """Stop recording, close the CSV, and return exactly the results it holds."""
-        with self._lock:
-            self._closed = True
-            self.log.close()
-            return list(self.results)
 
 
 def server_batch(ok: list[client.Result]) -> dict | None:
@@ -122,52 +88,39 @@ class Bench:
         self.loadgen: dict | None = None  # with --loadgen: LoadGen's verdict and figures
 
     def warm_up(self) -> None:
-        if not self.args.warmup:
-            return
-        statuses = client.warm_up(self.client, self.requests, self.args.warmup, self.args.pool)
-        if set(statuses) != {200}:
-            print(f"  warm-up answers by status: {dict(statuses)}", file=sys.stderr)
+        if self.args.warmup:
+            warm_up(self.client, self.requests, self.args.warmup, self.args.pool,
+                    warn=lambda text: print(text, file=sys.stderr))
 
     def measure(self, run_dir: Path) -> RunRecord:
+        """The passes in a run session on ``run_dir``; the record it wrote (the table printed)."""
         args, self.run_dir = self.args, run_dir
         self.stack = target.stack_record(self.st)
-        # Replaced at the end: a run killed outright still says it did not finish.
-        records.write(run_dir, {**self._header(interrupted=True), "running": True})
-        origin = time.perf_counter()
-        bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
-                   dynamic_ncols=True, mininterval=0.5)
-        req_log = results.CsvLog(run_dir / "requests.csv", results.REQUEST_COLUMNS)
-        res_log = results.CsvLog(run_dir / "resources.csv", resources.COLUMNS)
-        recorder = Recorder(req_log, origin, bar)
-        sampler = resources.Sampler(lambda: {**self.st.processes(), "client": resources.client_process()},
-                                    res_log, hz=args.sample_hz, origin=origin)
-        stop = threading.Event()
-        interrupted = False
-        try:
-            with sampler:
+        session = RunSession(run_dir, header=self._header, summary=self.summary, table=print_table,
+                             requests_csv=True, resources_csv=True)
+        with session:
+            origin = time.perf_counter()
+            bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
+                       dynamic_ncols=True, mininterval=0.5)
+            self.session = session
+            recorder = session.recorder(origin, bar)
+            session.sample(lambda: {**self.st.processes(), "client": resources.client_process()},
+                           hz=args.sample_hz, origin=origin)
+            session.on_close(self.client.close)
+            try:
                 for repeat in range(args.repeats):
                     recorder.repeat = repeat
-                    self._pass(repeat, recorder, stop)
-        except KeyboardInterrupt as exc:
-            interrupted = True
-            stop.set()
-            if isinstance(exc, loadgen.Interrupted):  # the pass ended at the interrupt, not after LoadGen's drain
-                self.loadgen = exc.outcome
+                    self._pass(repeat, recorder, session.stop)
+            except KeyboardInterrupt as exc:
+                session.stop.set()
+                if isinstance(exc, loadgen.Interrupted):  # the pass ended at the interrupt, not after LoadGen's drain
+                    self.loadgen = exc.outcome
+                    if self.passes and self.passes[-1]["end"] is None:
+                        self.passes[-1]["end"] = exc.at
                 if self.passes and self.passes[-1]["end"] is None:
-                    self.passes[-1]["end"] = exc.at
-            if self.passes and self.passes[-1]["end"] is None:
-                self.passes[-1]["end"] = time.perf_counter()
-        # Whatever arrives now (Ctrl-C again, SIGTERM), what was measured is written whole.
-        with interrupts.shielded():
-            stop.set()
-            rows = recorder.close()
-            sampler.stop()
-            res_log.close()
-            bar.close()
-            self.client.close()
-            record = RunRecord.model_validate(self.summary(rows, sampler, interrupted))
-            records.write(run_dir, record)
-        return record
+                    self.passes[-1]["end"] = time.perf_counter()
+                raise
+        return session.record
 
     def _pass(self, repeat: int, recorder: Recorder, stop: threading.Event) -> None:
         args = self.args
@@ -193,24 +146,23 @@ class Bench:
             max_duration_s=a.loadgen_max_duration, target_latency_ms=a.loadgen_latency_ms, connections=a.pool)
 
     # ------------------------------------------------------------ summary
-    def _header(self, interrupted: bool) -> dict:
+    def _header(self) -> dict:
         return {
             "kind": "bench",
-            "run_id": self.run_dir.name,
             "study": self.args.study,
             "arch": self.arch,
             "runtime": self.args.runtime,
-            "interrupted": interrupted,
             "settings": self.args.recorded(),
             "stack": self.stack,
-            "provenance": provenance.record(),
             "harness_overhead_ms": self.harness.get("median_ms"),
             "harness_overhead": self.harness,
         }
 
-    def summary(self, rows, sampler, interrupted: bool) -> dict:
-        args = self.args
-        doc = self._header(interrupted)
+    def summary(self, interrupted: bool) -> dict:
+        """The measurements (the session adds the header); ``interrupted`` is in the header."""
+        args, sampler = self.args, self.session.sampler
+        rows = self.session.rec.results
+        doc: dict = {}
         rs = [r for _, r in rows]
         ok = [r for r in rs if r.ok]
         errors: dict[str, int] = {}
@@ -256,7 +208,7 @@ class Bench:
 
     def _table3(self, rows) -> dict:
         """Time from a pass's start until its first k images were answered, over the passes."""
-        per_k: dict[int, list[float]] = {k: [] for k in TABLE3_SIZES if k <= self.args.n}
+        per_k: dict[int, list[float]] = {k: [] for k in results.TABLE3_SIZES if k <= self.args.n}
         for p in self.passes:
             rs = sorted((r for rep, r in rows if rep == p["repeat"]), key=lambda r: r.end)
             if not rs:
@@ -336,9 +288,7 @@ def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Requ
     with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
         bench = Bench(options, arch, st, requests, harness)
         bench.warm_up()
-        run_dir = results.new_run_dir(f"bench-{arch}", options.out)
-        record = bench.measure(run_dir)
-        print_table(record.doc(), run_dir)
+        record = bench.measure(results.new_run_dir(f"bench-{arch}", options.out))
     return record
 
 

@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, provenance, records, resources, results, target
+from bench import client, resources, results, target
 from bench import options as opts
 from bench.formats import fmt, format_duration, parse_duration
 from bench.records import RunRecord
-from servebench import data, interrupts
+from bench.session import RunSession, warm_up
+from servebench import data
 from servebench.settings import Settings, from_environment
 
 _DEFAULTS = opts.SoakOptions.model_fields
@@ -190,51 +191,34 @@ class _Bin:
         self.errors: Counter = Counter()
 
 
-class Recorder:
-    """Writes one flushed row per answer and keeps compact per-bin aggregates (no Result is kept)."""
+class Bins:
+    """The soak's tally (see :class:`bench.session.Recorder`): compact per-bin aggregates, no Result kept."""
 
-    def __init__(self, log: results.CsvLog, origin: float, rate: float, passes_of: int, bin_s: float,
-                 bar=None, say=print):
-        self.log, self.origin, self.rate = log, origin, rate
-        self.passes_of, self.bin_s = passes_of, bin_s
-        self.bar, self.say = bar, say
+    def __init__(self, origin: float, bin_s: float, say=print):
+        self.origin, self.bin_s, self.say = origin, bin_s, say
         self.bins: dict[int, _Bin] = {}
-        self.count = self.ok = self.correct = self.images = self.invalid = 0
-        self.late = 0  # answers after the log was closed (a stopped run's stragglers): neither written nor counted
-        self.closed = False
+        self.ok = self.correct = self.images = self.invalid = 0
         self._announced = 0
-        self._lock = threading.Lock()
 
-    def __call__(self, r: client.Result) -> None:
-        since = r.scheduled - self.origin
-        position = int(round(since * self.rate))  # constant arrivals: request i is due at i / rate
-        row = results.request_row(position // self.passes_of, r, self.origin)
-        b = int(max(since, 0.0) // self.bin_s)
-        with self._lock:
-            if self.closed:
-                self.late += 1
-                return
-            self.log.row(row)
-            self.count += 1
-            self.images += r.request.images
-            agg = self.bins.get(b) or self.bins.setdefault(b, _Bin())
-            agg.count += 1
-            agg.lag.append((r.sent - r.scheduled) * 1000.0)
-            if r.ok:
-                self.ok += 1
-                self.correct += r.correct
-                agg.ok += 1
-                agg.images_ok += r.request.images
-                agg.latency.append(r.latency_ms)
-            else:
-                agg.errors[str(r.status)] += 1
-                if r.status == 200:
-                    self.invalid += 1
-            if self.bar is not None:
-                self.bar.update(1)
-            while b > self._announced:  # the first answer of a bin closes the one before (a progress line only)
-                self._announce(self._announced)
-                self._announced += 1
+    def __call__(self, repeat: int, r: client.Result) -> None:
+        b = int(max(r.scheduled - self.origin, 0.0) // self.bin_s)
+        self.images += r.request.images
+        agg = self.bins.get(b) or self.bins.setdefault(b, _Bin())
+        agg.count += 1
+        agg.lag.append((r.sent - r.scheduled) * 1000.0)
+        if r.ok:
+            self.ok += 1
+            self.correct += r.correct
+            agg.ok += 1
+            agg.images_ok += r.request.images
+            agg.latency.append(r.latency_ms)
+        else:
+            agg.errors[str(r.status)] += 1
+            if r.status == 200:
+                self.invalid += 1
+        while b > self._announced:  # the first answer of a bin closes the one before (a progress line only)
+            self._announce(self._announced)
+            self._announced += 1
 
     def _announce(self, b: int) -> None:
         agg = self.bins.get(b)
@@ -246,11 +230,16 @@ class Recorder:
                  f"{agg.count} requests, p50 {lat['p50']} ms, p99 {lat['p99']} ms, errors {errors}")
 
     def close(self) -> None:
-        with self._lock:
-            if not self.closed and self.bins:
-                for b in range(self._announced, max(self.bins) + 1):
-                    self._announce(b)
-            self.closed = True
+        for b in range(self._announced, max(self.bins, default=-1) + 1):
+            self._announce(b)
+        self._announced = max(self.bins, default=-1) + 1
+
+
+def recording(origin: float, rate: float, passes_of: int, bin_s: float, say=print) -> dict:
+    """A soak's options of :class:`bench.session.Recorder`: the pass over the images from each answer's
+    scheduled position (constant arrivals: request i is due at i / rate), aggregates per bin (:class:`Bins`)."""
+    return {"keep": False, "tally": Bins(origin, bin_s, say), "bar_counts": "requests",
+            "repeat_of": lambda r: int(round((r.scheduled - origin) * rate)) // passes_of}
 
 
 # ------------------------------------------------------------------ the run
@@ -264,9 +253,8 @@ class Soak:
         self.start = self.end = None
         self.run_dir: Path | None = None
         self.stack: dict = {}
-        self.recorder: Recorder | None = None
-        self.sampler: resources.Sampler | None = None
-        self.rows_written = None
+        self.session: RunSession | None = None
+        self.error: str | None = None
 
     def say(self, text: str) -> None:
         if not self.args.progress:
@@ -293,13 +281,8 @@ class Soak:
         return start, stopped, got
 
     def warm_up(self) -> None:
-        if not self.args.warmup:
-            return
-        sample = [self.prepared[i % len(self.prepared)] for i in range(self.args.warmup)]
-        _, _, got = self._closed(sample, min(self.args.probe_concurrency, len(sample)), None)
-        statuses = Counter(r.status for r in got)
-        if set(statuses) != {200}:
-            self.say(f"  warm-up answers by status: {dict(statuses)}")
+        if self.args.warmup:
+            warm_up(self.client, self.prepared, self.args.warmup, self.args.probe_concurrency, warn=self.say)
 
     def measure_capacity(self) -> None:
         a = self.args
@@ -324,8 +307,8 @@ class Soak:
         self.say(f"capacity {self.capacity['images_per_s']} images/s -> soak at {a.load:.0%}: "
                  f"{self.rate:.1f} requests/s")
 
-    def soak(self, req_log: results.CsvLog, res_log: results.CsvLog) -> None:
-        a = self.args
+    def soak(self) -> None:
+        a, session = self.args, self.session
         requests = schedule(self.prepared, a.duration_s, self.rate)
         offsets = client.arrival_offsets(len(requests), self.rate, "constant", 0)
         self.planned = len(requests)
@@ -334,62 +317,42 @@ class Soak:
         self.say(f"soak: {len(requests)} requests at {self.rate:.1f}/s for {format_duration(a.duration_s)}, "
                  f"{a.connections} connections")
         self.start = time.perf_counter() + 0.5  # the sampler's baseline and the pool's threads come first
-        self.recorder = Recorder(req_log, self.start, self.rate, len(self.prepared), a.bin_s, bar, self.say)
-        self.sampler = resources.Sampler(lambda: {**self.st.processes(), CLIENT: resources.client_process()},
-                                         res_log, hz=a.sample_hz, origin=self.start)
+        rec = session.recorder(self.start, bar, **recording(self.start, self.rate, len(self.prepared), a.bin_s,
+                                                            self.say))
+        sampler = session.sample(lambda: {**self.st.processes(), CLIENT: resources.client_process()},
+                                 hz=a.sample_hz, origin=self.start)
         try:
-            with self.sampler:
-                self.client.open_loop(requests, offsets, a.connections, self.recorder, threading.Event(), self.start)
+            self.client.open_loop(requests, offsets, a.connections, rec, session.stop, self.start)
         finally:
+            sampler.stop()
             self.end = time.perf_counter()
             bar.close()
 
     def run(self, out: Path) -> RunRecord:
-        self.run_dir = results.new_run_dir(f"soak-{self.st.arch}", out)
+        """Warm-up, capacity and the soak in a run session under ``out``; the record (table printed)."""
         self.stack = target.stack_record(self.st)
-        # Replaced at the end: a run killed outright still says it did not finish.
-        records.write(self.run_dir, {**self._header(True), "running": True})
-        req_log = results.CsvLog(self.run_dir / "requests.csv", results.REQUEST_COLUMNS)
-        res_log = results.CsvLog(self.run_dir / "resources.csv", resources.COLUMNS)
-        interrupted, error = False, None
-        try:
-            self.warm_up()
-            if self.rate is None:
-                self.measure_capacity()
-            self.soak(req_log, res_log)
-        except KeyboardInterrupt:
-            interrupted = True
-            self.say("\ninterrupted: writing what was measured")
-        except CapacityError as exc:
-            error = str(exc)
-        except BaseException:
-            self._close(req_log, res_log)
-            raise
-        # Whatever arrives now (Ctrl-C again, SIGTERM), what was measured is written whole.
-        with interrupts.shielded():
-            self._close(req_log, res_log)
-            doc = self.summary(interrupted)
-            if error:
-                doc["error"] = error
-            if doc["requests"]["count"] != self.rows_written:
-                self.say(f"  warning: {doc['requests']['count']} answers counted, {self.rows_written} rows written")
-            record = RunRecord.model_validate(doc)
-            records.write(self.run_dir, record)
+        self.session = RunSession(header=self._header, summary=self.summary, after=self._plot, table=print_table,
+                                  label=f"soak-{self.st.arch}", root=out, requests_csv=True, resources_csv=True)
+        with self.session:
+            self.run_dir = self.session.run_dir
+            self.session.on_close(self.client.close)
             try:
-                plot(doc, read_resources(self.run_dir / "resources.csv"), self.run_dir / PLOT_FILE)
-            except Exception as exc:  # a plot is never worth losing the run over
-                self.say(f"  no plot: {type(exc).__name__}: {exc}")
-        return record
+                self.warm_up()
+                if self.rate is None:
+                    self.measure_capacity()
+                self.soak()
+            except KeyboardInterrupt:
+                self.say("\ninterrupted: writing what was measured")
+                raise
+            except CapacityError as exc:
+                self.error = str(exc)
+        return self.session.record
 
-    def _close(self, req_log: results.CsvLog, res_log: results.CsvLog) -> None:
-        if self.recorder is not None:
-            self.recorder.close()  # before the log: a straggler is then neither written nor counted
-        if self.sampler is not None:
-            self.sampler.stop()
-        req_log.close()
-        res_log.close()
-        self.client.close()
-        self.rows_written = req_log.rows
+    def _plot(self, record: RunRecord) -> None:
+        try:
+            plot(record.doc(), read_resources(self.run_dir / "resources.csv"), self.run_dir / PLOT_FILE)
+        except Exception as exc:  # a plot is never worth losing the run over
+            self.say(f"  no plot: {type(exc).__name__}: {exc}")
 
     # ---------------------------------------------------------- summary
     def settings(self) -> dict:
@@ -405,45 +368,51 @@ class Soak:
             "goal_pct": a.goal, "bin_s": a.bin_s,
         }
 
-    def _header(self, interrupted: bool) -> dict:
-        return {"kind": "soak", "run_id": self.run_dir.name, "study": self.args.study, "arch": self.st.arch,
-                "runtime": self.args.runtime,
-                "interrupted": interrupted, "settings": self.settings(), "capacity": self.capacity,
-                "stack": self.stack, "provenance": provenance.record()}
+    def _header(self) -> dict:
+        return {"kind": "soak", "study": self.args.study, "arch": self.st.arch, "runtime": self.args.runtime,
+                "settings": self.settings(), "capacity": self.capacity, "stack": self.stack}
 
     def summary(self, interrupted: bool) -> dict:
-        doc = self._header(interrupted)
-        rec = self.recorder
+        """The measurements (the session adds the header)."""
+        doc = self._measurements()
+        if self.error:
+            doc["error"] = self.error
+        return doc
+
+    def _measurements(self) -> dict:
+        rec = self.session.rec
         if rec is None:  # stopped before the soak began
-            doc["requests"] = {"planned": 0, "count": 0, "ok": 0, "errors_by_status": {}, "images": 0}
-            doc["memory"] = {"verdict": "NOT MEASURABLE", "services": {}}
-            return doc
+            return {"requests": {"planned": 0, "count": 0, "ok": 0, "errors_by_status": {}, "images": 0},
+                    "memory": {"verdict": "NOT MEASURABLE", "services": {}}}
+        tally, sampler = rec.tally, self.session.sampler
+        if rec.count != self.session.rows_written:
+            self.say(f"  warning: {rec.count} answers counted, {self.session.rows_written} rows written")
         span = max((self.end or self.start) - self.start, 0.0)
         errors: Counter = Counter()
-        for agg in rec.bins.values():
+        for agg in tally.bins.values():
             errors.update(agg.errors)
-        latency = np.concatenate([np.asarray(agg.latency, dtype=float) for agg in rec.bins.values()] or [[]])
-        lag = np.concatenate([np.asarray(agg.lag, dtype=float) for agg in rec.bins.values()] or [[]])
-        images_ok = sum(agg.images_ok for agg in rec.bins.values())
+        latency = np.concatenate([np.asarray(agg.latency, dtype=float) for agg in tally.bins.values()] or [[]])
+        lag = np.concatenate([np.asarray(agg.lag, dtype=float) for agg in tally.bins.values()] or [[]])
+        images_ok = sum(agg.images_ok for agg in tally.bins.values())
         samples = read_resources(self.run_dir / "resources.csv")
         cpu = cpu_per_bin(samples, self.args.bin_s)
-        doc.update({
+        return {
             "data": {"source": "CIFAR-10 test set", "images": self.args.n},
-            "requests": {"planned": self.planned, "count": rec.count, "ok": rec.ok,
-                         "errors_by_status": dict(sorted(errors.items())), "invalid_answers": rec.invalid,
-                         "images": rec.images, "rows_written": self.rows_written, "late_answers_dropped": rec.late},
-            "accuracy": results.rounded(rec.correct / images_ok, 6) if images_ok else None,
+            "requests": {"planned": self.planned, "count": rec.count, "ok": tally.ok,
+                         "errors_by_status": dict(sorted(errors.items())), "invalid_answers": tally.invalid,
+                         "images": tally.images, "rows_written": self.session.rows_written,
+                         "late_answers_dropped": rec.late},
+            "accuracy": results.rounded(tally.correct / images_ok, 6) if images_ok else None,
             "latency_ms": results.latency_stats(latency),
             "schedule_lag_ms": {k: v for k, v in results.latency_stats(lag).items() if k in ("p50", "p99", "max")},
             "throughput_images_per_s": results.rounded(images_ok / span, 2) if span > 0 else None,
             "requests_per_s": results.rounded(rec.count / span, 2) if span > 0 else None,
             "wall_s": results.rounded(span, 3),
-            "per_bin": [self._bin(b, rec.bins.get(b), span, cpu) for b in range(max(rec.bins, default=-1) + 1)],
+            "per_bin": [self._bin(b, tally.bins.get(b), span, cpu) for b in range(max(tally.bins, default=-1) + 1)],
             "memory": memory_report(samples, window_s=self.args.window_s, goal_pct=self.args.goal),
-            "resources": self.sampler.summary(rec.images) if self.sampler else {},
-            "sampler_cpu_seconds": results.rounded(self.sampler.cpu_seconds, 3) if self.sampler else None,
-        })
-        return doc
+            "resources": sampler.summary(tally.images) if sampler else {},
+            "sampler_cpu_seconds": results.rounded(sampler.cpu_seconds, 3) if sampler else None,
+        }
 
     def _bin(self, b: int, agg: _Bin | None, span: float, cpu: dict) -> dict:
         bin_s = self.args.bin_s
@@ -602,9 +571,7 @@ def soak(options: opts.SoakOptions, settings: Settings) -> RunRecord:
                            disable=not options.progress))
     prepared = client.prepare(split.images, split.labels, options.batch, options.codec, progress=bar)
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
-        run = Soak(options, st, prepared)
-        record = run.run(options.out)
-        print_table(record.doc(), run.run_dir)
+        record = Soak(options, st, prepared).run(options.out)
     return record
 
 

@@ -10,18 +10,12 @@ window, and sends it; one receiver thread reads the replies, which carry
 their frame's id and capture time, so several frames are in flight and each
 frame's latency runs from its capture (a frame that waited for the window
 shows it: no coordinated omission). Frames are encoded before the clock starts.
+What is sent, warm-up frames then passes, is a :class:`bench.shapes.FrameStream`.
 
-Transports (all carry the same CIFAR-10 test images, answers checked against the labels):
-
-- ``tcp``: length-prefixed frames on one connection (servebench/frames.py);
-- ``ws``: the same frames as WebSocket binary messages (``/v1/stream``);
-- ``grpc``: bidirectional streaming, services/stream/stream.proto;
-- ``http`` / ``http-new``: the per-request baselines: one ``POST /v1/predict``
-  (raw body) per frame through nginx to the FastAPI stack, on ``window``
-  keep-alive connections (``http``) or on a new connection each time
-  (``http-new``, the study's "without a streaming server");
-- ``inprocess``: the model in this process, frames decoded and run one at a
-  time on a model thread: the ceiling the others are measured against.
+Transports (:mod:`bench.stream_transports`; all carry the same CIFAR-10 test
+images, answers checked against the labels): ``tcp``, ``ws``, ``grpc``, the
+per-request baselines ``http`` and ``http-new``, and ``inprocess`` (the model
+in this process: the ceiling the others are measured against).
 
 A run's summary (:func:`summarize`): latency from capture p50/p90/p99, jitter
 (mean absolute difference of consecutive frames' latencies), sustained
@@ -37,24 +31,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import queue
-import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from servebench import frames
+from bench import shapes
+from bench.stream_transports import (REPLY_TIMEOUT_S, TRANSPORTS, WS_PATH, Camera, GrpcTransport, HttpTransport,
+                                     InProcessTransport, TcpTransport, Transport, WsTransport, load_camera,
+                                     transport_for)
+from services.stream import frames
 
-TRANSPORTS = ("tcp", "ws", "grpc", "http", "http-new", "inprocess")
+# The camera and transports moved to bench.stream_transports; the studies and tests still reach them here.
+__all__ = ["TRANSPORTS", "REPLY_TIMEOUT_S", "WS_PATH", "Camera", "load_camera", "Transport", "TcpTransport",
+           "WsTransport", "GrpcTransport", "HttpTransport", "InProcessTransport", "transport_for", "FrameResult",
+           "stream", "summarize", "frame_rows", "FRAME_COLUMNS", "bench_arch", "endpoint", "main"]
+
 # The architecture each networked transport measures (bench.run's hook dispatches on these).
 ARCH_TRANSPORT = {"stream-tcp": "tcp", "stream-ws": "ws", "stream-grpc": "grpc"}
-REPLY_TIMEOUT_S = 60.0
-WS_PATH = "/v1/stream"
 
 
 @dataclass(slots=True)
@@ -78,300 +76,6 @@ class FrameResult:
     def latency_ms(self) -> float:
         return (self.end - self.capture) * 1000.0
 
-
-@dataclass
-class Camera:
-    """What the camera sends: the images, their labels, how they are encoded."""
-
-    images: np.ndarray  # N x H x W x C uint8 (already at the model's size)
-    labels: np.ndarray
-    encoding: str = "raw"
-    quality: int = 90
-    payloads: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self):
-        self.payloads = [frames.encode_image(im, self.encoding, self.quality) for im in self.images]
-
-    def frame(self, i: int, capture_ns: int) -> bytes:
-        """Frame i (cycled over the images) as the TCP/WebSocket bytes."""
-        k = i % len(self.images)
-        h, w, c = self.images[k].shape
-        payload = self.payloads[k]
-        return frames.Header(frames.IMAGE, i, capture_ns, frames.ENCODING_IDS[self.encoding], (h, w, c),
-                             len(payload)).pack() + payload
-
-
-def load_camera(n: int, model: str = "cifar", encoding: str = "raw", quality: int = 90, data_dir=None) -> Camera:
-    """The first ``n`` CIFAR-10 test images (yolo-tiny: scaled up to 416x416), encoded as a camera would."""
-    from servebench import data
-
-    split = data.load_test(data_dir, limit=n)
-    images = split.images
-    if model == "yolo-tiny":
-        from models.yolo_tiny import scale_up
-
-        images = scale_up(images)
-    return Camera(images, np.asarray(split.labels), encoding, quality)
-
-
-# ------------------------------------------------------------------ transports
-class Transport:
-    """One stream to a server: send frames from one thread, read replies from another."""
-
-    def __init__(self, camera: Camera):
-        self.camera = camera
-
-    def open(self) -> None: ...
-
-    def send(self, i: int, capture_ns: int) -> int:
-        """Send frame i; the bytes written."""
-        raise NotImplementedError
-
-    def recv(self) -> tuple[frames.Reply, int] | None:
-        """The next reply and its bytes; None when the stream ended."""
-        raise NotImplementedError
-
-    def done_sending(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class TcpTransport(Transport):
-    def __init__(self, camera: Camera, host: str, port: int):
-        super().__init__(camera)
-        self.addr = (host, port)
-        self.sock: socket.socket | None = None
-
-    def open(self) -> None:
-        self.sock = socket.create_connection(self.addr, timeout=REPLY_TIMEOUT_S)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._rfile = self.sock.makefile("rb")
-
-    def send(self, i: int, capture_ns: int) -> int:
-        data = self.camera.frame(i, capture_ns)
-        self.sock.sendall(data)
-        return len(data)
-
-    def recv(self):
-        head = self._rfile.read(frames.HEADER_SIZE)
-        if len(head) < frames.HEADER_SIZE:
-            return None
-        header = frames.parse_header(head, 1 << 24)
-        payload = self._rfile.read(header.length)
-        return frames.decode_reply(header, payload), frames.HEADER_SIZE + len(payload)
-
-    def done_sending(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self._rfile.close()
-            self.sock.close()
-
-
-class WsTransport(Transport):
-    def __init__(self, camera: Camera, host: str, port: int, path: str = WS_PATH):
-        super().__init__(camera)
-        self.uri = f"ws://{host}:{port}{path}"
-
-    def open(self) -> None:
-        from websockets.sync.client import connect
-
-        self.ws = connect(self.uri, compression=None, max_size=1 << 24, open_timeout=REPLY_TIMEOUT_S)
-        self.ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def send(self, i: int, capture_ns: int) -> int:
-        data = self.camera.frame(i, capture_ns)
-        self.ws.send(data)
-        return len(data) + (8 if len(data) < 65536 else 14)  # WebSocket header with the client's mask
-
-    def recv(self):
-        from websockets.exceptions import ConnectionClosed
-
-        try:
-            message = self.ws.recv(timeout=REPLY_TIMEOUT_S)
-        except (ConnectionClosed, TimeoutError):
-            return None
-        header, payload = frames.split(message, 1 << 24)
-        return frames.decode_reply(header, payload), len(message) + 2
-
-    def done_sending(self) -> None:
-        pass  # a WebSocket has no half-close: the receiver closes once every frame is answered
-
-    def close(self) -> None:
-        self.ws.close()
-
-
-class GrpcTransport(Transport):
-    def __init__(self, camera: Camera, host: str, port: int):
-        super().__init__(camera)
-        self.target = f"{host}:{port}"
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-
-    def open(self) -> None:
-        import grpc
-
-        from services.stream import stream_pb2_grpc
-
-        self.channel = grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", 1 << 24),
-                                                                  ("grpc.max_send_message_length", 1 << 24)])
-        grpc.channel_ready_future(self.channel).result(timeout=REPLY_TIMEOUT_S)
-        self.call = stream_pb2_grpc.FrameStreamStub(self.channel).Stream(iter(self._q.get, None))
-        self._replies = iter(self.call)
-
-    def message(self, i: int, capture_ns: int):
-        from services.stream import stream_pb2
-
-        k = i % len(self.camera.images)
-        return stream_pb2.Frame(version=frames.VERSION, frame_id=i, capture_ns=capture_ns,
-                                encoding=frames.ENCODING_IDS[self.camera.encoding],
-                                shape=list(self.camera.images[k].shape), data=self.camera.payloads[k])
-
-    def send(self, i: int, capture_ns: int) -> int:
-        msg = self.message(i, capture_ns)
-        self._q.put(msg)
-        return msg.ByteSize() + 5
-
-    def recv(self):
-        import grpc
-
-        from services.stream.grpc_service import from_proto
-
-        try:
-            msg = next(self._replies)
-        except StopIteration:
-            return None
-        except grpc.RpcError as exc:
-            return frames.Reply(frames.ERROR, 0, 0, code=0, message=f"grpc {exc.code().name}: {exc.details()}"), 0
-        return from_proto(msg), msg.ByteSize() + 5
-
-    def done_sending(self) -> None:
-        self._q.put(None)
-
-    def close(self) -> None:
-        self._q.put(None)
-        self.channel.close()
-
-
-class HttpTransport(Transport):
-    """The per-request baselines: each frame a POST /v1/predict (raw body) on one of ``window`` connections."""
-
-    def __init__(self, camera: Camera, host: str, port: int, window: int, new_connection: bool):
-        super().__init__(camera)
-        from bench import client
-
-        if camera.encoding != "raw":
-            raise ValueError("the HTTP baselines send raw bodies (/v1/predict takes no JPEG): --encoding raw")
-        self.client = client.Client(f"http://{host}:{port}")
-        self.requests = client.prepare(camera.images, camera.labels, 1, "raw")
-        self.window, self.new_connection = window, new_connection
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._replies: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._worker, args=(k,), daemon=True, name=f"http-{k}")
-                         for k in range(window)]
-
-    def open(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def _worker(self, k: int) -> None:
-        conn = self.client.connection(k)
-        while (item := self._work.get()) is not None:
-            i, capture_ns = item
-            req = self.requests[i % len(self.requests)]
-            r = self.client.exchange(conn, req, time.perf_counter())
-            if self.new_connection:
-                conn.close()  # the next request connects anew: TCP handshake, nginx and uvicorn accept again
-            wire = len(self.client.request_line(self.client.path)) + len(req.head) + len(req.body)
-            if r.ok:
-                reply = frames.Reply(frames.ANSWER, i, capture_ns, int(r.predicted[0]),
-                                     model_us=int(1000 * (r.server_timing.get("model") or 0)))
-            else:
-                reply = frames.Reply(frames.ERROR, i, capture_ns, code=r.status, message=r.error[:200])
-            self._replies.put((reply, wire, 0))
-
-    def send(self, i: int, capture_ns: int) -> int:
-        self._work.put((i, capture_ns))
-        return 0  # counted with the reply (the worker builds the request)
-
-    def recv(self):
-        item = self._replies.get()
-        if item is None:
-            return None
-        reply, up, down = item
-        return reply, (up, down)
-
-    def done_sending(self) -> None:
-        for _ in self._threads:
-            self._work.put(None)
-
-        def last():
-            for t in self._threads:
-                t.join()
-            self._replies.put(None)
-
-        threading.Thread(target=last, daemon=True).start()
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class InProcessTransport(Transport):
-    """The model in this process, on a thread of its own: decode, predict, reply; no network, no server."""
-
-    def __init__(self, camera: Camera, model):
-        super().__init__(camera)
-        self.model = model
-        self._work: queue.SimpleQueue = queue.SimpleQueue()
-        self._replies: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="inprocess-model")
-
-    def open(self) -> None:
-        self._thread.start()
-
-    def _loop(self) -> None:
-        shape = tuple(self.model.shape)
-        while (data := self._work.get()) is not None:
-            start = time.perf_counter()
-            header, payload = frames.split(data, 1 << 24)
-            frames.check_image_header(header, shape)
-            image = frames.decode_image(header, payload)
-            decoded = time.perf_counter()
-            pred = self.model.predict(image[None])
-            done = time.perf_counter()
-            self._replies.put(frames.Reply(frames.ANSWER, header.frame_id, header.capture_ns, int(pred.classes[0]),
-                                           pred.probabilities[0], int((decoded - start) * 1e6), 0,
-                                           int((done - decoded) * 1e6)))
-        self._replies.put(None)
-
-    def send(self, i: int, capture_ns: int) -> int:
-        data = self.camera.frame(i, capture_ns)
-        self._work.put(data)
-        return len(data)
-
-    def recv(self):
-        reply = self._replies.get()
-        return None if reply is None else (reply, 0)
-
-    def done_sending(self) -> None:
-        self._work.put(None)
-
-
-def transport_for(name: str, camera: Camera, host: str, port: int, window: int, model=None) -> Transport:
-    if name == "tcp":
-        return TcpTransport(camera, host, port)
-    if name == "ws":
-        return WsTransport(camera, host, port)
-    if name == "grpc":
-        return GrpcTransport(camera, host, port)
-    if name in ("http", "http-new"):
-        return HttpTransport(camera, host, port, window, new_connection=name == "http-new")
-    if name == "inprocess":
-        return InProcessTransport(camera, model)
-    raise ValueError(f"unknown transport {name!r}: choose one of {', '.join(TRANSPORTS)}")
 
 
 # ------------------------------------------------------------------ the stream
@@ -520,63 +224,83 @@ def frame_rows(results: list[FrameResult], origin: float) -> list[list]:
             for r in results]
 
 
+
 # ------------------------------------------------------------------ bench integration
+def run_frames(make: Callable[[], Transport], *, on_warmup: Callable[[shapes.Level], None] | None = None,
+               before_pass: Callable[[shapes.Level], None] | None = None,
+               on_pass: Callable[[shapes.Level, list, float, float], dict] | None = None
+               ) -> Callable[[shapes.Level], dict]:
+    """A :class:`bench.shapes.FrameStream`'s runner: each level one stream on a new transport from ``make``;
+    a warm-up's outcome is its frame count, a pass's what ``on_pass(level, results, start, end)`` returns."""
+    def run(level: shapes.Level) -> dict:
+        if not level.measured:
+            if on_warmup:
+                on_warmup(level)
+            stream(make(), level.count, None, level.concurrency)
+            return {"warmup": level.count}
+        if before_pass:
+            before_pass(level)
+        rs, start, end = stream(make(), level.count, level.rate, level.concurrency)
+        return on_pass(level, rs, start, end) if on_pass else {"results": rs, "start": start, "end": end}
+    return run
+
+
 def bench_arch(options, arch: str, settings, log=print):
     """``make bench ARCH=stream-tcp RATE=30``: one stream through the arch's nginx; a ``stream`` run record."""
-    from bench import provenance, records, results as res, resources, target
-    from bench.records import RunRecord
+    from bench import resources, results as res, target
+    from bench.session import RunSession
     from servebench.settings import Settings
 
     transport_name = ARCH_TRANSPORT[arch]
-    camera_settings = settings
     with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
         knobs = Settings.from_env(st.doc.get("knobs") or {})
-        camera_settings = knobs
         host, port = endpoint(transport_name, knobs)
         camera = load_camera(min(options.n, 10000), knobs.stream_model, knobs.stream_encoding,
                              knobs.stream_jpeg_quality, options.data_dir)
         window = knobs.stream_window
-        if options.warmup:
-            log(f"{arch}: {options.warmup} warm-up frames")
-            stream(transport_for(transport_name, camera, host, port, window), options.warmup, None, window)
-        run_dir = res.new_run_dir(f"bench-{arch}", options.out)
-        origin = time.perf_counter()
-        sampler = resources.Sampler(lambda: {**st.processes(), "client": resources.client_process()},
-                                    res.CsvLog(run_dir / "resources.csv", resources.COLUMNS),
-                                    hz=options.sample_hz, origin=origin)
-        passes = []
-        all_results = []
-        interrupted = False
-        with sampler:
-            for repeat in range(options.repeats):
-                try:
-                    rs, start, end = stream(transport_for(transport_name, camera, host, port, window), options.n,
-                                            options.rate, window)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    break
-                passes.append(summarize(rs, start, end, options.rate, options.deadline_ms,
-                                        knobs.stream_model == "cifar"))
-                all_results += rs
-        sampler.stop()
-        with res.CsvLog(run_dir / "frames.csv", FRAME_COLUMNS) as log_csv:
-            for row in frame_rows(all_results, origin):
-                log_csv.row(row)
-        summary = passes[-1] if passes else {}
-        doc = {
-            "kind": "stream", "run_id": run_dir.name, "study": options.study, "arch": arch,
-            "runtime": options.runtime, "interrupted": interrupted,
-            "settings": {**options.recorded(), "transport": transport_name, "window": window,
-                         "deadline_ms": options.deadline_ms},
-            "stack": target.stack_record(st), "provenance": provenance.record(),
-            "model": knobs.stream_model, "timing_only": knobs.stream_model == "yolo-tiny",
-            "encoding": knobs.stream_encoding, "stream": summary, "passes": passes,
-            "resources": sampler.summary(sum(p["answered"] for p in passes)),
-        }
-        record = RunRecord.model_validate(doc)
-        records.write(run_dir, record)
-    print_summary(arch, summary, run_dir, camera_settings)
-    return record
+        passes: list[dict] = []
+        every: list[FrameResult] = []
+        origin: list[float] = []  # set as the first pass starts, with the sampler: warm-up frames are not sampled
+
+        def header() -> dict:
+            return {"kind": "stream", "study": options.study, "arch": arch, "runtime": options.runtime,
+                    "settings": {**options.recorded(), "transport": transport_name, "window": window,
+                                 "deadline_ms": options.deadline_ms},
+                    "stack": target.stack_record(st)}
+
+        def measurements(interrupted: bool) -> dict:
+            sampler = session.sampler
+            return {"model": knobs.stream_model, "timing_only": knobs.stream_model == "yolo-tiny",
+                    "encoding": knobs.stream_encoding, "stream": passes[-1] if passes else {}, "passes": passes,
+                    "resources": sampler.summary(sum(p["answered"] for p in passes)) if sampler else {}}
+
+        def write_frames() -> None:  # at the end: a frame's row is whole once its stream is over
+            with res.CsvLog(session.run_dir / "frames.csv", FRAME_COLUMNS) as log_csv:
+                for row in frame_rows(every, origin[0] if origin else 0.0):
+                    log_csv.row(row)
+
+        def before_pass(level: shapes.Level) -> None:
+            if not origin:
+                origin.append(time.perf_counter())
+                session.sample(lambda: {**st.processes(), "client": resources.client_process()},
+                               hz=options.sample_hz, origin=origin[0])
+
+        def on_pass(level: shapes.Level, rs: list, start: float, end: float) -> dict:
+            passes.append(summarize(rs, start, end, level.rate, options.deadline_ms, knobs.stream_model == "cifar"))
+            every.extend(rs)
+            return passes[-1]
+
+        shape = shapes.FrameStream(options.n, rate=options.rate, window=window, warmup=options.warmup,
+                                   repeats=options.repeats)
+        run = run_frames(lambda: transport_for(transport_name, camera, host, port, window),
+                         on_warmup=lambda lv: log(f"{arch}: {lv.count} warm-up frames"),
+                         before_pass=before_pass, on_pass=on_pass)
+        session = RunSession(label=f"bench-{arch}", root=options.out, header=header, summary=measurements)
+        session.on_close(write_frames)
+        with session:
+            shapes.drive(shape, run)
+    print_summary(arch, session.record.get("stream") or {}, session.run_dir, knobs)
+    return session.record
 
 
 def endpoint(transport: str, settings) -> tuple[str, int]:
@@ -651,13 +375,18 @@ def main(argv=None) -> int:
     def make():
         return transport_for(args.transport, camera, args.host, args.port, args.window, model)
 
-    if args.warmup:
-        stream(make(), args.warmup, None, args.window)
-    before = interface_bytes() if args.wire else None
-    rs, start, end = stream(make(), args.n, args.rate, args.window)
+    counted: list[tuple[int, int]] = []  # the interface counters as the measured pass starts
+
+    def wire_count(level: shapes.Level) -> None:
+        if args.wire:
+            counted.append(interface_bytes())
+
+    outcomes = shapes.drive(shapes.FrameStream(args.n, rate=args.rate, window=args.window, warmup=args.warmup),
+                            run_frames(make, before_pass=wire_count))
+    rs, start, end = (outcomes[-1][k] for k in ("results", "start", "end"))
     summary = summarize(rs, start, end, args.rate, args.deadline_ms, args.model == "cifar")
-    if before is not None:
-        after = interface_bytes()
+    if counted:
+        before, after = counted[0], interface_bytes()
         frames_sent = max(1, summary["sent"])
         summary["wire_up_bytes_per_frame"] = round((after[1] - before[1]) / frames_sent, 1)
         summary["wire_down_bytes_per_frame"] = round((after[0] - before[0]) / frames_sent, 1)

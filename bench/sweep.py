@@ -15,7 +15,8 @@ highest of the stable closed-loop levels), then open-loop levels at
 request by default, raw bodies: JSON decoding is a cost of its own, measured
 by ``make bench``.
 
-The stability rule (perf_analyzer's): a level runs ``--warmup-s`` unmeasured,
+The stability rule (perf_analyzer's; :class:`bench.shapes.StabilityRule`, the levels
+themselves from :class:`bench.shapes.Stepped`): a level runs ``--warmup-s`` unmeasured,
 then consecutive windows of ``--window-s``; a request belongs to the window in
 which it completes (one in flight at an edge counts where it ends). The level
 counts once ``--stable-windows`` (3) consecutive windows agree within
@@ -26,7 +27,7 @@ we report, which one slow request (a garbage collection, a page fault) does not
 move. The level's figures are the median, over its agreeing windows (the last
 three of an unstable level), of each window's throughput, p50, p99 and mean.
 
-Where the CPU goes: at each window edge the CPU time of every process of every
+Where the CPU goes (:mod:`bench.cpu_accounting`): at each window edge the CPU time of every process of every
 service (and of this process, the load generator, reported apart) is read, so
 the CPU over a level's chosen windows divided by the images answered in them is
 its CPU per image, per service. The servers' ``Server-Timing`` says how many
@@ -88,7 +89,6 @@ Ctrl-C or SIGTERM stops at once: the levels measured are kept, the summary says
 """
 from __future__ import annotations
 
-import bisect
 import importlib
 import inspect
 import math
@@ -101,20 +101,25 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import psutil
 
-from bench import client, provenance, records, reference, resources, results, target, timing
+from bench import client, provenance, reference, resources, results, shapes, target, timing
 from bench import options as opts
+from bench.cpu_accounting import (CLIENT, SERVER_ROLES, Snapshot, by_role, cpu_between, cpu_budget, cpu_snapshot,
+                                  model_cpu)
 from bench.formats import fmt
 from bench.records import RunRecord
+from bench.session import RunSession
+from bench.shapes import STABILITY_METRICS, agree, chosen_windows, median_of, saturation, stable_run
+from bench.windows import WindowLog, window_stats
 from servebench import data, interrupts
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
+# What moved out of this module, still reachable here (tests and studies read these names from bench.sweep).
+__all__ = ["STABILITY_METRICS", "agree", "stable_run", "chosen_windows", "median_of", "saturation", "WindowLog",
+           "window_stats", "cpu_snapshot", "cpu_between", "cpu_budget", "by_role", "model_cpu", "sweep", "main"]
+
 KIND = "sweep"
-STABILITY_METRICS = ("throughput_images_per_s", "p50_ms")  # see the module docstring: p50, not the mean
-CLIENT = "client"
-SERVER_ROLES = ("nginx", "frontend", "backend")
 GRACE_S = 0.1  # a request timed before a window's edge has been handed over by then
 SPAN_MARGIN_S = 5.0  # load generated past the last possible window, so that it never runs dry
 PSS_HZ = 0.1  # PSS walks every page table (~17 ms per TensorFlow worker): rarely, memory is not the point
@@ -131,168 +136,10 @@ WINDOW_COLUMNS = [
     "errors", "throughput_images_per_s", "p50_ms", "p99_ms", "mean_ms", "chosen",
 ]
 
-Snapshot = dict[str, dict[tuple[int, float], float]]  # service -> (pid, create time) -> CPU seconds so far
-
 
 class SweepError(runtimes.StackError):
     """The sweep cannot run as asked (a load generator that is not there, a stack someone else started);
     a StackError, so that every command runner reports it as one, without a traceback."""
-
-
-# ------------------------------------------------------------------ the stability rule
-def agree(values: list[float | None], tolerance: float) -> bool:
-    """Every value positive and the largest at most ``1 + tolerance`` times the smallest."""
-    if not values or any(v is None or v <= 0 for v in values):
-        return False
-    return max(values) / min(values) <= 1.0 + tolerance
-
-
-def stable_run(windows: list[dict], needed: int = 3, tolerance: float = 0.10,
-               metrics: tuple[str, ...] = STABILITY_METRICS) -> int | None:
-    """The index of the first window of the first ``needed`` consecutive windows that agree, or None."""
-    for i in range(len(windows) - needed + 1):
-        run = windows[i:i + needed]
-        if all(agree([w.get(m) for w in run], tolerance) for m in metrics):
-            return i
-    return None
-
-
-def chosen_windows(windows: list[dict], needed: int = 3, tolerance: float = 0.10) -> tuple[list[int], bool]:
-    """The windows a level's figures come from, and whether they agree: the first agreeing run, else the
-    last ``needed`` (an unstable level)."""
-    first = stable_run(windows, needed, tolerance)
-    if first is not None:
-        return list(range(first, first + needed)), True
-    return list(range(max(0, len(windows) - needed), len(windows))), False
-
-
-def median_of(windows: list[dict], key: str) -> float | None:
-    values = [w[key] for w in windows if w.get(key) is not None]
-    return results.rounded(float(np.median(values)), 3) if values else None
-
-
-# ------------------------------------------------------------------ windows
-def window_stats(rs: list[client.Result], start: float, end: float, origin: float) -> dict:
-    """One window's figures from the results that completed in it (``start <= r.end < end``)."""
-    ok = [r for r in rs if r.ok]
-    seconds = end - start
-    lat = np.asarray([r.latency_ms for r in ok], dtype=float)
-    images = sum(r.request.images for r in ok)
-    return {
-        "start_s": round(start - origin, 3), "end_s": round(end - origin, 3), "seconds": round(seconds, 4),
-        "requests": len(rs), "images": images, "errors": len(rs) - len(ok),
-        "throughput_images_per_s": results.rounded(images / seconds, 2) if seconds > 0 else None,
-        "p50_ms": results.rounded(float(np.percentile(lat, 50))) if lat.size else None,
-        "p99_ms": results.rounded(float(np.percentile(lat, 99))) if lat.size else None,
-        "mean_ms": results.rounded(float(lat.mean())) if lat.size else None,
-    }
-
-
-class WindowLog:
-    """Results sorted into the windows they completed in, as they come.
-
-    Window k spans ``edges[k] <= end < edges[k + 1]``. Results are taken from
-    the load's list incrementally (each once); one that completed before the
-    first edge (warm-up) is dropped, one after the last edge waits for the
-    next edge (or is dropped at the end: in flight when the level stopped).
-    """
-
-    def __init__(self):
-        self.edges: list[float] = []
-        self.per_window: list[list[client.Result]] = []
-        self._taken = 0
-        self._pending: list[client.Result] = []
-
-    def edge(self, t: float) -> None:
-        self.edges.append(t)
-        if len(self.edges) > 1:
-            self.per_window.append([])
-
-    def take(self, got: list[client.Result]) -> None:
-        new = got[self._taken:len(got)]
-        self._taken += len(new)
-        waiting, self._pending = self._pending + new, []
-        for r in waiting:
-            k = bisect.bisect_right(self.edges, r.end) - 1
-            if k >= len(self.per_window):
-                self._pending.append(r)
-            elif k >= 0:
-                self.per_window[k].append(r)
-
-    def stats(self, origin: float, first: int = 0) -> list[dict]:
-        return [window_stats(w, self.edges[k], self.edges[k + 1], origin)
-                for k, w in enumerate(self.per_window) if k >= first]
-
-
-# ------------------------------------------------------------------ where the CPU goes
-def role(service: str) -> str:
-    """nginx, frontend, client, or backend (whichever model server runs: flask, fastapi, triton, ...)."""
-    return service if service in ("nginx", "frontend", CLIENT) else "backend"
-
-
-def cpu_snapshot(trees: dict[str, list[psutil.Process]]) -> Snapshot:
-    """CPU seconds (user + system) so far of every process of every service."""
-    snap: Snapshot = {}
-    for name, procs in trees.items():
-        seen = snap.setdefault(name, {})
-        for proc in procs:
-            try:
-                with proc.oneshot():
-                    cpu = proc.cpu_times()
-                    seen[(proc.pid, proc.create_time())] = cpu.user + cpu.system
-            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
-                continue
-    return snap
-
-
-def cpu_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
-    """CPU seconds each service used between two snapshots.
-
-    A process born in between brings all its CPU time with it; one that ended in
-    between loses its last slice (as :class:`bench.resources.Sampler` counts).
-    """
-    used = {}
-    for name, procs in after.items():
-        earlier = before.get(name, {})
-        used[name] = sum(max(cpu - earlier.get(key, 0.0), 0.0) for key, cpu in procs.items())
-    return used
-
-
-def cpu_budget(cpu_s: dict[str, float], images: float, seconds: float) -> dict:
-    """CPU per image per service (ms), the server side's total (every service but the client), the
-    client's apart, and the cores each service kept busy."""
-    if not images:
-        return {"cpu_ms_per_image": {}, "cores_busy": {}, "server_cpu_ms_per_image": None,
-                "client_cpu_ms_per_image": None}
-    per = {name: results.rounded(s / images * 1000.0, 4) for name, s in cpu_s.items()}
-    server = sum(s for name, s in cpu_s.items() if role(name) != CLIENT)
-    return {
-        "cpu_ms_per_image": per,
-        "cores_busy": {name: results.rounded(s / seconds, 3) for name, s in cpu_s.items()} if seconds > 0 else {},
-        "server_cpu_ms_per_image": results.rounded(server / images * 1000.0, 4),
-        "client_cpu_ms_per_image": per.get(CLIENT),
-    }
-
-
-def by_role(cpu_ms_per_image: dict[str, float]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for name, ms in cpu_ms_per_image.items():
-        if ms is not None:
-            out[role(name)] = out.get(role(name), 0.0) + ms
-    return out
-
-
-# ------------------------------------------------------------------ batch sizes
-def model_cpu(sizes: list[int | None], points: list[dict] | None, batching_off: bool) -> float | None:
-    """The model's own CPU ms per image at the batch sizes that ran, averaged over the requests
-    (with batching off an answer that does not say ran alone)."""
-    if not points:
-        return None
-    known = [1 if s is None else s for s in sizes] if batching_off else [s for s in sizes if s is not None]
-    if not known:
-        return None
-    costs = {b: reference.cpu_ms_per_image_at(points, b) for b in set(known)}
-    return results.rounded(float(np.mean([costs[b] for b in known])), 4)
 
 
 # ------------------------------------------------------------------ one level's figures
@@ -331,27 +178,17 @@ def derived(level: dict, limit: float | None) -> dict:
             "served_fraction": results.rounded(thr / limit, 4) if thr and limit else None}
 
 
-def saturation(levels: list[dict]) -> dict | None:
-    """The closed-loop level with the highest throughput, among the stable ones when there are any."""
-    closed = [(i, lv) for i, lv in enumerate(levels) if lv["mode"] == "closed" and lv.get("throughput_images_per_s")]
-    pool = [(i, lv) for i, lv in closed if lv.get("stable")] or closed
-    if not pool:
-        return None
-    i, lv = max(pool, key=lambda x: x[1]["throughput_images_per_s"])
-    keep = ("concurrency", "throughput_images_per_s", "p50_ms", "p99_ms", "batch_size", "cpu_ms_per_image",
-            "server_cpu_ms_per_image", "client_cpu_ms_per_image", "model_cpu_ms_per_image", "server_efficiency",
-            "served_fraction")
-    return {"level": i, "stable": bool(lv.get("stable")), **{k: lv.get(k) for k in keep}}
-
-
 def open_rates(options: opts.SweepOptions, saturated_images_per_s: float | None) -> list[tuple[float, float | None]]:
     """(requests/s, fraction of the saturated throughput or None) of the open-loop levels."""
-    if options.rates:
-        return [(r, None) for r in options.rates]
-    if not saturated_images_per_s:
-        return []
-    per_request = saturated_images_per_s / options.batch
-    return [(round(f * per_request, 2), f) for f in options.rate_fractions]
+    return shapes.open_rates(options.rates, options.rate_fractions, options.batch, saturated_images_per_s)
+
+
+def stepped_shape(options: opts.SweepOptions) -> shapes.Stepped:
+    """The sweep's load shape: its closed-loop levels, then its open-loop ones, under its stability rule."""
+    o = options
+    return shapes.Stepped(o.concurrency, rule=shapes.StabilityRule(o.stable_windows, o.tolerance, o.windows_limit),
+                          window_s=o.window_s, warmup_s=o.warmup_s, rates=o.rates, fractions=o.rate_fractions,
+                          batch=o.batch, arrivals=o.arrivals, connections=o.connections)
 
 
 def level_row(mode: str, lv: dict, is_saturation: bool) -> list:
@@ -426,44 +263,42 @@ class Sweep:
     # ---------------------------------------------------------- run
     def run(self) -> RunRecord:
         o = self.options
-        self.run_dir = results.new_run_dir(f"sweep-{o.arch}", o.out)
-        # Replaced at the end: a sweep killed outright still says it did not finish.
-        records.write(self.run_dir, {**self.header(), "interrupted": True, "running": True})
-        res_log = results.CsvLog(self.run_dir / "resources.csv", ["batching", *resources.COLUMNS])
-        finished = False
-        try:
-            for mode in o.batching:
-                serving = self.settings.model_copy(update=o.serving(mode))
-                with target.stack_for(o.arch, o.runtime, o.run_dir, serving, log=self.log) as (st, started):
-                    if not started:  # checked before; someone started one since
-                        raise SweepError("a stack was started by someone else meanwhile; the sweep needs its own")
-                    self.stacks[mode] = target.stack_record(st)
-                    self.measure_mode(mode, st, res_log)
-                if self.interrupted:
-                    break
-            finished = True
-        except KeyboardInterrupt:
-            finished = True  # stopped on purpose: what was measured is the record
-            self.interrupted = True
-        finally:
-            # An error (a stack that would not start) leaves a record too, marked interrupted.
-            self.interrupted = self.interrupted or not finished
-            with interrupts.shielded():
-                res_log.close()
-                self.record = RunRecord.model_validate(self.summary())
-                records.write(self.run_dir, self.record)
-                self.write_csvs()
+        # An error (a stack that would not start) leaves a record too, marked interrupted.
+        session = RunSession(label=f"sweep-{o.arch}", root=o.out, header=self.header,
+                             summary=lambda interrupted: self.measurements(), after=lambda _: self.write_csvs(),
+                             resources_csv=True, resource_columns=["batching", *resources.COLUMNS],
+                             record_errors=True)
+        with session:
+            self.run_dir = session.run_dir
+            try:
+                for mode in o.batching:
+                    serving = self.settings.model_copy(update=o.serving(mode))
+                    with target.stack_for(o.arch, o.runtime, o.run_dir, serving, log=self.log) as (st, started):
+                        if not started:  # checked before; someone started one since
+                            raise SweepError("a stack was started by someone else meanwhile; the sweep needs its own")
+                        self.stacks[mode] = target.stack_record(st)
+                        self.measure_mode(mode, st, session.resources_log)
+                    if self.interrupted:
+                        break
+            except KeyboardInterrupt:
+                self.interrupted = True  # stopped on purpose: what was measured is the record
+            session.interrupted = self.interrupted
+        self.interrupted = self.interrupted or session.record.interrupted
+        self.record = session.record
         return self.record
 
     def header(self) -> dict:
         o = self.options
-        return {"kind": KIND, "run_id": self.run_dir.name, "study": o.study, "arch": o.arch, "runtime": o.runtime,
-                "interrupted": self.interrupted, "settings": o.recorded(), "stack": None,
-                "provenance": provenance.record()}
+        return {"kind": KIND, "study": o.study, "arch": o.arch, "runtime": o.runtime,
+                "settings": o.recorded(), "stack": None}
 
     def summary(self) -> dict:
-        doc = self.header()
-        doc.update({
+        """The whole record as it stands (the session writes the same: its header, then the measurements)."""
+        return {**self.header(), "run_id": self.run_dir.name, "interrupted": self.interrupted,
+                "provenance": provenance.record(), **self.measurements()}
+
+    def measurements(self) -> dict:
+        return {
             "stacks": self.stacks,
             "client": self.options.client,
             "model_curve": None if self.curve is None else {
@@ -472,8 +307,7 @@ class Sweep:
             "limit": self.limit,
             "modes": self.modes,
             "sampler_cpu_seconds": results.rounded(self.sampler_cpu, 3),
-        })
-        return doc
+        }
 
     def write_csvs(self) -> None:
         with results.CsvLog(self.run_dir / "levels.csv", LEVEL_COLUMNS) as levels, \
@@ -492,20 +326,12 @@ class Sweep:
         self.log(f"{o.arch}, batching {mode} ({', '.join(f'{k}={v}' for k, v in o.serving(mode).items())})")
         self.warm_up(st)
         sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
+        # One sampler per stack (the session's takes no PSS rate), its rows in the session's resources.csv.
         sampler = resources.Sampler(sources, _ModeLog(res_log, mode), hz=o.sample_hz, origin=self.origin,
                                     pss_hz=min(PSS_HZ, o.sample_hz))
         try:
             with sampler:
-                for c in o.concurrency:
-                    if not self.level(mode, st, {"mode": "closed", "concurrency": c}):
-                        return
-                m["saturation"] = saturation(m["levels"])
-                thr = (m["saturation"] or {}).get("throughput_images_per_s")
-                for rate, fraction in open_rates(o, thr):
-                    spec = {"mode": "open", "rate": rate, "rate_fraction": fraction, "arrivals": o.arrivals,
-                            "connections": o.connections}
-                    if not self.level(mode, st, spec):
-                        return
+                shapes.drive(stepped_shape(o), lambda level: self.level(mode, st, level))
         finally:
             m["saturation"] = saturation(m["levels"])
             self.sampler_cpu += sampler.cpu_seconds
@@ -523,35 +349,38 @@ class Sweep:
         if set(statuses) != {200}:
             self.log(f"  warm-up answers by status: {dict(statuses)}")
 
-    def level(self, mode: str, st, spec: dict) -> bool:
-        """Measure one level into the mode's record; False when interrupted (the sweep stops)."""
-        measure = self._level_perf_analyzer if self.options.client == "perf_analyzer" else self._level_ours
-        lv = dict(spec)
+    def level(self, mode: str, st, level: shapes.Level) -> dict:
+        """Measure one level into the mode's record; its record ("interrupted": the sweep stops)."""
+        lv = level.spec()
         self.modes[mode]["levels"].append(lv)
         try:
-            measure(st, lv, batching_off=(mode == "off"))
+            if self.options.client == "perf_analyzer":
+                self._level_perf_analyzer(st, lv, batching_off=(mode == "off"))
+            else:
+                self._level_ours(st, lv, batching_off=(mode == "off"), level=level)
         except KeyboardInterrupt:
             lv["interrupted"] = True
             self.interrupted = True
         self.log("  " + describe(lv))
-        return not self.interrupted
+        return lv
 
     # ---------------------------------------------------------- our client
-    def _level_ours(self, st, lv: dict, batching_off: bool) -> None:
+    def _level_ours(self, st, lv: dict, batching_off: bool, level: shapes.Level) -> None:
         o = self.options
-        span = o.warmup_s + o.windows_limit * o.window_s + SPAN_MARGIN_S
+        rule = level.rule
+        span = level.longest_s + SPAN_MARGIN_S
         got: list[client.Result] = []  # list.append is atomic: the workers' results, as they complete
         stop = threading.Event()
         load = client.Client(st.url)
-        if lv["mode"] == "closed":
+        if level.kind == shapes.CLOSED:
             requests = client.Cycled(self.requests, math.ceil(span * self.MAX_CLOSED_RATE))
-            work = lambda: load.closed_loop(requests, lv["concurrency"], got.append, stop)  # noqa: E731
+            work = lambda: load.closed_loop(requests, level.concurrency, got.append, stop)  # noqa: E731
         else:
-            n = math.ceil(span * lv["rate"]) + 1
-            offsets = client.arrival_offsets(n, lv["rate"], lv["arrivals"], o.seed)
+            n = math.ceil(span * level.rate) + 1
+            offsets = client.arrival_offsets(n, level.rate, level.arrivals, o.seed)
             requests = client.Cycled(self.requests, n)
             begin = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
-            work = lambda: load.open_loop(requests, offsets, lv["connections"], got.append, stop, begin)  # noqa: E731
+            work = lambda: load.open_loop(requests, offsets, level.connections, got.append, stop, begin)  # noqa: E731
         sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
         thread = threading.Thread(target=work, name="sweep-load", daemon=True)
         log = WindowLog()
@@ -566,16 +395,15 @@ class Sweep:
         try:
             start = time.perf_counter()
             thread.start()
-            _sleep_until(start + o.warmup_s)
+            _sleep_until(start + level.warmup_s)
             mark()
             while True:
-                _sleep_until(log.edges[-1] + o.window_s)
+                _sleep_until(log.edges[-1] + level.window_s)
                 mark()
                 time.sleep(GRACE_S)
                 log.take(got)
                 windows += log.stats(self.origin, first=len(windows))
-                _, stable = chosen_windows(windows, o.stable_windows, o.tolerance)
-                if stable or len(windows) >= o.windows_limit or not thread.is_alive():
+                if rule.settled(windows) or not thread.is_alive():
                     break
         finally:
             stop.set()
@@ -585,7 +413,7 @@ class Sweep:
                 # Final figures from every answer in (stragglers included): the record is self-consistent.
                 log.take(got)
                 windows = log.stats(self.origin)
-                chosen, stable = chosen_windows(windows, o.stable_windows, o.tolerance)
+                chosen, stable = rule.chosen(windows)
                 lv.update({"windows": windows, "stable": stable, "chosen": chosen})
                 if chosen:
                     first, last = chosen[0], chosen[-1] + 1

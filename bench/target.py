@@ -86,15 +86,37 @@ def front_end_info(url: str, timeout_s: float = 5.0) -> dict:
         conn.close()
 
 
+def server_info(st) -> tuple[dict, str]:
+    """(the settings the stack shows, where they come from). Through nginx to the front end's /v1/info; an
+    architecture without a front end (nginx routes only its own protocol): its model server's own /v1/info;
+    failing that, the settings the harness started the stack with (the recorded knobs)."""
+    from servebench import topology
+
+    arch = registry.get(st.arch)
+    if "frontend" in arch.services:
+        return front_end_info(st.url), "GET /v1/info through nginx (the front end)"
+    settings = st.knob_settings()
+    for name in arch.services:
+        svc = registry.service(name)
+        if name == "nginx" or svc.health_path is None:
+            continue  # a service without an HTTP port of its own has no /v1/info
+        doc = front_end_info(f"http://127.0.0.1:{topology.port(svc, settings)}")
+        if "error" not in doc:
+            return doc, f"GET /v1/info of the {name} server (no front end)"
+    return {"settings": settings.recorded()}, "the settings the harness started the stack with (no /v1/info)"
+
+
 def stack_record(st) -> dict:
-    """What a result records about the stack: URL, runtime, the knobs in force, /v1/info."""
+    """What a result records about the stack: URL, runtime, the knobs in force, its /v1/info (see server_info)."""
+    info, source = server_info(st)
     return {
         "url": st.url,
         "runtime": st.doc.get("runtime"),
         "started_utc": st.doc.get("started_utc"),
         "knobs": st.doc.get("knobs"),
         "services": sorted(st.doc.get("services", {})),
-        "info": front_end_info(st.url),
+        "info": info,
+        "info_source": source,
     }
 
 

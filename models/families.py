@@ -9,4 +9,3 @@ from __future__ import annotations
 from models import cnn, mobilenet, resnet
 
 BUILDERS = {cnn.NAME: cnn.build, resnet.NAME: resnet.build, mobilenet.NAME: mobilenet.build}
-ENSEMBLE = (cnn.NAME, resnet.NAME, mobilenet.NAME)

@@ -1,7 +1,7 @@
 """The serverless study's four functions as layer groups: AlexNet (the study's model) and the Table 1 CNN.
 
 Each split maps a stage (a function) to its last layer; see
-:func:`servebench.serverless.stages.split`. Conv_1 holds the first
+:func:`bench.studies.serverless.stages.split`. Conv_1 holds the first
 convolution and the largest activations, FC the dense layers and most weights.
 """
 from __future__ import annotations

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from servebench.codecs import Prediction
+from servebench.types import Prediction
 
 log = logging.getLogger(__name__)
 

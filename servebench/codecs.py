@@ -24,14 +24,12 @@ import binascii
 import io
 import json
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
-from servebench.data import CLASS_NAMES
+from servebench.types import CLASS_NAMES, IMAGE_SHAPE, Prediction
 
 log = logging.getLogger(__name__)
-IMAGE_SHAPE = (32, 32, 3)
 IMAGE_BYTES = 32 * 32 * 3
 DEFAULT_MAX_BATCH = 256
 
@@ -329,12 +327,6 @@ def encode(images: np.ndarray, codec: str) -> tuple[bytes, str]:
     else:
         raise ValueError(f"unknown codec {codec!r}: choose one of {', '.join(CODECS)}")
     return body, CONTENT_TYPES[codec]
-
-
-@dataclass(frozen=True)
-class Prediction:
-    classes: np.ndarray  # int [n]
-    probabilities: np.ndarray  # float32 [n, 10]
 
 
 def encode_predictions(pred: Prediction, model: dict | None = None, details: dict | None = None) -> bytes:

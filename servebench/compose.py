@@ -45,6 +45,7 @@ from pathlib import Path
 import psutil
 
 from servebench import registry, topology
+from servebench.docker_engine import engine_answers
 from servebench.registry import Service
 from servebench.runtime import Runtime, StackError, StackState, secret_of, service_healthy
 from servebench.settings import REPO_ROOT, HarnessSettings, Settings, client_env, from_environment
@@ -77,14 +78,6 @@ def _run(argv: list[str], env: dict[str, str] | None = None, timeout: float | No
         raise StackError(f"{argv[0]} not found: install Docker (Debian: apt-get install docker.io docker-compose)") from None
     except subprocess.TimeoutExpired:
         raise StackError(f"`{shlex.join(argv)}` did not finish within {timeout:.0f} s") from None
-
-
-def engine_answers() -> bool:
-    try:
-        return subprocess.run(["docker", "info"], env=client_env(), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=20).returncode == 0
-    except (FileNotFoundError, subprocess.TimeoutExpired):
-        return False
 
 
 @functools.lru_cache(maxsize=None)

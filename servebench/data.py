@@ -20,10 +20,6 @@ from servebench.settings import HarnessSettings
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
-CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_COPY = REPO_ROOT.parent / "shared" / "datasets" / "cifar-10-batches-py"
 

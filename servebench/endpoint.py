@@ -33,7 +33,7 @@ import numpy as np
 
 from servebench import codecs, kserve, tfserving
 from servebench.batching import Batcher
-from servebench.codecs import Prediction
+from servebench.types import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from servebench.codecs import IMAGE_SHAPE, Prediction
+from servebench.types import IMAGE_SHAPE, Prediction
 
 SIGNATURE = "serving_default"
 INPUT_KEY = "images"

@@ -49,12 +49,10 @@ from servebench.codecs import (
     _show,
     load_json,
 )
-from servebench.data import CLASS_NAMES
-from servebench.settings import Settings
+from servebench.types import CLASS_NAMES, MODEL_NAME
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = Settings.model_fields["model_name"].default
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("probabilities", "classes")
 HEADER_LENGTH = "Inference-Header-Content-Length"

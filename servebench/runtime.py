@@ -1,10 +1,12 @@
 """The runtime interface: native processes (:mod:`servebench.stack`) or docker compose (:mod:`servebench.compose`).
 
-Both implement :class:`Runtime` (``up / down / state / restart_service /
-stop_service``) and return a :class:`StackState` (``arch``, ``url``, ``doc``,
-``processes()`` and ``health()`` per service). The steps they share live here
-once: the existing-state check, the architecture's needs, the port check, the
-health wait, and the rollback (``down``) when anything fails, Ctrl-C included.
+Both implement :class:`Runtime` (``up / up_services / down / state /
+restart_service / stop_service``) and return a :class:`StackState` (``arch``,
+``url``, ``doc``, ``processes()`` and ``health()`` per service). ``up`` starts
+an architecture; ``up_services`` any set of registry services (a study's object
+store). The steps they share live here once: the existing-state check (strays
+too), the needs, the port check, the health wait, and the rollback (``down``)
+when anything fails, Ctrl-C included. Processes are started by :mod:`servebench.processes`.
 
     python -m servebench.runtime up ARCH [--runtime native|docker]
     python -m servebench.runtime down|status [--runtime ...]
@@ -22,11 +24,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 import psutil
 
 from servebench import health, interrupts, registry, topology
+from servebench.processes import group_processes, pid_alive
 from servebench.registry import RUNTIMES, Service
 from servebench.settings import HarnessSettings, Settings, env_name, from_environment
 
@@ -86,37 +90,6 @@ class StackState:
         if self.settings is None:
             self.settings = Settings.from_env({**self.doc["knobs"], env_name("arch"): self.arch})
         return self.settings
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def group_processes(pid: int) -> list[psutil.Process]:
-    """The live processes of the group ``pid`` leads (each native service is started as a group leader).
-
-    While the leader lives: it and its descendants. Once it is gone: whatever is left
-    in its process group (workers orphaned by a killed master).
-    """
-    if not pid:
-        return []
-    if pid_alive(pid):
-        try:
-            leader = psutil.Process(pid)
-            return [leader, *leader.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    left = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) == pid and proc.status() != psutil.STATUS_ZOMBIE:
-                left.append(proc)
-        except (ProcessLookupError, psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return left
 
 
 # ------------------------------------------------------------------ shared steps
@@ -189,18 +162,30 @@ class Runtime(abc.ABC):
         except ValueError as exc:
             raise StackError(str(exc)) from None
         settings = (settings if settings is not None else Settings()).model_copy(update={"arch": arch})
+        return self.up_services(registry.services_for(arch), settings, run_dir, name=arch, log=log,
+                                timeout_s=timeout_s, unmet=lambda: record.unmet(self.name))
+
+    def up_services(self, services: Sequence[Service], settings: Settings, run_dir: str | Path | None = None, *,
+                    name: str, log=print, timeout_s: float | None = None,
+                    unmet: Callable[[], list[str]] = list, ports: Sequence[tuple[int, str]] = ()) -> StackState:
+        """Start any set of registry services (an architecture's, a study's object store) as one stack in
+        ``run_dir``, recorded under ``name``: the existing-state check, ``unmet`` (the needs), the port check
+        (each service's port, and ``ports``: more (port, knob) pairs a service takes), the health wait; on any
+        failure, Ctrl-C included, it is rolled back and nothing is left running."""
         rdir = self.run_dir(run_dir)
-        services = registry.services_for(arch)
+        services = list(services)
         self._check_runtime()
         self._check_existing(rdir)
-        unmet = record.unmet(self.name)
-        if unmet:
-            raise StackError("\n".join(unmet))
+        missing = unmet()
+        if missing:
+            raise StackError("\n".join(missing))
         for svc in services:
             check_port_free("127.0.0.1", topology.port(svc, settings), env_name(svc.port_field), self.down_hint)
-        self._prepare(arch, settings, services, log)
+        for port, knob in ports:
+            check_port_free("127.0.0.1", port, knob, self.down_hint)
+        self._prepare(name, settings, services, log)
         doc = {
-            "arch": arch,
+            "arch": name,
             "runtime": self.name,
             "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "url": settings.base_url(),
@@ -239,6 +224,10 @@ class Runtime(abc.ABC):
     def _prepare(self, arch: str, settings: Settings, services: list[Service], log) -> None:
         """What must be there before anything starts (images, programs)."""
 
+    def _strays(self, rdir: Path) -> list[int]:
+        """Processes a dead run in ``rdir`` left running without a record (pids)."""
+        return []
+
     @abc.abstractmethod
     def _start(self, st: StackState, services: list[Service], timeout_s: float, log) -> None:
         """Start the services, record them in ``st.doc`` and the state file, and wait for their health."""
@@ -259,6 +248,10 @@ class Runtime(abc.ABC):
     def _check_existing(self, rdir: Path) -> None:
         existing = self.state(rdir)
         if existing is None:
+            strays = self._strays(rdir)
+            if strays:
+                raise StackError(f"processes of an earlier run in {rdir} are still running (pids {strays}): "
+                                 f"run `{self.down_hint}` first")
             return
         live = {name: h for name, (h, _) in existing.health().items() if h != "dead"}
         if live:

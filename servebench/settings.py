@@ -1,75 +1,116 @@
-"""Every setting, declared once: the serving knobs (:class:`Settings`) and the harness's (:class:`HarnessSettings`).
+"""Every setting, declared once: the one settings model (:class:`Settings`) and the harness's section.
 
-A knob is a field of :class:`Settings` declared with :func:`knob`: its type,
-default, doc and the services that receive it. The topology's environment
+A knob is a field declared with :func:`servebench.knobs.knob`: its type,
+default, doc and the services or processes that receive it. The generic serving
+knobs are declared here (:class:`ServingKnobs`); an architecture's or a study's
+own knobs are declared in its folder, ``services/<name>/knobs.py`` or
+``bench/studies/<name>/knobs.py``, and a tool's where it lives
+(``bench/knobs.py``: locust's), as ``class Knobs(KnobSection)``.
+:class:`Settings` is built from all of them (:func:`build_settings`), core
+first, then the folders by name, then the tools. The topology's environment
 templates, ``python -m servebench.topology knobs``, the generated compose file
-and the servers all derive from these declarations; its environment variable is
-``SB_<FIELD>`` and its make variable has the same name.
+and the servers all derive from these declarations; a knob's environment
+variable is ``SB_<FIELD>`` and its make variable has the same name.
 
-Servers build one :class:`Settings` at start-up and pass it down; the harness
-builds one :class:`HarnessSettings`. Nothing else reads the environment.
-``Settings().recorded()`` is what results record and ``/v1/info`` shows: the
-settings in force, without paths, addresses, ports or the secret key (they only
-help an attacker, and the harness records the ports itself).
+A study's or a tool's section is named (``offload``, ``serverless``, ``load``):
+``settings.section(name)`` gives its values under their short names, with
+``.recorded()`` for its records; ``settings.env_for(receiver)`` is the
+environment a process that receives knobs gets (exactly its knobs).
+
+Servers, study processes and locust's build one :class:`Settings` at start-up
+and pass it down; the harness builds one :class:`HarnessSettings` too (where
+things are: paths, compose, CI; a section of its own, never recorded). Nothing
+else reads ``SB_*`` variables. ``Settings().recorded()`` is what results record
+and ``/v1/info`` shows: the settings in force, without paths, addresses, ports
+or secrets (they only help an attacker, and the harness records the ports itself).
+
+The folders are found by :func:`plugin_modules` (a walk of ``services/`` and
+``bench/studies/``), which :mod:`servebench.registry` uses for their
+``declaration.py`` too. A folder's module is loaded from its file, under its
+dotted name, without importing the folder's package (a study's package imports
+its experiments, which import the settings).
 """
 from __future__ import annotations
 
+import importlib.util
 import os
+import pkgutil
+import sys
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from servebench.knobs import (ENV_PREFIX, MODEL, MODEL_SERVER, KnobSection, SectionValues, env_name, env_value,
+                              knob, not_recorded, split_list)
+
+__all__ = ["ENV_PREFIX", "MODEL", "MODEL_SERVER", "env_name", "env_value", "knob", "Settings", "HarnessSettings",
+           "REPO_ROOT", "NOT_RECORDED"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENV_PREFIX = "SB_"
 WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
-# Never recorded nor shown by /v1/info: filesystem paths, internal addresses
-# and ports, and the secret. model_name and the model's own info say which model.
-NOT_RECORDED = {"model_base", "backend_host", "listen", "allowed_hosts", "secret_key",
-                "port", "frontend_port", "flask_port", "fastapi_port", "tfserving_grpc_port", "tfserving_rest_port",
-                "triton_http_port", "triton_grpc_port"}
-# --- serverless (issue 13) ---
-NOT_RECORDED |= {"objectstore_port"}
-# --- end serverless (issue 13) ---
-# --- streaming (issue 11) ---
-NOT_RECORDED |= {"stream_port", "stream_ws_port", "stream_grpc_port", "stream_proxy_port", "stream_grpc_proxy_port"}
-STREAM = "stream"  # the streaming model server (services/stream)
-# --- end streaming (issue 11) ---
-# --- ensemble (issue 12) ---
-NOT_RECORDED |= {"ensemble_port", "ensemble_cnn_port", "ensemble_resnet20_port", "ensemble_mobilenetv2_port"}
-# --- end ensemble (issue 12) ---
-
-# Who receives a knob: a service's name, or a group every service in it belongs
-# to (see servebench.registry.Service.groups).
-MODEL = "model"  # runs the model in Python: the front end (embedded) and the model servers
-MODEL_SERVER = "model-server"  # a Python model server behind the front end
 
 
-def knob(default: Any, doc: str, to: tuple[str, ...], **kw) -> Any:
-    """A serving knob: a field that the topology passes to the services ``to`` (names or groups)."""
-    return Field(default, description=doc, json_schema_extra={"to": list(to)}, **kw)
+# ------------------------------------------------------------------ plug-in folders
+# (dotted package, folder): where architecture, service and study folders are found.
+_PLUGIN_ROOTS: list[tuple[str, Path]] = [("services", REPO_ROOT / "services"),
+                                         ("bench.studies", REPO_ROOT / "bench" / "studies")]
+# The tools' sections, after the folders': (dotted name, file).
+_TOOL_KNOBS: list[tuple[str, Path]] = [("bench.knobs", REPO_ROOT / "bench" / "knobs.py")]
+_LOAD_LOCK = threading.RLock()
 
 
-class Settings(BaseSettings):
-    """The serving stack's knobs and the servers' settings, read from ``SB_*`` variables."""
+def plugin_modules(module: str) -> list[tuple[str, Path]]:
+    """(dotted name, file) of every plug-in folder's ``<module>.py``: root by root, folders by name."""
+    found = []
+    for package, folder in _PLUGIN_ROOTS:
+        for info in sorted(pkgutil.iter_modules([str(folder)]), key=lambda i: i.name):
+            path = folder / info.name / f"{module}.py"
+            if info.ispkg and path.is_file():
+                found.append((f"{package}.{info.name}.{module}", path))
+    return found
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=())
+
+def load_plugin_module(dotted: str, path: Path) -> ModuleType:
+    """The module ``dotted`` (a folder's knobs or declaration), executed once from ``path``."""
+    with _LOAD_LOCK:
+        if dotted in sys.modules:
+            return sys.modules[dotted]
+        spec = importlib.util.spec_from_file_location(dotted, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[dotted] = mod
+        try:
+            spec.loader.exec_module(mod)
+        except BaseException:
+            sys.modules.pop(dotted, None)
+            raise
+        return mod
+
+
+def add_plugin_root(folder: Path, package: str | None = None) -> None:
+    """Look for architecture/study folders in ``folder`` too (a test's dummy), and rebuild :class:`Settings`
+    with their knobs. ``package``: its dotted name (default: its path under the repository)."""
+    folder = Path(folder).resolve()
+    package = package or ".".join(folder.relative_to(REPO_ROOT).parts)
+    if (package, folder) not in _PLUGIN_ROOTS:
+        _PLUGIN_ROOTS.append((package, folder))
+        _install(build_settings())
+
+
+# ------------------------------------------------------------------ the serving knobs
+class ServingKnobs(KnobSection):
+    """The knobs every architecture shares (ports of nginx and the front end, processes, the model, batching)."""
 
     arch: str = Field("embedded", description="which architecture the front end serves (set from ARCH)")
     # Ports and addresses
-    listen: str = knob("127.0.0.1", "address nginx listens on (the only client-facing port)", ("nginx", "frontend"))
-    port: int = knob(8080, "nginx port", ("nginx",))
-    frontend_port: int = knob(8000, "gunicorn/Django port", ("nginx", "frontend"))
-    flask_port: int = knob(5000, "Flask model server port", ("frontend", "flask"))
-    fastapi_port: int = knob(8001, "FastAPI model server port", ("frontend", "fastapi"))
-    tfserving_grpc_port: int = knob(8500, "TF Serving gRPC port", ("frontend", "tfserving"))
-    tfserving_rest_port: int = knob(8501, "TF Serving REST port", ("frontend", "tfserving"))
-    triton_http_port: int = knob(8010, "Triton HTTP port (KServe v2 REST)", ("frontend", "triton"))
-    triton_grpc_port: int = knob(8011, "Triton gRPC port (KServe v2 gRPC)", ("frontend", "triton"))
-    # Two, like SB_BACKEND_WORKERS: as many model copies as the other architectures run.
-    triton_instances: int = knob(2, "model instances in Triton (each its own copy of the model)", ("triton",), ge=1)
+    listen: str = knob("127.0.0.1", "address nginx listens on (the only client-facing port)", ("nginx", "frontend"),
+                       recorded=False)
+    port: int = knob(8080, "nginx port", ("nginx",), recorded=False)
+    frontend_port: int = knob(8000, "gunicorn/Django port", ("nginx", "frontend"), recorded=False)
     # Processes and threads
     frontend_workers: int = knob(2, "gunicorn worker processes for Django", ("frontend",), ge=1)
     frontend_threads: int = knob(4, "threads per Django worker (gthread)", ("frontend",), ge=1)
@@ -93,8 +134,6 @@ class Settings(BaseSettings):
         (MODEL, "triton"), ge=0)
     max_body_mb: int = knob(16, "largest request body in MiB (nginx, Django and the model servers)",
                             ("nginx", "frontend", MODEL_SERVER), ge=1)
-    tfserving_batching: bool = knob(False, "TF Serving server-side batching (services/tfserving/batching.config)",
-                                    ("tfserving",))
     # The front end's client of the backend
     backend_timeout_s: float = knob(10.0, "seconds the front end waits for a backend", ("frontend",), gt=0)
     backend_pool_size: int = knob(8, "keep-alive connections per front-end worker to its backend", ("frontend",), ge=1)
@@ -102,88 +141,38 @@ class Settings(BaseSettings):
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = knob(
         "127.0.0.1,localhost,[::1]",
         "Host names Django answers to, comma-separated (SB_LISTEN is added; other hosts get 400)",
-        ("frontend",), validate_default=True)
+        ("frontend",), recorded=False, validate_default=True)
     # The harness opens up to 64 connections plus locust's, all from one loopback address.
     conn_limit: int = knob(256, "requests nginx processes at once per client address (429 beyond)", ("nginx",), ge=1)
-    # --- serverless (issue 13) ---
-    objectstore_port: int = knob(8040, "S3 port of the serverless study's object store (SeaweedFS; it also takes "
-                                       "the next three ports, and each port + 10000 for gRPC)", ("objectstore",))
-    # --- end serverless (issue 13) ---
-    # --- streaming (issue 11) ---
-    stream_port: int = knob(8020, "streaming server's TCP frame port", ("nginx", STREAM))
-    stream_ws_port: int = knob(8021, "streaming server's WebSocket port (and its /healthz)", ("nginx", STREAM))
-    stream_grpc_port: int = knob(8022, "streaming server's gRPC port", ("nginx", STREAM))
-    stream_proxy_port: int = knob(8090, "nginx's TCP stream proxy to the streaming server (stream-tcp)", ("nginx",))
-    stream_grpc_proxy_port: int = knob(8092, "nginx's gRPC (HTTP/2) listener for stream-grpc", ("nginx",))
-    stream_model: Literal["cifar", "yolo-tiny"] = knob(
-        "cifar", "the streaming server's model: cifar (the CIFAR-10 CNN) or yolo-tiny (YOLO v3 tiny's layers at "
-                 "416x416, random weights: timing only)", (STREAM,))
-    stream_window: int = knob(8, "frames in flight per stream: the client's window and the most a connection may "
-                                 "hold unanswered in the server (beyond it the server stops reading: backpressure)",
-                              (STREAM,), ge=1, le=1024)
-    stream_drop: Literal["keep", "drop-oldest"] = knob(
-        "keep", "when a stream's window is full: keep (stop reading until answers go out) or drop-oldest (the "
-                "oldest frame not yet in the model is answered 'dropped', newest wins, as cameras do)", (STREAM,))
-    stream_encoding: Literal["raw", "jpeg"] = knob("raw", "how the harness's camera encodes frames", (STREAM,))
-    stream_jpeg_quality: int = knob(90, "JPEG quality of the harness's camera frames", (STREAM,), ge=1, le=100)
-    stream_max_frame_kb: int = knob(1024, "largest frame payload the streaming server accepts (KiB)", (STREAM,), ge=1)
-    stream_model_cpus: float = knob(0.0, "CPU quota of the streaming model process (cgroup; 0: none)", (STREAM,), ge=0)
-    # --- end streaming (issue 11) ---
-    # --- ensemble (issue 12) ---
-    ensemble_port: int = knob(8033, "ensemble coordinator port", ("frontend", "ensemble"))
-    ensemble_cnn_port: int = knob(8030, "ensemble member port: the Table 1 CNN", ("ensemble", "ensemble-cnn"))
-    ensemble_resnet20_port: int = knob(8031, "ensemble member port: ResNet-20", ("ensemble", "ensemble-resnet20"))
-    ensemble_mobilenetv2_port: int = knob(8032, "ensemble member port: MobileNetV2",
-                                          ("ensemble", "ensemble-mobilenetv2"))
-    # Lambda's rule: CPU follows memory, 1,769 MB = one vCPU (servebench.cgroups.Limits.lambda_like).
-    ensemble_member_memory_mb: int = knob(
-        1769, "memory limit of each ensemble member function in MB; its CPU quota follows (1,769 MB = 1 vCPU; "
-              "0: unlimited)", ("ensemble-member",), ge=0)
-    ensemble_mode: Literal["", "serial", "parallel"] = knob(
-        "", "how the coordinator calls its members: serial or parallel ('' follows ARCH: ensemble-serial or "
-            "ensemble-parallel)", ("ensemble",))
-    ensemble_members: Annotated[tuple[str, ...], NoDecode] = knob(
-        "cnn,resnet20,mobilenetv2", "the members the coordinator averages, comma-separated (one alone: that "
-                                    "member's latency through the same hops)", ("ensemble",), validate_default=True)
-    ensemble_deadline_ms: float = knob(
-        0.0, "answer at this deadline with the average of the members that answered (ms; 0: wait for all)",
-        ("ensemble",), ge=0)
-    ensemble_member_timeout_s: float = knob(
-        10.0, "seconds the coordinator waits for one member before leaving it out", ("ensemble",), gt=0)
-    # --- end ensemble (issue 12) ---
 
-    # Not knobs: fixed, or where the runtime puts things.
-    model_base: Path = Field(REPO_ROOT / "models" / "cifar10_cnn", description="versioned SavedModel folder")
+    # Not knobs: fixed, or where the runtime puts things. model_name and the model's own info say which model.
+    model_base: Path = not_recorded(default=REPO_ROOT / "models" / "cifar10_cnn",
+                                    description="versioned SavedModel folder")
     model_name: str = "cifar10_cnn"
     model_version: int | None = Field(None, description="None: the highest version present")
-    backend_host: str = Field("127.0.0.1", description="where the backends listen")
-    secret_key: SecretStr | None = Field(None, description="Django SECRET_KEY; None: a random one per process")
+    backend_host: str = not_recorded(default="127.0.0.1", description="where the backends listen")
+    secret_key: SecretStr | None = not_recorded(default=None,
+                                                description="Django SECRET_KEY; None: a random one per process")
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, v):
-        if isinstance(v, str):
-            return tuple(h.strip() for h in v.split(",") if h.strip())
-        return v
-
-    # --- ensemble (issue 12) ---
-    @field_validator("ensemble_members", mode="before")
-    @classmethod
-    def _split_members(cls, v):
-        if isinstance(v, str):
-            v = tuple(m.strip() for m in v.split(",") if m.strip())
-        known = ("cnn", "resnet20", "mobilenetv2")
-        bad = [m for m in v if m not in known]
-        if bad or not v or len(set(v)) != len(v):
-            raise ValueError(f"members must be distinct names from {', '.join(known)}, not {','.join(v) or 'none'}")
-        return tuple(v)
-    # --- end ensemble (issue 12) ---
+        return split_list(v)
 
     @field_validator("secret_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, v):
         # compose passes an unset SB_SECRET_KEY as ''.
         return v or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data):
+        # A named section's variable given empty means its default (make passes unset ones so).
+        empty = getattr(cls, "__empty_is_default__", ())
+        if isinstance(data, dict) and empty:
+            return {k: v for k, v in data.items() if not (k in empty and v == "")}
+        return data
 
     @property
     def max_body_bytes(self) -> int:
@@ -195,13 +184,6 @@ class Settings(BaseSettings):
         if self.listen not in WILDCARD_ADDRESSES and self.listen not in names:
             names.append(self.listen)
         return names
-
-    def backend_address(self) -> str:
-        """host:port of the backend this arch forwards to ('' when the model runs in the front end)."""
-        from servebench import registry
-
-        port_field = registry.get(self.arch).backend_port
-        return f"{self.backend_host}:{getattr(self, port_field)}" if port_field else ""
 
     def base_url(self) -> str:
         """Where clients reach nginx."""
@@ -215,34 +197,112 @@ class Settings(BaseSettings):
         Rebuilds a running stack's settings from its recorded knobs, and takes
         settings written as variables (``SB_FRONTEND_WORKERS="1"``).
         """
-        return _GivenOnly(**{name: env[env_name(name)] for name in cls.model_fields if env_name(name) in env})
+        return cls.given(**{name: env[env_name(name)] for name in cls.model_fields if env_name(name) in env})
+
+    @classmethod
+    def given(cls, **values) -> "Settings":
+        """The settings these field values give, the rest their defaults; the environment is not read."""
+        return _GivenOnly(**values)
 
     def knob_env(self) -> dict[str, str]:
         """Every knob as the environment variable the services receive (``SB_PORT`` -> ``"8080"``)."""
         return {env_name(name): env_value(getattr(self, name)) for name in knob_fields()}
 
-    def recorded(self, service: str | None = None) -> dict:
-        """The settings in force, without what only helps an attacker (see NOT_RECORDED).
+    def env_for(self, *receivers: str) -> dict[str, str]:
+        """The environment of a process that is one of ``receivers`` (names or groups): exactly the knobs (and
+        the not-recorded fields passed on, such as a path it writes) declared for them; unset ones left out."""
+        wanted = set(receivers)
+        env = {}
+        for name, f in type(self).model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            value = getattr(self, name)
+            if value is not None and wanted & set(extra.get("to", ()) or extra.get("passed_to", ())):
+                env[env_name(name)] = env_value(value)
+        return env
 
-        With ``service``: only the knobs that service receives (a knob it is not given
-        would show its default, not the value in force elsewhere in the stack).
-        """
-        exclude = set(NOT_RECORDED)
-        if service is not None:
-            from servebench import registry, topology
+    def section(self, name: str) -> SectionValues:
+        """Section ``name``'s values under their short names (``section("offload").link_mbit``)."""
+        fields = type(self).__sections__.get(name)
+        if fields is None:
+            raise KeyError(f"no settings section {name!r}: {', '.join(sorted(type(self).__sections__)) or 'none'}")
+        cut = len(name) + 1
+        return SectionValues(name, {f[cut:]: getattr(self, f) for f in fields},
+                             tuple(f[cut:] for f in fields if f not in NOT_RECORDED))
 
-            svc = registry.service(service)
-            exclude |= {name for name in knob_fields() if not topology.receives(svc, name)}
+    def recorded(self, *, exclude: Iterable[str] = ()) -> dict:
+        """The settings in force, without what only helps an attacker (see NOT_RECORDED) nor ``exclude``
+        (servebench.topology.recorded: the knobs one service is not given)."""
         return {k: (str(v) if isinstance(v, Path) else v)
-                for k, v in self.model_dump(exclude=exclude).items()}
+                for k, v in self.model_dump(exclude=set(NOT_RECORDED) | set(exclude)).items()}
 
 
-class _GivenOnly(Settings):
-    """Settings from the values given alone (see :meth:`Settings.from_env`)."""
+SETTINGS_CONFIG = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, protected_namespaces=())
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **other_sources):
+
+def knob_sections() -> list[type[KnobSection]]:
+    """Every folder's ``Knobs`` section, folders by name, then the tools'."""
+    return [load_plugin_module(dotted, path).Knobs
+            for dotted, path in plugin_modules("knobs") + [t for t in _TOOL_KNOBS if t[1].is_file()]]
+
+
+def settings_model(name: str, sections: Iterable[type[KnobSection]], doc: str, **config) -> type[BaseSettings]:
+    """A settings model of ``sections`` (the first's fields first), read from ``SB_*`` variables."""
+    # pydantic orders fields from the last base to the first.
+    return type(name, (*reversed(list(sections)), BaseSettings), {
+        "__module__": __name__, "__qualname__": name, "model_config": {**SETTINGS_CONFIG, **config}, "__doc__": doc})
+
+
+def _check_validator_names(sections: list[type[KnobSection]]) -> None:
+    """Sections merge into one class, where a validator of the same name as another's would silently replace it."""
+    seen: dict[str, type] = {}
+    for section in sections:
+        decorators = section.__pydantic_decorators__
+        for name in (*decorators.field_validators, *decorators.model_validators):
+            first = seen.setdefault(name, section)
+            if first is not section:
+                raise ValueError(f"validator {name!r} of {section.__module__}.{section.__qualname__} is also "
+                                 f"{first.__module__}.{first.__qualname__}'s: rename one")
+
+
+def build_settings(sections: Iterable[type[KnobSection]] | None = None) -> type[BaseSettings]:
+    """The one settings model: :class:`ServingKnobs` and every folder's and tool's section."""
+    sections = list(knob_sections() if sections is None else sections)
+    cls = settings_model("Settings", [ServingKnobs, *sections],
+                         "The serving stack's, the studies' and the tools' knobs, read from ``SB_*`` variables.")
+    _check_validator_names([ServingKnobs, *sections])
+    named: dict[str, tuple[str, ...]] = {}
+    for section in sections:
+        if section.section_name:
+            if section.section_name in named:
+                raise ValueError(f"two settings sections are named {section.section_name!r}")
+            prefix = section.section_name + "_"
+            named[section.section_name] = tuple(f for f in section.model_fields if f.startswith(prefix))
+    cls.__sections__ = named
+    cls.__empty_is_default__ = frozenset(f for fields in named.values() for f in fields)
+    return cls
+
+
+def _given_only(settings_cls: type) -> type:
+    """``settings_cls`` reading the values given alone (see :meth:`ServingKnobs.from_env`)."""
+    def sources(cls, settings_cls, init_settings, **other_sources):
         return (init_settings,)
+
+    return type("_GivenOnly", (settings_cls,), {"__module__": __name__,
+                                               "settings_customise_sources": classmethod(sources)})
+
+
+def _install(cls: type) -> None:
+    global Settings, _GivenOnly, NOT_RECORDED
+    Settings, _GivenOnly = cls, _given_only(cls)
+    # Never recorded nor shown by /v1/info: filesystem paths, internal addresses and ports, and the secret.
+    NOT_RECORDED = frozenset(name for name, f in cls.model_fields.items()
+                             if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("recorded") is False)
+
+
+Settings: Any = None
+_GivenOnly: Any = None
+NOT_RECORDED: frozenset[str] = frozenset()
+_install(build_settings())
 
 
 def knob_fields() -> dict[str, Any]:
@@ -253,21 +313,6 @@ def knob_fields() -> dict[str, Any]:
 
 def receivers(field_name: str) -> tuple[str, ...]:
     return tuple(knob_fields()[field_name].json_schema_extra["to"])
-
-
-def env_name(field_name: str) -> str:
-    return ENV_PREFIX + field_name.upper()
-
-
-def env_value(value: Any) -> str:
-    """How a value is written in an environment variable (and read back by :class:`Settings`)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (tuple, list)):
-        return ",".join(map(str, value))
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def knob_defaults() -> dict[str, str]:
@@ -313,11 +358,9 @@ def public_model_info(info: dict) -> dict:
     return {k: v for k, v in info.items() if k != "path"}
 
 
-class HarnessSettings(BaseSettings):
-    """Where the harness finds data, keeps stack state and runs compose; read from the environment once."""
-
-    # The Makefile exports SB_CIFAR10_DIR empty when there is no shared copy: empty means unset.
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True)
+class HarnessSection(KnobSection):
+    """Where the harness finds data, keeps stack state and runs compose: paths and the machine, not knobs (never
+    recorded, passed to no service); read once as :data:`HarnessSettings`."""
 
     cifar10_dir: Path | None = Field(None, description="cifar-10-batches-py folder (default: ../shared/datasets/...)")
     allow_download: bool = Field(True, description="download CIFAR-10 when no local copy exists (never under CI)")
@@ -347,35 +390,5 @@ class HarnessSettings(BaseSettings):
         return env
 
 
-# --- offloading (issue 14) ---
-class OffloadSettings(BaseSettings):
-    """The offloading study's knobs (``SB_OFFLOAD_*``; make variables of the same names), recorded with
-    every result: the link, the client's CPU quota, the server's build mode, the study's scale."""
-
-    model_config = SettingsConfigDict(env_prefix="SB_OFFLOAD_", extra="ignore", frozen=True, env_ignore_empty=True,
-                                      protected_namespaces=())
-
-    link_mbit: float = Field(80.0, gt=0, description="rate of the shaped link between client and edge server "
-                                                     "(Mbit/s, tc tbf each way; the study's 80 Mbps)")
-    client_cpus: float = Field(0.5, ge=0, description="CPU quota of the client (cgroup; the study's Odroid "
-                                                      "board is far slower than its server; 0: none)")
-    build_mode: Literal["baseline", "proposed"] = Field(
-        "proposed", description="the edge server's build mode when an upload names none")
-    port: int = Field(8050, description="edge server port (on the link's server address)")
-    models: Annotated[tuple[str, ...], NoDecode] = Field(
-        "resnet152,resnet50,mobilenet,alexnet", validate_default=True,
-        description="models to upload, comma-separated (resnet152 resnet50 mobilenet alexnet cifar10_cnn)")
-    repeats: int = Field(2, ge=1, description="uploads per model and build mode")
-    queries_after: int = Field(10, ge=0, description="queries after the upload completes (the study's 10)")
-    rate_measure_mb: float = Field(4.0, gt=0, description="MiB sent to measure the link's rate before each upload")
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _split_models(cls, v):
-        if isinstance(v, str):
-            return tuple(m.strip() for m in v.split(",") if m.strip())
-        return v
-
-    def recorded(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.model_dump(exclude={"port"}).items()}
-# --- end offloading (issue 14) ---
+# The Makefile exports SB_CIFAR10_DIR empty when there is no shared copy: empty means unset.
+HarnessSettings = settings_model("HarnessSettings", [HarnessSection], HarnessSection.__doc__, env_ignore_empty=True)

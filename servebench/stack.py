@@ -1,59 +1,40 @@
 """The native runtime: an architecture's services as local processes on 127.0.0.1.
 
 Driven through :mod:`servebench.runtime` (``make up|down|status``). Each
-service gets exactly the environment compose gives its container
-(:func:`servebench.topology.native_launch`: its declared variables, its
-runtime paths, PATH/HOME/LANG/PYTHONPATH and the stack marker); nothing else of
-the caller's environment reaches it. What was started is written to
-``<run dir>/stack.json`` (default ``run/``, ``SB_RUN_DIR``): per service its pid
-(a process group leader), port, command and log, plus the knobs it was
-started with. ``down`` and the harness's resource sampler read it.
+service is started by :func:`servebench.processes.launch` with exactly the
+environment compose gives its container (:func:`servebench.topology.native_launch`:
+its declared variables, its runtime paths, PATH/HOME/LANG/PYTHONPATH and the
+stack marker); nothing else of the caller's environment reaches it. What was
+started is written to ``<run dir>/stack.json`` (default ``run/``, ``SB_RUN_DIR``):
+per service its pid (a process group leader), port, command and log, plus the
+knobs it was started with. ``down`` and the harness's resource sampler read it.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from servebench import cgroups, interrupts, registry, topology
+from servebench import cgroups, interrupts, processes, registry, topology
 from servebench.registry import Service
 from servebench.runtime import (Runtime, StackError, StackState, group_processes, secret_of,
                                 service_healthy)
-from servebench.settings import REPO_ROOT, Settings, inherited_env
+from servebench.settings import REPO_ROOT, HarnessSettings, Settings, inherited_env
 
 __all__ = ["NativeRuntime", "NativeState", "StackError", "StackState", "group_processes", "leftovers",
            "up", "down", "state", "restart_service", "stop_service"]
 
-STOP_GRACE_S = 10.0
-HURRIED_GRACE_S = 1.0
+STOP_GRACE_S = processes.STOP_GRACE_S
 STACK_MARKER = topology.STACK_MARKER
 
 
 @dataclass
 class NativeState(StackState):
     # The processes this process started (not written): their exit codes while they start.
-    children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False, compare=False)
-
-
-def _executable(name: str) -> str:
-    """Prefer the tools of the Python running us (the project's virtual environment)."""
-    if name == "python":
-        return sys.executable
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        raise StackError(f"{name} not found on PATH")
-    return found
+    children: dict[str, processes.Process] = field(default_factory=dict, repr=False, compare=False)
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -69,6 +50,15 @@ class NativeRuntime(Runtime):
     state_class = NativeState
     start_timeout_s = 120.0
     down_hint = "make down"
+    stop_grace_s = STOP_GRACE_S
+
+    def __init__(self, harness: HarnessSettings | None = None, *, stop_grace_s: float | None = None,
+                 down_hint: str | None = None):
+        super().__init__(harness)
+        if stop_grace_s is not None:
+            self.stop_grace_s = stop_grace_s
+        if down_hint is not None:
+            self.down_hint = down_hint
 
     def _prepare(self, arch: str, settings: Settings, services: list[Service], log) -> None:
         limited = [s.name for s in services if s.limits_in(settings)]
@@ -81,6 +71,9 @@ class NativeRuntime(Runtime):
             raise StackError("nginx is not installed: run `make setup` (it installs Debian's nginx-light) "
                              "or `apt-get install nginx-light`")
 
+    def _strays(self, rdir: Path) -> list[int]:
+        return [p.pid for p in leftovers(rdir)]
+
     def _start(self, st: NativeState, services: list[Service], timeout_s: float, log) -> None:
         (st.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         for svc in services:  # in order: each one healthy before the next, which may call it
@@ -92,20 +85,18 @@ class NativeRuntime(Runtime):
         settings = st.knob_settings()
         argv, env = topology.native_launch(svc, st.arch, settings, st.run_dir,
                                            inherited_env(topology.PLATFORM_ENV), secret_of(settings))
-        argv[0] = _executable(argv[0])
         logfile = st.run_dir / "logs" / f"{svc.name}.log"
-        limits = svc.limits_in(settings)
         with interrupts.shielded():  # a process that is started is also recorded, so `down` finds it
-            group = cgroups.CGroup(cgroup_name(st.run_dir, svc.name), limits) if limits else None
-            with logfile.open("ab") as out:
-                proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=group.preexec() if group else None)
+            try:
+                proc = processes.launch(argv, env=env, cwd=REPO_ROOT, log_path=logfile,
+                                        limits=svc.limits_in(settings), cgroup=cgroup_name(st.run_dir, svc.name))
+            except processes.LaunchError as exc:
+                raise StackError(str(exc)) from None
             st.children[svc.name] = proc
             st.doc["services"][svc.name] = {"pid": proc.pid, "port": topology.port(svc, settings),
-                                            "command": argv, "log": str(logfile)}
-            if group:
-                st.doc["services"][svc.name]["limits"] = group.recorded()
+                                            "command": proc.argv, "log": str(logfile)}
+            if proc.cgroup is not None:
+                st.doc["services"][svc.name]["limits"] = proc.cgroup.recorded()
             self._write_state(st)
 
     def _poll(self, st: NativeState, pending: list[str]) -> dict[str, str]:
@@ -126,11 +117,17 @@ class NativeRuntime(Runtime):
         return f"last lines of {logfile}:\n{_log_tail(logfile)}"
 
     def stop_service(self, st: StackState, name: str) -> None:
-        _stop_service(st.run_dir, name, st.doc["services"][name])
+        self._stop_service(st.run_dir, name, st.doc["services"][name])
+
+    def _stop_service(self, rdir: Path, name: str, rec: dict) -> None:
+        # By pid from the record: the stack may have been started by another process.
+        processes.stop_group(rec["pid"], self.stop_grace_s)
+        if "limits" in rec and not cgroups.unavailable():
+            cgroups.CGroup(cgroup_name(rdir, name)).remove()
 
     def restart_service(self, st: StackState, name: str, timeout_s: float | None = None) -> None:
         """Start one service again with the stack's settings (the secret key only when this process started it)."""
-        _stop_service(st.run_dir, name, st.doc["services"][name])
+        self._stop_service(st.run_dir, name, st.doc["services"][name])
         if not isinstance(st, NativeState):
             st = NativeState(st.run_dir, st.doc, st.settings)
         self._launch(st, registry.service(name))
@@ -142,15 +139,13 @@ class NativeRuntime(Runtime):
         stopped = False
         if st is not None:
             for name in reversed(list(st.doc["services"])):
-                _stop_service(rdir, name, st.doc["services"][name])
+                self._stop_service(rdir, name, st.doc["services"][name])
                 log(f"  stopped {name}")
             stopped = True
         stray = leftovers(rdir)
-        for proc in stray:
-            # A service leads its own group: its workers (nginx's carry no marker) go with it.
-            _stop(proc.pid) if _leads_group(proc.pid) else _kill(proc)
         if stray:
-            psutil.wait_procs(stray, timeout=5)
+            # A service leads its own group: its workers (nginx's carry no marker) go with it.
+            processes.stop_strays(stray, self.stop_grace_s)
             log(f"  stopped {len(stray)} stray process(es) of an earlier run: {[p.pid for p in stray]}")
         cgroups.remove_stale(cgroup_name(rdir, ""))
         (rdir / self.state_file).unlink(missing_ok=True)
@@ -164,58 +159,6 @@ def cgroup_name(rdir: Path, service: str) -> str:
     return f"stack-{hashlib.sha1(str(Path(rdir).resolve()).encode()).hexdigest()[:8]}-{service}"
 
 
-def _stop_service(rdir: Path, name: str, rec: dict) -> None:
-    _stop(rec["pid"])
-    if "limits" in rec and not cgroups.unavailable():
-        cgroups.CGroup(cgroup_name(rdir, name)).remove()
-
-
-def _stop(pid: int, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGTERM the service's process group, then SIGKILL what is left after the grace period.
-
-    The group outlives its leader: workers of a killed master are still in it.
-    """
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        try:  # reap our own child so it does not linger as a zombie
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if interrupts.hurry():  # Ctrl-C again: a second for a clean exit, then SIGKILL
-            deadline = min(deadline, time.monotonic() + HURRIED_GRACE_S)
-        time.sleep(0.1)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _leads_group(pid: int) -> bool:
-    try:
-        return os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return False
-
-
-def _kill(proc: psutil.Process) -> None:
-    try:
-        proc.kill()
-    except psutil.NoSuchProcess:
-        pass
-
-
 def leftovers(rdir: Path) -> list[psutil.Process]:
     """Processes started for the stack in ``rdir`` that are still alive, whatever their group.
 
@@ -223,17 +166,7 @@ def leftovers(rdir: Path) -> list[psutil.Process]:
     its environment, so it is found by its prefix (``-p <rdir>/nginx``, the
     registry's native SB_NGINX_PREFIX) instead.
     """
-    nginx_prefix = str(Path(rdir) / "nginx")
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.pid == os.getpid():
-                continue
-            if proc.environ().get(STACK_MARKER) == str(rdir) or nginx_prefix in " ".join(proc.cmdline()).split():
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
-            continue
-    return found
+    return processes.leftovers(rdir, argument=str(Path(rdir) / "nginx"))
 
 
 # The native runtime's methods as functions (tests and scripts), with the environment's harness settings.

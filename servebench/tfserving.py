@@ -45,15 +45,13 @@ from servebench.codecs import (
     _show,
     load_json,
 )
-from servebench.data import CLASS_NAMES
-from servebench.settings import Settings
+from servebench.types import CLASS_NAMES, MODEL_NAME
 
 if TYPE_CHECKING:
     from tensorflow_serving.apis import predict_pb2
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = Settings.model_fields["model_name"].default
 SIGNATURE = "serving_default"
 INPUT_KEY = "images"
 PROBABILITIES = "probabilities"

@@ -15,7 +15,8 @@ import pytest
 # Tests never download CIFAR-10; without a local copy the dataset tests skip.
 os.environ.setdefault("SB_ALLOW_DOWNLOAD", "0")
 
-from servebench import data, stack  # noqa: E402
+from servebench import cgroups, data, stack  # noqa: E402
+from tests import conformance  # noqa: E402
 from tests.stacks import stack_settings  # noqa: E402
 
 TEST_SPLIT_IMAGES = 500
@@ -60,6 +61,36 @@ def start_stack(tmp_path_factory):
     yield start
     for run in started:
         stack.down(run, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session", params=conformance.params(conformance.http_architectures()))
+def _shared_http_stack(request, tmp_path_factory):
+    """One stack per HTTP architecture for the whole session, with conformance.HTTP_STACK_KNOBS.
+
+    Session-scoped and parametrized, so pytest runs every test that uses it architecture by architecture,
+    across modules: each architecture starts once for the fault, fuzz, surface, protocol and architecture
+    tests instead of once per module.
+    """
+    run = tmp_path_factory.mktemp(f"shared-{request.param}")
+    try:
+        st = stack.up(request.param, stack_settings(**conformance.HTTP_STACK_KNOBS), run, log=lambda *_: None,
+                      timeout_s=conformance.START_TIMEOUT_S)
+    except stack.StackError as exc:
+        if cgroups.unavailable():  # its services run under limits this machine cannot apply: say so
+            pytest.skip(str(exc))
+        raise
+    yield st
+    stack.down(run, log=lambda *_: None)
+
+
+@pytest.fixture
+def http_stack(_shared_http_stack):
+    """The shared stack of the test's architecture; a service a test before left dead is started again."""
+    st = _shared_http_stack
+    for name, (state, _) in st.health().items():
+        if state != "up":
+            stack.restart_service(st, name, timeout_s=conformance.START_TIMEOUT_S)
+    return st
 
 
 KINDS = ("unit", "integration", "docker")

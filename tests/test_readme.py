@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from servebench import data, registry
+from servebench import registry
+from servebench.types import CLASS_NAMES
 from tests.stacks import stack_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,7 @@ COVERED = {
     "test": "CI: .ci/run",
     "test-unit": "test_make_test_unit_selects_only_unit_tests",
     "test-integration": "CI: make test runs the same tests",
+    "lint": "tests/test_codebase.py (the same lint-imports contracts, and pyflakes on the code folders)",
     "up": "test_up_status_snippet_down",
     "down": "test_up_status_snippet_down",
     "status": "test_up_status_snippet_down",
@@ -49,6 +51,7 @@ COVERED = {
     "load-ui": "test_load_ui_starts_and_stops",
     "soak": "tests/bench/test_soak_stacks.py (bench.soak on a short duration)",
     "report": "test_study_on_a_tiny_scale (the study rewrites the report)",
+    "docs": "tests/bench/test_docs.py (the README's generated blocks equal what results/ gives)",
     "bench-model": "tests/bench/test_reference.py (bench.reference on few calls)",
     "compose-file": "tests/servebench/test_topology.py (the committed file equals the generated one)",
     "images": "tests/servebench/test_compose.py (docker-marked: builds and runs the images)",
@@ -137,7 +140,7 @@ def test_up_status_snippet_down(tmp_path):
                              capture_output=True, timeout=60, cwd=REPO)
         assert out.returncode == 0, out.stderr
         timing, name, outputs = out.stdout.strip().splitlines()[-3:]
-        assert "model" in timing and name in data.CLASS_NAMES
+        assert "model" in timing and name in CLASS_NAMES
         assert outputs == "['probabilities', 'classes']"  # the KServe v2 call
     finally:
         down = _make("down", env=env)
@@ -160,7 +163,7 @@ def test_topology_knobs_lists_every_knob():
 @pytest.mark.unit
 def test_make_test_unit_selects_only_unit_tests():
     text = (REPO / "Makefile").read_text()
-    assert re.search(r"^test-unit:.*\n\t.*pytest -m \"unit and not slow\"", text, re.M)
+    assert re.search(r"^test-unit:.*\n\t.*pytest (-n \d+ )?-m \"unit and not slow\"", text, re.M)
 
 
 @pytest.mark.integration

@@ -43,7 +43,7 @@ def build(results: Path, study: str | None = None) -> dict[str, Path]:
     for figure in [f for s in sections if study in (None, s.study) for f in s.figures] + general:
         written[figure.name] = figure.draw(ctx.plots / figure.file)
     written["html"] = page.write(results / "report.html", ctx, rows, sections, general)
-    for note in ctx.notes:
+    for note in ctx.not_runs + ctx.notes:
         print(f"note: {note}")
     interrupted = sum(r.interrupted for r in ctx.runs)
     print(f"read {len(ctx.runs)} run(s) ({interrupted} interrupted, {len(ctx.notes)} note(s)); "

@@ -14,7 +14,7 @@ def known() -> tuple[str, ...]:
     return registry.names()
 
 
-def _record(arch: str | None) -> registry.Architecture | None:
+def record(arch: str | None) -> registry.Architecture | None:
     try:
         return registry.get(arch) if arch else None
     except ValueError:
@@ -22,13 +22,13 @@ def _record(arch: str | None) -> registry.Architecture | None:
 
 
 def title(arch: str | None) -> str:
-    record = _record(arch)
-    return record.title if record else (arch or "?")
+    found = record(arch)
+    return found.title if found else (arch or "?")
 
 
 def color(arch: str | None) -> str:
-    record = _record(arch)
-    return record.color if record else UNKNOWN_COLOR
+    found = record(arch)
+    return found.color if found else UNKNOWN_COLOR
 
 
 def order(arch: str | None) -> tuple[int, str]:

@@ -1,5 +1,10 @@
 """report.html: the page's context, rendered from templates/report.html by Django's template engine.
 
+The page reads from the top: each study's answer and key figure, a contents
+list, the studies' sections, the cross-architecture parts, and last, folded,
+the provenance (the runs, their settings as differences from the defaults,
+notes, machines and versions).
+
 The engine runs standalone (no Django settings): autoescaping on, so every
 text taken from a run (ids, settings, notes) is escaped; numbers reach the
 templates already formatted, so nothing is localised.
@@ -7,6 +12,7 @@ templates already formatted, so nothing is localised.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import cache
 from pathlib import Path
 
@@ -14,10 +20,14 @@ from django.template import Context as TemplateContext
 from django.template import Engine
 
 from bench.report import tables
-from bench.report.runs import labels, load_sweep_runs, missing_archs
+from bench.report.runs import absent_labels, labels, load_sweep_runs
 from bench.report.sections import Context, Figure, Section
+from servebench import registry
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+# The page's own parts after the studies' sections, as the contents list names them (anchor, title).
+PAGE_PARTS = [("call-path", "How the server calls the model"), ("plots", "Plots across the architectures"),
+              ("reference", "In-process reference"), ("provenance", "Provenance: runs, settings, machines")]
 
 
 @cache
@@ -25,14 +35,35 @@ def engine() -> Engine:
     return Engine(dirs=[str(TEMPLATES)], autoescape=True)
 
 
+ACCURACY = re.compile(r"accura", re.I)  # an answer quoting an accuracy carries the dataset note
+
+
+def answers(sections: list[Section]) -> list[dict]:
+    """Each study's answer card: the study's registry title (its question), the answer, the key figure, and
+    the dataset note where the answer quotes an accuracy."""
+    from bench.report.docs import dataset_note  # here: `python -m bench.report.docs` imports this package first
+
+    out = []
+    for s in sections:
+        text, figure, answered = s.lead()
+        try:
+            title = registry.study(s.study).title
+        except ValueError:  # a section made outside the registry: its own title
+            title = s.title
+        out.append({"title": title, "anchor": s.anchor, "text": text, "figure": figure, "answered": answered,
+                    "note": dataset_note() if answered and ACCURACY.search(text) else ""})
+    return out
+
+
 def context(ctx: Context, rows: list[dict], sections: list[Section], figures: list[Figure]) -> dict:
     names = labels(ctx.selected)
     load_used = load_sweep_runs(ctx.runs)
     return {
+        "answers": answers(sections),
+        "contents": [(s.anchor, s.title) for s in sections] + PAGE_PARTS,
         "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "run_count": len(ctx.runs),
-        "not_measured": tables.NOT_MEASURED,
-        "not_here": missing_archs(ctx.selected),
+        "not_here": absent_labels(ctx.selected, ctx.runs),
         "chosen": [(names[r.run_id], r.run_id) for r in ctx.selected],
         "settings_table": tables.settings_table(ctx.selected),
         "load_used": load_used,

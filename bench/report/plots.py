@@ -22,9 +22,9 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: 
 
 from bench.report import archs  # noqa: E402
 from bench.formats import number, significant  # noqa: E402
-from bench.report.runs import HOPS, Run, labels, load_series, missing_archs, reference_p50, run_order  # noqa: E402
+from bench.report.runs import (HOPS, NO_HDR, Run, absent_labels, labels, load_series,  # noqa: E402
+                               reference_p50, run_order)
 from bench.report.sections import Context, Figure  # noqa: E402
-from bench.report.tables import NOT_MEASURED  # noqa: E402
 
 DPI = 120
 SERVICE_COLORS = {"nginx": "#4c72b0", "frontend": "#dd8452", "backend": "#55a868", "client": "#bbbbbb"}
@@ -43,8 +43,11 @@ def placeholder(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI)
+def save(fig, path: Path, dpi: int = DPI, tight: bool = False) -> Path:
+    """Write ``fig`` to ``path`` and free it; ``tight``: lay it out first (a figure without a layout engine)."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -72,6 +75,25 @@ def reference_label(ref: float) -> str:
     return f"in-process reference p50 {significant(ref, ' ms')}"
 
 
+def latency_gaps(ctx: Context) -> list[tuple[str, str]]:
+    """(label, why) for what the latency distribution cannot draw: comparison runs without a committed
+    distribution, and the architectures with no comparison run (measured elsewhere, or not at all)."""
+    names = labels(ctx.selected)
+    return [(names[r.run_id], NO_HDR) for r in ctx.selected if ctx.latencies.get(r.run_id) is None] + \
+        absent_labels(ctx.selected, ctx.runs)
+
+
+def hop_gaps(ctx: Context, measured: list[Run]) -> list[tuple[str, str]]:
+    """(label, why) for the rows of the hop plot that have no bars."""
+    names = labels(ctx.selected)
+    return [(names[r.run_id], "no hop timings recorded in this run") for r in ctx.selected if r not in measured] \
+        + absent_labels(ctx.selected, ctx.runs)
+
+
+def gap_lines(gaps: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{label}: {why}" for label, why in gaps)
+
+
 # --------------------------------------------------------------------------- the general plots
 
 def plot_latency(ctx: Context, path: Path) -> Path:
@@ -90,9 +112,14 @@ def plot_latency(ctx: Context, path: Path) -> Path:
         cdf.step(lat, share, where="post", color=color, label=label)
         tail.step(lat, 100 - share + 100 / lat.size, where="post", color=color, label=label)
         drawn.append(run)
+    gaps = latency_gaps(ctx)
     if not drawn:
-        for ax in (cdf, tail):
-            placeholder(ax, "no bench run with requests.csv yet\n(make bench ARCH=...)")
+        cdf.remove()
+        tail.remove()
+        ax = fig.add_subplot(1, 1, 1)
+        what = "no comparison run has a latency distribution to draw" if ctx.selected else \
+            "no bench run with latency.hdr yet (make bench ARCH=...)"
+        placeholder(ax, what + ("\n\n" + gap_lines(gaps) if gaps else ""))
     else:
         ref = reference_p50(ctx.reference)
         for ax in (cdf, tail):
@@ -112,9 +139,8 @@ def plot_latency(ctx: Context, path: Path) -> Path:
         tail.axhline(1, color="#999999", lw=0.6)
         tail.set_title("The slow tail (1 % line = p99)", fontsize=11)
         fig.legend(*cdf.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=9)
-        missing = missing_archs(drawn)
-        if missing:
-            tail.text(0.98, 0.98, NOT_MEASURED + ":\n" + "\n".join(missing), transform=tail.transAxes,
+        if gaps:
+            tail.text(0.98, 0.98, "not drawn:\n" + gap_lines(gaps), transform=tail.transAxes,
                       ha="right", va="top", fontsize=8, color=GREY_TEXT)
     fig.suptitle("Per-request latency, newest default-workload run per architecture (batch 1, concurrency 1)",
                  fontsize=13)
@@ -174,14 +200,16 @@ def plot_load(ctx: Context, path: Path) -> Path:
             style.append(Line2D([], [], color="black", ls=":", label=reference_label(ref)))
         handles = list(legend.values()) + style
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=9)
-    fig.suptitle("Latency under load: newest complete run per architecture and load level", fontsize=13)
+    fig.suptitle("Latency under load, one image a request: newest complete run per architecture and load level",
+                 fontsize=13)
     return save(fig, path)
 
 
 def plot_hops(ctx: Context, path: Path) -> Path:
     names = labels(ctx.selected)
     measured: list[Run] = [r for r in ctx.selected if isinstance(r.get("hops_ms"), dict) and r.get("hops_ms")]
-    rows = [(names[r.run_id], r) for r in measured] + [(a, None) for a in missing_archs(measured)]
+    gaps = hop_gaps(ctx, measured)
+    rows = [(names[r.run_id], r) for r in measured] + [(label, why) for label, why in gaps]
     fig, ax = plt.subplots(figsize=(13, 1.2 + 0.75 * max(len(rows), 2)), layout="constrained")
     if not measured:
         placeholder(ax, "no bench run with hop timings yet (make bench ARCH=...)")
@@ -190,8 +218,8 @@ def plot_hops(ctx: Context, path: Path) -> Path:
     ref = reference_p50(ctx.reference)
     right = 0.0
     for i, (_, run) in enumerate(rows):
-        if run is None:
-            ax.text(0, i, "  " + NOT_MEASURED, va="center", fontsize=9, color=GREY_TEXT)
+        if isinstance(run, str):  # why the row has no bars
+            ax.text(0, i, "  " + run, va="center", fontsize=9, color=GREY_TEXT)
             continue
         left = 0.0
         for hop in HOPS:

@@ -34,6 +34,10 @@ HOPS = {
 }
 SERVICES = ("nginx", "frontend", "backend", "client")  # roles: backend is whichever model server runs
 SERVER_SERVICES = SERVICES[:3]  # the client is the load generator, not part of the architecture
+NOT_MEASURED = "not measured here"  # only for an architecture no committed run measured (see absent_label)
+NO_HDR = "no latency distribution committed for this run (older than latency.hdr)"
+STREAM_PROTOCOLS = ("tcp-stream", "websocket", "grpc-stream")  # frames on one connection, not requests
+ENSEMBLE_SERVICE = "ensemble"  # the coordinator: its SB_ENSEMBLE_MEMBERS says which members answer
 
 
 def dig(doc, *keys, default=None):
@@ -114,9 +118,30 @@ class Run:
         return str(self.get("stack", "knobs", "SB_CALL_PATH") or "signature")
 
     @property
+    def member_alone(self) -> str | None:
+        """The one member an ensemble run asked (SB_ENSEMBLE_MEMBERS of one name): that member's latency
+        through the ensemble's hops, not the ensemble's; else None."""
+        record = archs.record(self.arch)
+        members = self.get("stack", "knobs", "SB_ENSEMBLE_MEMBERS")
+        if record is None or ENSEMBLE_SERVICE not in record.services or members is None:
+            return None
+        names = [m.strip() for m in str(members).split(",") if m.strip()]
+        return names[0] if len(names) == 1 else None
+
+    @property
+    def shown_arch(self) -> str | None:
+        """The architecture as the page names the run: a single-member ensemble run names its member."""
+        member = self.member_alone
+        return f"ensemble member {member} (alone)" if member else self.arch
+
+    @property
+    def stands_for_arch(self) -> bool:
+        # keras-predict runs measure a pitfall, a member alone is not the ensemble: neither stands for its arch.
+        return self.call_path == "signature" and self.member_alone is None
+
+    @property
     def default_workload(self) -> bool:
-        # keras-predict runs measure a pitfall; they never stand for an architecture.
-        return self.batch == 1 and self.concurrency == 1 and self.rate is None and self.call_path == "signature"
+        return self.batch == 1 and self.concurrency == 1 and self.rate is None and self.stands_for_arch
 
     @property
     def complete_bench(self) -> bool:
@@ -125,12 +150,21 @@ class Run:
 
 def load_runs(results: Path) -> tuple[list[Run], list[str]]:
     """Every run folder under results, oldest first, and notes on what was skipped."""
-    runs, notes = [], []
+    runs, notes, not_runs = scan(results)
+    return runs, not_runs + notes
+
+
+def scan(results: Path) -> tuple[list[Run], list[str], list[str]]:
+    """(runs oldest first, notes on unreadable runs, notes on folders that hold no run).
+
+    A folder without summary.json is no run (one still running, or one killed before its record): the
+    page never cites it, since a clone does not have it; the report prints it."""
+    runs, notes, not_runs = [], [], []
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
         if folder.is_symlink() or folder.name.startswith(".") or folder.name == "plots":
             continue  # results/latest points at a run listed anyway; plots/ is ours
         if not (folder / records.FILE).is_file():
-            notes.append(f"skipped {folder.name}: no {records.FILE}")
+            not_runs.append(f"skipped {folder.name}: no {records.FILE}")
             continue
         try:
             record = records.read(folder)
@@ -139,7 +173,7 @@ def load_runs(results: Path) -> tuple[list[Run], list[str]]:
             continue
         runs.append(Run(record, folder))
     runs.sort(key=lambda r: r.newest_key)
-    return runs, notes
+    return runs, notes, not_runs
 
 
 def load_reference(results: Path, runs: list[Run]) -> Run | None:
@@ -188,6 +222,50 @@ def missing_archs(runs: list[Run], among: tuple[str, ...] | list[str] | None = N
     """The architectures (registered ones, or those given) that none of these runs measured."""
     have = {r.arch for r in runs}
     return [a for a in (archs.known() if among is None else among) if a not in have]
+
+
+def archs_of(run: Run) -> set[str]:
+    """The architectures a run measured: its own, and those of its rows (a study run names one per row)."""
+    found = {run.arch} if run.arch else set()
+    rows = run.get("rows")
+    if isinstance(rows, list):
+        found |= {row["arch"] for row in rows if isinstance(row, dict) and isinstance(row.get("arch"), str)}
+    return found
+
+
+def measured_by(runs: list[Run]) -> dict[str, list[Run]]:
+    """arch -> the complete runs of any kind (bench, sweep, stream study, crosscheck...) that measured it."""
+    found: dict[str, list[Run]] = {}
+    for run in runs:
+        if not run.interrupted:
+            for arch in archs_of(run):
+                found.setdefault(arch, []).append(run)
+    return found
+
+
+def section_of(arch: str) -> str:
+    record = archs.record(arch)
+    study = record.study if record else None
+    return f"the {study.replace('-', ' ').capitalize()} section" if study else "another section"
+
+
+def absent_label(arch: str, runs: list[Run], lacking: str = "no default-workload bench run") -> str:
+    """Why a plot has no data for ``arch``: where the committed runs measured it instead, or
+    NOT_MEASURED when none did. ``lacking``: what the plot needed and the arch's runs do not have."""
+    by = measured_by(runs).get(arch)
+    if not by:
+        return NOT_MEASURED
+    record = archs.record(arch)
+    if record is not None and record.protocol in STREAM_PROTOCOLS:
+        return f"measured in {section_of(arch)}: frames, not requests"
+    kinds = ", ".join(sorted({r.kind for r in by}))
+    return f"measured in {section_of(arch)} ({kinds} runs): {lacking}"
+
+
+def absent_labels(drawn: list[Run], runs: list[Run], lacking: str = "no default-workload bench run"
+                  ) -> list[tuple[str, str]]:
+    """(arch, why) for each registered architecture none of ``drawn`` stands for, in registry order."""
+    return [(a, absent_label(a, runs, lacking)) for a in missing_archs(drawn)]
 
 
 # --------------------------------------------------------------------------- measurements
@@ -254,7 +332,16 @@ def table3_largest(run: Run) -> tuple[int, float] | None:
 
 
 def request_latencies(run: Run) -> np.ndarray | None:
-    """Successful requests' latency (ms) from requests.csv, warm-up rows left out."""
+    """Successful requests' latency (ms): from the committed latency.hdr (what a clone has), else from
+    requests.csv, warm-up rows left out."""
+    from bench import distributions
+
+    try:
+        lat = distributions.latencies(run.path)
+    except ValueError:  # a damaged file: the rows, if any, still tell
+        lat = None
+    if lat is not None and lat.size:
+        return np.asarray(lat)
     try:
         df = pd.read_csv(run.path / "requests.csv")
     except (OSError, ValueError, pd.errors.ParserError):
@@ -272,11 +359,12 @@ def request_latencies(run: Run) -> np.ndarray | None:
     return lat if lat.size else None
 
 
-def load_series(runs: list[Run], by: str) -> dict[tuple, dict]:
-    """(arch, runtime, codec, batch) -> {x: newest complete run}; by is 'concurrency' or 'rate'."""
+def load_series(runs: list[Run], by: str, batch: int | None = 1) -> dict[tuple, dict]:
+    """(arch, runtime, codec, batch) -> {x: newest complete run}; by is 'concurrency' or 'rate'; only runs of
+    ``batch`` images a request (None: any), so the x axis is the only thing that varies."""
     series: dict[tuple, dict] = {}
     for run in runs:
-        if not run.complete_bench or run.call_path != "signature":
+        if not run.complete_bench or not run.stands_for_arch or (batch is not None and run.batch != batch):
             continue
         if by == "concurrency" and run.rate is None:
             x = run.concurrency

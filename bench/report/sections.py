@@ -1,15 +1,21 @@
 """What a study adds to the report: a :class:`Section`, found through the registry.
 
 Every study in ``servebench.registry.studies()`` may have a module
-``<study.module>.report`` with one function::
+``<study.module>.report`` with one function, and optionally a second::
 
     def section(ctx: Context) -> Section | None
+    def answer(ctx: Context) -> Answer | None   # or in a module <study.module>.answer
 
 ``ctx`` holds the runs read from the results folder (see :class:`Context`);
 the section is a title and blocks in page order: headings, paragraphs
 (:class:`Text`, plain text, escaped), tables (:class:`bench.report.tables.Table`)
 and figures (:class:`Figure`, drawn into ``plots/`` only when the report
 rewrites that study's plots). The report never imports a study by name.
+
+The page opens with each study's :class:`Answer`: a sentence or two computed
+from the same runs (never typed in) and the file of its key figure, one of
+the section's. A study without an answer hook, or whose hook returns None,
+gets :meth:`Section.lead`'s fallback: its title and its first figure.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.report.runs import Run, comparison_runs, load_reference, load_runs, request_latencies
+from bench.report.runs import NO_HDR, Run, comparison_runs, load_reference, request_latencies, scan
 from servebench import registry
 
 
@@ -45,11 +51,34 @@ class Figure:
     kind = "figure"
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a study found, for the top of the page."""
+
+    text: str  # plain text (escaped), every number in it computed from the runs
+    figure: str | None = None  # its key figure: a file under plots/, one of the section's figures
+
+
+FALLBACK_TEXT = "No answer stated yet: the section has the numbers."
+
+
 @dataclass
 class Section:
     title: str  # the section's <h2>
     blocks: list = field(default_factory=list)  # Heading, Text, Table, Figure, in page order
     study: str | None = None  # filled in by study_sections()
+    answer: Answer | None = None  # filled in by study_sections() from the study's answer hook
+
+    def lead(self) -> tuple[str, Figure | None, bool]:
+        """(text, key figure, whether the study answered) for the top of the page.
+
+        A figure the answer names that the section does not draw falls back to the first one: the page
+        never shows an image that was not drawn."""
+        figures = self.figures
+        if self.answer is None:
+            return FALLBACK_TEXT, (figures[0] if figures else None), False
+        named = [f for f in figures if f.file == self.answer.figure]
+        return self.answer.text, (named or figures or [None])[0], True
 
     @property
     def figures(self) -> list[Figure]:
@@ -66,19 +95,20 @@ class Context:
 
     results: Path
     runs: list[Run]  # every readable run, oldest first
-    notes: list[str]  # what was skipped or left out, shown on the page
+    notes: list[str]  # what was skipped or left out, shown on the page: each cites a run that exists
     selected: list[Run] = field(default_factory=list)  # the comparison runs (runs.comparison_runs)
     reference: Run | None = None  # the in-process baseline
-    latencies: dict[str, np.ndarray | None] = field(default_factory=dict)  # selected run -> requests.csv
+    latencies: dict[str, np.ndarray | None] = field(default_factory=dict)  # selected run -> its latencies (ms)
+    not_runs: list[str] = field(default_factory=list)  # folders holding no run: printed, never on the page
 
     @classmethod
     def read(cls, results: Path) -> Context:
-        runs, notes = load_runs(results)
-        ctx = cls(results, runs, notes, comparison_runs(runs), load_reference(results, runs))
+        runs, notes, not_runs = scan(results)
+        ctx = cls(results, runs, notes, comparison_runs(runs), load_reference(results, runs), not_runs=not_runs)
         for run in ctx.selected:
             ctx.latencies[run.run_id] = request_latencies(run)
             if ctx.latencies[run.run_id] is None:
-                notes.append(f"{run.run_id}: no usable requests.csv, left out of the latency distribution")
+                notes.append(f"{run.run_id}: {NO_HDR}, left out of the latency distribution")
         return ctx
 
     @property
@@ -91,19 +121,37 @@ class Context:
         return [r for r in self.selected if r.arch in names]
 
 
+def _optional_module(name: str):
+    """The module, or None when it does not exist (an import error inside it still raises)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return None
+
+
+def answer_hook(study: registry.Study, report_module) -> Callable[[Context], Answer | None] | None:
+    """``answer`` of the study's report module, else of its module ``<study.module>.answer``."""
+    hook = getattr(report_module, "answer", None)
+    if hook is None:
+        module = _optional_module(f"{study.module}.answer")
+        hook = getattr(module, "answer", None)
+    return hook
+
+
 def study_sections(ctx: Context) -> list[Section]:
-    """Each registered study's section, in registry order; a study without a report module has none."""
+    """Each registered study's section with its answer, in registry order; a study without a report
+    module has none."""
     sections = []
     for study in registry.studies():
-        module_name = f"{study.module}.report"
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
+        module = _optional_module(f"{study.module}.report")
+        if module is None:
             continue
         section = module.section(ctx)
         if section is not None:
             section.study = study.name
+            hook = answer_hook(study, module)
+            section.answer = hook(ctx) if hook else None
             sections.append(section)
     return sections

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from bench.report import archs
 from bench.formats import number, significant
-from bench.report.runs import HOPS, SERVICES, Run, dig, labels, resources_of, table3_largest
-
-NOT_MEASURED = "not measured here"
+from bench.report.runs import HOPS, NOT_MEASURED, SERVICES, Run, dig, labels, resources_of, table3_largest
+from servebench.settings import env_value, knob_defaults
 
 COLUMNS = [
     "run_id", "kind", "arch", "runtime", "interrupted",
@@ -58,6 +57,7 @@ def latency_of(run: Run) -> dict:
 def summary_row(run: Run) -> dict:
     row = {c: None for c in COLUMNS}
     row.update(run_id=run.run_id, kind=run.kind, arch=run.arch, runtime=run.runtime, interrupted=run.interrupted)
+    row["shown_arch"] = run.shown_arch  # the page's name for it; not a column of summary.csv
     for key in SETTING_COLUMNS:
         row[key] = run.settings.get(key)
     row["call_path"] = run.call_path
@@ -124,6 +124,7 @@ class Table:
     headers: list[str]
     rows: list[list[Cell]] = field(default_factory=list)
     cls: str = ""
+    caption: str = ""  # above the table: what every row shares
     kind = "table"  # a block of a section (bench.report.sections)
 
     def add(self, *values) -> None:
@@ -183,6 +184,8 @@ def runs_table(rows: list[dict], used: set[str]) -> Table:
                 v = Cell("INTERRUPTED", cls="bad") if v else "no"
             elif key == "run_id":
                 v = Cell(str(v), badge="plotted" if v in used else "")
+            elif key == "arch":
+                v = row.get("shown_arch", v)
             elif key == "git_commit" and v:
                 v = str(v)[:12] + ("-dirty" if str(v).endswith("-dirty") else "")
             cells.append(v)
@@ -190,19 +193,44 @@ def runs_table(rows: list[dict], used: set[str]) -> Table:
     return table([h for _, h in RUN_TABLE], out, cls="runs")
 
 
+AT_DEFAULTS = "all at their defaults"
+
+
+def knob_cell(knobs) -> Cell:
+    """The stack's knobs that differ from the defaults (servebench.settings), the full list folded under them."""
+    knobs = knobs if isinstance(knobs, dict) else {}
+    plain = {k: v for k, v in sorted(knobs.items()) if not isinstance(v, (dict, list))}
+    defaults = knob_defaults()
+    differ = [f"{k}={v}" for k, v in plain.items() if defaults.get(k) != env_value(v)]
+    return Cell(", ".join(differ) or AT_DEFAULTS, cls="small",
+                details=", ".join(f"{k}={v}" for k, v in plain.items()))
+
+
+def without_common(t: Table, keep: int) -> Table:
+    """The columns after the first ``keep`` whose text is the same in every row, said once in the caption."""
+    if len(t.rows) < 2:
+        return t
+    common = [i for i in range(keep, len(t.headers)) if len({(r[i].text, r[i].details) for r in t.rows}) == 1]
+    t.caption = "; ".join(f"{t.headers[i]}: {t.rows[0][i].text}" for i in common)
+    t.caption = f"Same in every run: {t.caption}." if t.caption else ""
+    kept = [i for i in range(len(t.headers)) if i not in common]
+    t.headers = [t.headers[i] for i in kept]
+    t.rows = [[r[i] for i in kept] for r in t.rows]
+    return t
+
+
 def settings_table(selected: list[Run]) -> Table | None:
+    """One row per comparison run; its knobs as their difference from the defaults, shared settings once."""
     names = labels(selected)
     rows = []
     for run in selected:
         s = run.settings
-        knobs = run.get("stack", "knobs")
-        knobs = knobs if isinstance(knobs, dict) else {}
-        knob_text = ", ".join(f"{k}={v}" for k, v in sorted(knobs.items()) if not isinstance(v, (dict, list)))
         rows.append([names[run.run_id], run.run_id, run.runtime, s.get("n"), s.get("codec"), s.get("repeats"),
-                     s.get("warmup"), s.get("seed"), Cell(knob_text, cls="small")])
+                     s.get("warmup"), s.get("seed"), knob_cell(run.get("stack", "knobs"))])
     if not rows:
         return None
-    return table(["label", "run", "runtime", "N", "codec", "repeats", "warm-up", "seed", "stack knobs"], rows)
+    return without_common(table(["label", "run", "runtime", "N", "codec", "repeats", "warm-up", "seed",
+                                 "stack knobs (differences from the defaults; click for all)"], rows), keep=2)
 
 
 def call_path_table(runs: list[Run], selected: list[Run]) -> Table | None:

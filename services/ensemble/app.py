@@ -2,7 +2,7 @@
 
 Runs under uvicorn (one process) behind the same nginx -> gunicorn -> Django
 front end as every architecture (the front end passes requests on unchanged,
-:class:`services.frontend.backends.EnsembleBackend`). Decoding, validation and
+:class:`services.ensemble.backend.EnsembleBackend`). Decoding, validation and
 the error answers are servebench.endpoint's, so bad input gets the same 4xx
 as everywhere; what differs is ``infer``: the members are called serially or
 in parallel (:mod:`services.ensemble.combine`) over KServe v2 binary
@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from servebench import codecs, endpoint
+from servebench import codecs, endpoint, topology
 from servebench.endpoint import InferenceFailed, Inferred
 from servebench.settings import Settings
 from services.ensemble.combine import Ensemble, Member, NoMemberAnswered
@@ -121,7 +121,7 @@ async def healthz() -> Response:
 
 @app.api_route("/v1/info", methods=["GET", "HEAD"])
 async def info() -> Response:
-    doc = {"service": SERVICE, "settings": settings.recorded(SERVICE),
+    doc = {"service": SERVICE, "settings": topology.recorded(settings, SERVICE),
            **await anyio.to_thread.run_sync(state["target"].info)}
     return Response(json.dumps(doc).encode(), media_type=codecs.JSON)
 

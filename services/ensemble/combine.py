@@ -27,8 +27,6 @@ import numpy as np
 
 from servebench.codecs import Prediction
 
-# Member name -> model folder under models/ (and the model it serves).
-MODELS = {"cnn": "cifar10_cnn", "resnet20": "cifar10_resnet20", "mobilenetv2": "cifar10_mobilenetv2"}
 MODES = ("serial", "parallel")
 
 ANSWERED, FAILED, TIMED_OUT, LATE, SKIPPED = "answered", "failed", "timed out", "late", "skipped"

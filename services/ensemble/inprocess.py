@@ -11,15 +11,16 @@ from pathlib import Path
 
 from servebench.inference import InferenceCore
 from servebench.settings import REPO_ROOT
-from services.ensemble.combine import MODELS, Ensemble
+from services.ensemble.combine import Ensemble
+from services.ensemble.members import MEMBERS
 
 VARIANTS = {"inprocess-serial": "serial", "inprocess-threads": "parallel"}
 
 
-def load_cores(members=tuple(MODELS), models_dir: Path = REPO_ROOT / "models", intra_op_threads: int = 1,
+def load_cores(members=tuple(MEMBERS), models_dir: Path = REPO_ROOT / "models", intra_op_threads: int = 1,
                inter_op_threads: int = 1) -> dict[str, InferenceCore]:
     """One inference core per member (TensorFlow's thread settings are per process: the first call sets them)."""
-    return {name: InferenceCore(models_dir / MODELS[name], intra_op_threads=intra_op_threads,
+    return {name: InferenceCore(models_dir / MEMBERS[name], intra_op_threads=intra_op_threads,
                                 inter_op_threads=inter_op_threads) for name in members}
 
 

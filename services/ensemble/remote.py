@@ -12,7 +12,8 @@ import numpy as np
 from servebench import kserve
 from servebench.codecs import Prediction
 from servebench.settings import Settings
-from services.ensemble.combine import MODELS, MemberTimedOut
+from services.ensemble.combine import MemberTimedOut
+from services.ensemble.members import MEMBERS
 from services.frontend.backends import Upstream, UpstreamFailed
 
 
@@ -29,7 +30,7 @@ class RemoteMember:
 
     def __init__(self, name: str, settings: Settings):
         self.name = name
-        self.model = MODELS[name]
+        self.model = MEMBERS[name]
         self.path = f"/v2/models/{self.model}/infer"
         # The member timeout is this pool's read timeout; the pool is sized for the coordinator's threads.
         member_settings = settings.model_copy(update={"backend_timeout_s": settings.ensemble_member_timeout_s,

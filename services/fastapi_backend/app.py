@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from servebench import codecs, endpoint
+from servebench import codecs, endpoint, topology
 from servebench.endpoint import LocalModel
 from servebench.settings import Settings, public_model_info
 from servebench.supervision import die_with_parent
@@ -59,7 +59,7 @@ async def healthz() -> Response:
 async def info() -> Response:
     import json
 
-    doc = {"service": "fastapi", "settings": settings.recorded("fastapi"), "model": public_model_info(state["model"].info())}
+    doc = {"service": "fastapi", "settings": topology.recorded(settings, "fastapi"), "model": public_model_info(state["model"].info())}
     return _json(200, json.dumps(doc).encode())
 
 

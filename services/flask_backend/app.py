@@ -6,7 +6,7 @@ import time
 
 from flask import Flask, Response, request
 
-from servebench import endpoint
+from servebench import endpoint, topology
 from servebench.endpoint import LocalModel
 from servebench.settings import Settings, public_model_info
 
@@ -54,7 +54,7 @@ def healthz():
 # GET (and HEAD, which Werkzeug adds) only: no automatic OPTIONS answer.
 @app.get("/v1/info", provide_automatic_options=False)
 def info():
-    doc = {"service": "flask", "settings": settings.recorded("flask"), "model": public_model_info(model().info())}
+    doc = {"service": "flask", "settings": topology.recorded(settings, "flask"), "model": public_model_info(model().info())}
     return _reply(endpoint.Reply(200, json.dumps(doc).encode(), ""))
 
 

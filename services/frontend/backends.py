@@ -6,14 +6,19 @@ any other is decoded by the front end, the backend is asked for a prediction
 (:meth:`infer`), and the answer is encoded in the client's protocol. Built once
 per gunicorn worker.
 
+The generic ones live here (:class:`RemoteBackend`, :class:`ModelServerBackend`,
+:class:`Upstream`); an architecture's own backend lives in its folder and is
+named by its record (``Architecture.backend``):
+
 =================  ==========================  ==============================
 backend            speaks (passed on as is)    infer()
 =================  ==========================  ==============================
-embedded           nothing                     the model in this process
+embedded           nothing                     the model in this process (services/embedded/backend.py)
 Flask / FastAPI    v1, v2, tfserving           (never needed)
-Triton             nothing (see TritonBackend) KServe v2, binary tensors
-TF Serving REST    tfserving                   TF Serving's REST predict
+Triton             nothing (see TritonBackend) KServe v2, binary tensors (services/triton/backend.py)
+TF Serving REST    tfserving                   TF Serving's REST predict (services/tfserving/backend.py)
 TF Serving gRPC    nothing                     TF Serving's gRPC Predict
+ensemble           v1, v2, tfserving           (never needed; services/ensemble/backend.py)
 =================  ==========================  ==============================
 """
 from __future__ import annotations
@@ -30,7 +35,7 @@ import urllib3
 import urllib3.connection
 
 from servebench import endpoint, kserve, registry
-from servebench.endpoint import PROTOCOLS, InferenceFailed, Inferred, LocalModel
+from servebench.endpoint import PROTOCOLS, InferenceFailed, Inferred
 from servebench.settings import Settings
 
 # Request headers a protocol needs passed on, and response headers passed back.
@@ -43,23 +48,6 @@ def _model_version(settings: Settings) -> int:
     from servebench.inference import find_version
 
     return int(find_version(settings.model_base, settings.model_version).name)
-
-
-class EmbeddedBackend(LocalModel):
-    """The model inside the Django process (batched across the worker's threads when batching is on)."""
-
-    def __init__(self, settings: Settings):
-        from servebench.inference import InferenceCore
-
-        super().__init__(InferenceCore.from_settings(settings), settings.max_batch,
-                         settings.batch_max_size, settings.batch_timeout_ms)
-        self.name = settings.arch
-
-    def health(self) -> bool:
-        return True
-
-    def info(self) -> dict:
-        return {"model": super().info()}
 
 
 _NO_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -193,7 +181,7 @@ class RemoteBackend:
         self.max_batch = settings.max_batch
         self._version = _model_version(settings)
         self._batching = (settings.batch_max_size, settings.batch_timeout_ms)
-        self.address = settings.backend_address()
+        self.address = registry.backend_address(settings)
 
     def model_version(self) -> int:
         return self._version
@@ -231,116 +219,6 @@ class ModelServerBackend(RemoteBackend):
         return {"backend": doc} if doc is not None else {}
 
     def close(self) -> None:
-        self.http.close()
-
-
-# --- ensemble (issue 12) ---
-class EnsembleBackend(ModelServerBackend):
-    """The ensemble coordinator (services/ensemble): like a model server it speaks every protocol, so
-    requests are passed on unchanged; its answers carry the members used and one Server-Timing entry each."""
-
-    # The coordinator's own 502/504 (no member answered / none in time) say which members failed how.
-    GATEWAY_STATUSES = (502, 504)
-
-    def forward(self, method, path, body, headers) -> endpoint.Reply:
-        return self.http.forward(method, path, body, headers, passed=self.GATEWAY_STATUSES)
-
-    def info(self) -> dict:
-        doc = self.http.get_json("/v1/info")
-        return {"backend": doc} if doc is not None else {}
-# --- end ensemble (issue 12) ---
-
-
-class TritonBackend(RemoteBackend):
-    """Triton Inference Server over HTTP, in KServe v2 with binary tensors (no JSON lists on that hop).
-
-    Every request is decoded and checked here first, v2 included: Triton answers some bad
-    v2 bodies with a 500 (malformed JSON, data that disagrees with its shape) and wraps
-    out-of-range UINT8 values instead of refusing them.
-    """
-
-    speaks: frozenset[str] = frozenset()
-
-    def __init__(self, settings: Settings):
-        super().__init__(settings)
-        self.http = self._upstream(settings, settings.triton_http_port)
-        self.infer_path = f"/v2/models/{self.model_name}/infer"
-
-    def forward(self, method, path, body, headers) -> endpoint.Reply:
-        raise NotImplementedError("every request to Triton is checked and re-encoded by infer()")
-
-    def infer(self, images: np.ndarray) -> Inferred:
-        body, headers = kserve.encode_infer_request(images, binary=True, binary_outputs=True)
-        start = time.perf_counter()
-        try:
-            resp = self.http.send("POST", self.infer_path, body, headers)
-        except UpstreamFailed as exc:
-            raise InferenceFailed(exc.status, exc.message, backend=self.name) from None
-        forward_ms = (time.perf_counter() - start) * 1000.0
-        if resp.status != 200:
-            # A 4xx is about the request (decoded and checked here, so it should not happen); a 5xx is Triton's.
-            status = resp.status if 400 <= resp.status < 500 else 502
-            raise InferenceFailed(status, f"backend {self.name} failed with HTTP {resp.status}", backend=self.name)
-        try:
-            pred = kserve.decode_infer_response(resp.data, resp.headers)
-        except kserve.KServeError as exc:
-            raise InferenceFailed(502, f"backend {self.name} sent an unreadable answer: {exc.message}",
-                                  backend=self.name) from None
-        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
-
-    def health(self) -> bool:
-        return self.http.ok("/v2/health/ready")
-
-    def info(self) -> dict:
-        doc = self.http.get_json(f"/v2/models/{self.model_name}")
-        return {"backend": {"service": "triton", "model": doc}} if doc is not None else {}
-
-    def close(self) -> None:
-        self.http.close()
-
-
-class TFServingBackend(RemoteBackend):
-    """TensorFlow Serving: its own REST requests are passed on as is (REST arch); anything else is
-    decoded here and sent over REST or gRPC in TF Serving's formats."""
-
-    def __init__(self, settings: Settings):
-        from servebench import tfserving
-
-        super().__init__(settings)
-        self._error_type = tfserving.TFServingError
-        self.grpc = registry.get(settings.arch).protocol == "grpc"
-        if self.grpc:
-            self.client = tfserving.GrpcClient(self.address, timeout_s=settings.backend_timeout_s)
-        else:
-            host, port = self.address.rsplit(":", 1)
-            self.client = tfserving.RestClient(host, int(port), timeout_s=settings.backend_timeout_s,
-                                               pool_size=settings.backend_pool_size)
-            self.speaks = frozenset({"tfserving"})
-        # TF Serving always serves REST too; its model-status endpoint is the health check for both.
-        self.http = self._upstream(settings, settings.tfserving_rest_port)
-        self._health = tfserving.RestClient(settings.backend_host, settings.tfserving_rest_port, pool_size=1)
-
-    def forward(self, method, path, body, headers) -> endpoint.Reply:
-        return self.http.forward(method, path, body, headers)
-
-    def infer(self, images: np.ndarray) -> Inferred:
-        try:
-            pred, forward_ms = self.client.predict(images)
-        except self._error_type as exc:
-            # A 4xx is about the request and TF Serving's words help; a 5xx names only the backend.
-            what = exc.detail if exc.status < 500 else ("timed out" if exc.status == 504 else "failed or unreachable")
-            raise InferenceFailed(exc.status, f"backend {self.name}: {what}", backend=self.name) from None
-        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
-
-    def health(self) -> bool:
-        return bool(self._health.health())
-
-    def info(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        self.client.close()
-        self._health.close()
         self.http.close()
 
 

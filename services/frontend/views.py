@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 
-from servebench import endpoint
+from servebench import endpoint, topology
 from servebench.settings import public_model_info
 from services.frontend import backends
 
@@ -79,7 +79,7 @@ def healthz(request):
 def info(request):
     if request.method not in ("GET", "HEAD"):
         return _not_allowed(request, "/v1/info", "GET, HEAD")
-    doc = {"arch": settings.SB.arch, "settings": settings.SB.recorded("frontend"), **backend().info()}
+    doc = {"arch": settings.SB.arch, "settings": topology.recorded(settings.SB, "frontend"), **backend().info()}
     if isinstance(doc.get("model"), dict):  # embedded: the model's info says where it lies on disk
         doc["model"] = public_model_info(doc["model"])
     return JsonResponse(doc)

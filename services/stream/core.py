@@ -36,11 +36,11 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from servebench import frames
 from servebench.batching import Batcher, BatchResult
 from servebench.codecs import IMAGE_SHAPE
-from servebench.frames import FrameError, Header, Reply
 from servebench.settings import Settings
+from services.stream import frames
+from services.stream.frames import FrameError, Header, Reply
 
 log = logging.getLogger(__name__)
 

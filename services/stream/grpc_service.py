@@ -1,7 +1,7 @@
 """Frames over gRPC bidirectional streaming (stream-grpc; services/stream/stream.proto): the core's glue.
 
 A ``Frame`` message carries the frame header's fields and its payload; they
-are checked by servebench/frames.py exactly as the binary header is. The
+are checked by services/stream/frames.py exactly as the binary header is. The
 handler reads the next message only when the window has room, so HTTP/2 flow
 control stops the client; replies are written by the session as they are
 ready. A message that breaks the rules (version, size, shape) gets an ERROR
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import grpc
 
-from servebench import frames
-from servebench.frames import FrameError, Header
-
-from services.stream import stream_pb2, stream_pb2_grpc
+from services.stream import frames, stream_pb2, stream_pb2_grpc
 from services.stream.core import StreamCore
+from services.stream.frames import FrameError, Header
 
 
 def header_of(msg: stream_pb2.Frame, max_payload: int) -> Header:

@@ -1,6 +1,6 @@
 """Frames over one TCP connection (stream-tcp, behind nginx's ``stream`` proxy): the core's glue.
 
-A frame is its 32-byte header then its payload (servebench/frames.py). The
+A frame is its 32-byte header then its payload (services/stream/frames.py). The
 reader waits for room in the window before reading the next header, so a full
 window leaves frames in the kernel's buffers and the client's sends block. A
 header that does not parse, or a connection that ends inside a frame, is
@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from servebench import frames
-from servebench.frames import FrameError
-
+from services.stream import frames
 from services.stream.core import StreamCore
+from services.stream.frames import FrameError
 
 CLOSE_TIMEOUT_S = 5.0
 

@@ -1,6 +1,6 @@
 """Frames over a WebSocket (stream-ws, through nginx's upgrade at ``/v1/stream``): the core's glue.
 
-One binary message is one frame, header and payload (servebench/frames.py).
+One binary message is one frame, header and payload (services/stream/frames.py).
 websockets queues at most ``window`` incoming messages and then stops reading
 the socket, and its ``send`` waits while the client is not reading, so the
 session's window bounds memory here as on TCP. The same port answers plain
@@ -15,10 +15,9 @@ from websockets.asyncio.server import ServerConnection, serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
-from servebench import frames
-from servebench.frames import FrameError
-
+from services.stream import frames
 from services.stream.core import StreamCore
+from services.stream.frames import FrameError
 
 PATH = "/v1/stream"
 

@@ -81,6 +81,7 @@ class StandIn(client.Client):
 
 
 class FakeStack:
+    arch = "embedded"
     url = "http://127.0.0.1:9"  # nothing listens: /v1/info is recorded as an error
     doc = {"runtime": "native", "services": {}}
 

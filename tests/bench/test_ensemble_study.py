@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import records, studies
+from bench import records, study
 from bench.options import BenchOptions, StudyOptions
 from bench.report.sections import Context
 from bench.report.runs import load_runs
@@ -23,7 +23,7 @@ def test_the_registry_finds_the_study_and_its_architectures():
 
 
 def test_plan_covers_every_stack_and_batch_size():
-    plan = studies.load(STUDY).experiments(StudyOptions(study=STUDY, quick=True))
+    plan = study.load(STUDY).experiments(StudyOptions(study=STUDY, quick=True))
     assert len(plan) == 5 * len(BATCHES)
     assert all(isinstance(e.options, BenchOptions) and e.options.study == STUDY for e in plan)
     assert {e.options.batch for e in plan} == set(BATCHES)
@@ -34,7 +34,7 @@ def test_plan_covers_every_stack_and_batch_size():
 
 
 def test_plan_follows_the_architectures_asked_for():
-    plan = studies.load(STUDY).experiments(StudyOptions(study=STUDY, quick=True, arches=("ensemble-serial",)))
+    plan = study.load(STUDY).experiments(StudyOptions(study=STUDY, quick=True, arches=("ensemble-serial",)))
     assert {e.arch for e in plan} == {"ensemble-serial"} and len(plan) == len(BATCHES)
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from bench import options as opts, studies
+from bench import options as opts, study
 from bench.records import RunRecord, write
 from bench.report.sections import Context
 from servebench import registry
@@ -19,15 +19,15 @@ report_mod = importlib.import_module("bench.studies.offloading.report")
 
 
 def test_the_registry_finds_the_study_package():
-    plugin = studies.load(STUDY)
-    assert isinstance(plugin, studies.StudyPlugin)
-    assert registry.study(STUDY).module == plugin.__name__
+    plugin = study.load(STUDY)
+    assert isinstance(plugin, study.StudyPlugin)
+    assert plugin.__name__ == registry.study(STUDY).module + ".experiments"
 
 
 def test_default_plan_is_the_study_s_four_models_two_repeats_modes_alternating(monkeypatch):
     for var in ("SB_OFFLOAD_MODELS", "SB_OFFLOAD_REPEATS"):
         monkeypatch.delenv(var, raising=False)
-    plan = studies.load(STUDY).experiments(opts.StudyOptions(study=STUDY))
+    plan = study.load(STUDY).experiments(opts.StudyOptions(study=STUDY))
     assert list(dict.fromkeys(u.model for u in plan)) == ["resnet152", "resnet50", "mobilenet", "alexnet"]
     assert [(u.mode, u.repeat) for u in plan[:4]] == [("baseline", 1), ("proposed", 1), ("baseline", 2),
                                                       ("proposed", 2)]
@@ -36,15 +36,15 @@ def test_default_plan_is_the_study_s_four_models_two_repeats_modes_alternating(m
 
 def test_quick_plan_and_knobs_from_the_environment(monkeypatch):
     monkeypatch.delenv("SB_OFFLOAD_MODELS", raising=False)
-    quick = studies.load(STUDY).experiments(opts.StudyOptions(study=STUDY, quick=True))
+    quick = study.load(STUDY).experiments(opts.StudyOptions(study=STUDY, quick=True))
     assert [u.model for u in quick] == ["mobilenet", "mobilenet", "cifar10_cnn", "cifar10_cnn"]
     monkeypatch.setenv("SB_OFFLOAD_MODELS", "cifar10_cnn")
     monkeypatch.setenv("SB_OFFLOAD_REPEATS", "3")
-    plan = studies.load(STUDY).experiments(opts.StudyOptions(study=STUDY, quick=True))
+    plan = study.load(STUDY).experiments(opts.StudyOptions(study=STUDY, quick=True))
     assert {u.model for u in plan} == {"cifar10_cnn"} and len(plan) == 6  # what the environment sets wins
     monkeypatch.setenv("SB_OFFLOAD_MODELS", "vgg")
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
-        studies.load(STUDY).experiments(opts.StudyOptions(study=STUDY))
+        study.load(STUDY).experiments(opts.StudyOptions(study=STUDY))
 
 
 def test_summary_medians_spread_and_saving():

@@ -38,7 +38,7 @@ def left_over() -> dict:
         "veths": [d for d in devs if subprocess.run(["ip", "link", "show", "dev", d], capture_output=True).returncode == 0],
         "cgroups": [p.name for p in (Path(cgroups.ROOT) / "cpu" / cgroups.PARENT).glob(f"offload-client-{os.getpid()}")],
         "processes": [" ".join(c.cmdline()) for c in psutil.Process().children(recursive=True)
-                      if any("services.edge" in a for a in c.cmdline())],
+                      if any("bench.studies.offloading.edge_" in a for a in c.cmdline())],
     }
 
 

@@ -100,13 +100,15 @@ def test_main_builds_the_options_once_and_passes_them_down(module, function, arg
 
 
 def test_locust_settings_round_trip_through_the_environment(monkeypatch, tmp_path):
-    sent = opts.LocustSettings(codec="raw", batch=4, images=100, totals_file=tmp_path / "t.json")
-    env = sent.env()
+    from bench.knobs import LOCUST
+
+    sent = Settings.given(load_codec="raw", load_batch=4, load_images=100, load_totals_file=tmp_path / "t.json")
+    env = sent.env_for(LOCUST)
     assert env == {"SB_LOAD_CODEC": "raw", "SB_LOAD_BATCH": "4", "SB_LOAD_IMAGES": "100",
                    "SB_LOAD_TOTALS_FILE": str(tmp_path / "t.json")}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert opts.LocustSettings() == sent
+    assert Settings().section("load") == sent.section("load")
 
 
 def test_load_passes_its_options_to_locust_as_locust_settings(tmp_path):

@@ -249,4 +249,4 @@ def test_slow_call_path_runs_never_stand_for_an_architecture(tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         report.main(["--results", str(tmp_path)])
     page = (tmp_path / "report.html").read_text()
-    assert "FAKE-2-fastapi-slow" in page.split("How the server calls the model")[1].split("<h2>")[0]
+    assert "FAKE-2-fastapi-slow" in page.split('<h2 id="call-path">')[1].split("<h2")[0]

@@ -15,6 +15,7 @@ import pytest
 
 
 from bench.report import runs, tables
+from bench.report.sections import FALLBACK_TEXT
 from servebench import registry
 from tests.bench.test_report import make_results
 from tests.bench.test_report_page import build_quietly
@@ -74,3 +75,4 @@ def test_committed_results_give_the_committed_summary(tmp_path):
         assert not differ, (run_id, {k: (row[k], ours[run_id][k]) for k in differ})
     page = (root / "report.html").read_text()
     assert page.count("<h2") == 6 + len(registry.studies())  # the page's sections, one per study included
+    assert FALLBACK_TEXT not in page  # every study states its answer from the committed runs

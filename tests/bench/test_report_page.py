@@ -4,13 +4,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from bench import report
-from bench.report import page
+from bench.formats import significant
+from bench.report import page, tables
+from servebench.settings import knob_defaults
 from tests.bench.test_report import make_bench, make_results
 
 pytestmark = pytest.mark.unit
@@ -74,3 +77,47 @@ def test_an_unreadable_or_newer_record_is_skipped_with_a_note(tmp_path):
         report.build(root)
     assert "skipped FAKE-20250101T070000Z-future: schema_version 99" in out.getvalue()
     assert "FAKE-20250101T070000Z-future" not in (root / "summary.csv").read_text()
+
+
+def test_the_page_leads_with_the_answers_and_folds_the_provenance(tmp_path):
+    root = make_results(tmp_path / "results")
+    edit = json.loads((root / "FAKE-20250101T030000Z-fastapi" / "summary.json").read_text())
+    edit["stack"]["knobs"]["SB_BACKEND_TIMEOUT_S"] = "120"  # the one knob off its default
+    edit_summary(root / "FAKE-20250101T030000Z-fastapi", stack=edit["stack"])
+    build_quietly(root)
+    html = (root / "report.html").read_text()
+    h2 = re.findall(r'<h2(?: id="([^"]*)")?>', html)
+    assert h2[:2] == ["answers", ""] and h2[-1] == "provenance"  # answers, contents, ..., provenance last
+    assert html.index('id="answers"') < html.index('<nav id="contents">') < html.index('id="study-docker-serving"')
+    # the docker-serving answer: its numbers computed from the runs (time per image at the largest N)
+    answers = html.split('id="answers"')[1].split('<nav id="contents">')[0]
+    fastapi = json.loads((root / "FAKE-20250101T030000Z-fastapi" / "summary.json").read_text())["table3"]["100"]
+    assert f"FastAPI {significant(fastapi['mean_s'] / 100 * 1000, ' ms')}" in answers
+    assert 'href="#study-docker-serving"' in answers and 'src="plots/table3_time_per_image.png"' in answers
+    # every link of the contents list has its target on the page
+    contents = html.split('<nav id="contents">')[1].split("</nav>")[0]
+    targets = re.findall(r'href="#([^"]+)"', contents)
+    assert "provenance" in targets and all(f'id="{t}"' in html for t in targets)
+    # run ids and knobs only in the folded provenance, knobs as their difference from the defaults
+    provenance = html.split('<h2 id="provenance">')[1]
+    before = html.split('<h2 id="provenance">')[0]
+    assert "FAKE-20250101T030000Z-fastapi" not in before.split('id="study-docker-serving"')[0]
+    assert '<details id="comparison-runs">' in provenance and '<details id="all-runs">' in provenance
+    assert "<summary>SB_BACKEND_TIMEOUT_S=120</summary>" in provenance
+    assert f"<summary>{tables.AT_DEFAULTS}</summary>" in provenance  # the other runs: every knob at its default
+
+
+def test_knobs_are_shown_as_their_difference_from_the_defaults():
+    defaults = knob_defaults()
+    cell = tables.knob_cell({"SB_PORT": defaults["SB_PORT"], "SB_TFSERVING_BATCHING": False,
+                             "SB_BACKEND_WORKERS": 7, "SB_NOT_A_KNOB": "x", "nested": {"a": 1}})
+    assert defaults["SB_TFSERVING_BATCHING"] == "false" and defaults["SB_BACKEND_WORKERS"] != "7"
+    assert cell.text == "SB_BACKEND_WORKERS=7, SB_NOT_A_KNOB=x"  # a knob not known today counts as a difference
+    assert "SB_PORT=" in cell.details and "nested" not in cell.details
+    assert tables.knob_cell(None).text == tables.AT_DEFAULTS
+
+
+def test_settings_shared_by_every_run_are_said_once():
+    t = tables.without_common(tables.table(["label", "run", "N", "seed"], [["a", "r1", 10, 0], ["b", "r2", 20, 0]]),
+                              keep=2)
+    assert t.headers == ["label", "run", "N"] and t.caption == "Same in every run: seed: 0."

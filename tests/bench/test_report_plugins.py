@@ -20,7 +20,7 @@ from matplotlib.container import ErrorbarContainer
 from bench import report
 from bench.report import archs, plots, tables
 from bench.formats import number, significant
-from bench.report.sections import Context, Figure, Heading, Section, Text, study_sections
+from bench.report.sections import FALLBACK_TEXT, Answer, Context, Figure, Heading, Section, Text, study_sections
 from servebench import registry
 from tests.bench.test_report import PNG_MAGIC, make_bench, make_results
 from tests.bench.test_report_page import build_quietly, edit_summary
@@ -183,9 +183,48 @@ def test_an_unregistered_architecture_from_old_results_is_shown_by_name_in_grey(
 
     assert archs.title("retired-arch") == "retired-arch" and archs.color("retired-arch") == archs.UNKNOWN_COLOR
     html = (root / "report.html").read_text()
-    chosen = html.split("<ul>")[1].split("</ul>")[0]
+    chosen = html.split('<ul id="comparison-run-list">')[1].split("</ul>")[0]
     assert chosen.endswith(f"<li>retired-arch: {run_id}</li>")  # after every registered one
     assert color_of(figures["latency_distribution.png"], "retired-arch") == mcolors.to_rgba(archs.UNKNOWN_COLOR)
     # not one of the study's architectures: its tables and plots leave it out
     study = html.split('id="study-docker-serving"')[1].split("<h2")[0]
     assert "retired-arch" not in study
+
+
+# --------------------------------------------------------------------------- answers at the top
+
+def answer_card(html: str, study: str) -> str:
+    answers = html.split('id="answers"')[1].split('<nav id="contents">')[0]
+    return next(card for card in answers.split('<section class="answer">') if f'href="#study-{study}"' in card)
+
+
+def test_a_study_answer_leads_the_page_with_its_figure(tmp_path, dummy_study):
+    sys.modules["dummy_study_pkg.report"].answer = lambda ctx: Answer(
+        f"{len(ctx.selected)} comparison runs <counted>", "dummy_plot.png")
+    root = make_results(tmp_path / "results")
+    build_quietly(root)
+    html = (root / "report.html").read_text()
+    card = answer_card(html, "dummy-study")
+    assert "<a href=\"#study-dummy-study\">A dummy study</a>" in card  # the registry's title: the question
+    assert "3 comparison runs &lt;counted&gt;" in card
+    assert '<a href="#fig-dummy"><img src="plots/dummy_plot.png" alt="Dummy caption"></a>' in card
+    assert html.index(card) < html.index('<nav id="contents">')
+
+
+def test_an_answer_module_beside_the_report_is_found(tmp_path, dummy_study, monkeypatch):
+    module = types.ModuleType("dummy_study_pkg.answer")
+    module.answer = lambda ctx: Answer("from the answer module", "no_such_plot.png")
+    monkeypatch.setitem(sys.modules, "dummy_study_pkg.answer", module)
+    section = next(s for s in study_sections(Context.read(make_results(tmp_path / "results")))
+                   if s.study == "dummy-study")
+    text, figure, answered = section.lead()
+    # a figure the section does not draw is never shown: the section's first one instead
+    assert (text, figure.file, answered) == ("from the answer module", "dummy_plot.png", True)
+
+
+def test_a_study_without_an_answer_falls_back_to_its_title_and_first_figure(tmp_path, dummy_study):
+    root = make_results(tmp_path / "results")
+    build_quietly(root)
+    card = answer_card((root / "report.html").read_text(), "dummy-study")
+    assert FALLBACK_TEXT in card and 'src="plots/dummy_plot.png"' in card
+    assert Section("No figures").lead() == (FALLBACK_TEXT, None, False)

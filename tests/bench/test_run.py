@@ -1,4 +1,4 @@
-"""bench.run's Recorder: a result is counted exactly when its row is written."""
+"""The run session's Recorder: a result is counted exactly when its row is written."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from bench import client, results
-from bench.run import Recorder
+from bench.session import Recorder
 
 pytestmark = pytest.mark.unit
 

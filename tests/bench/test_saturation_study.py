@@ -5,7 +5,8 @@ import importlib
 
 import pytest
 
-from bench import options as opts, reference, studies, sweep, target
+from bench import options as opts, reference, sweep, target
+from bench import study as studies
 from bench.records import RunRecord
 from servebench import registry
 from servebench import runtime as runtimes
@@ -24,7 +25,7 @@ def study(**kw) -> opts.StudyOptions:
 def test_the_registry_finds_the_study_package():
     plugin = studies.load(STUDY)
     assert isinstance(plugin, studies.StudyPlugin)
-    assert registry.study(STUDY).module == plugin.__name__
+    assert plugin.__name__ == registry.study(STUDY).module + ".experiments"
 
 
 def test_the_plan_is_the_curve_then_one_sweep_per_architecture(tmp_path):

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bench import options as opts
-from bench import studies
+from bench import study
 from bench.report.sections import Context, Figure
 from bench.studies.serverless import published, report
 from servebench import registry
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 def test_the_study_is_registered_and_its_plan_is_pure(tmp_path):
     assert registry.study("serverless").module == "bench.studies.serverless"
-    plan = studies.load("serverless").experiments(opts.StudyOptions(study="serverless", out=tmp_path))
+    plan = study.load("serverless").experiments(opts.StudyOptions(study="serverless", out=tmp_path))
     assert [s.name for s in plan] == ["setup", "check", "fig3", "fig5", "tables", "baseline"]
     assert not any(tmp_path.iterdir())
 

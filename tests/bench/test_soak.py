@@ -238,11 +238,12 @@ def test_options_reject(argv, capsys):
 
 def test_recorder_counts_what_it_writes(tmp_path):
     from bench import client
+    from bench.session import Recorder
 
     req = client.Request(0, b"{}", "application/json", np.array([3]))
     log = results.CsvLog(tmp_path / "requests.csv", results.REQUEST_COLUMNS)
     said = []
-    rec = soak.Recorder(log, origin=100.0, rate=10.0, passes_of=5, bin_s=1.0, say=said.append)
+    rec = Recorder(log, 100.0, **soak.recording(origin=100.0, rate=10.0, passes_of=5, bin_s=1.0, say=said.append))
     for i in range(25):
         due = 100.0 + i / 10.0
         status = 200 if i % 5 else 502
@@ -254,9 +255,9 @@ def test_recorder_counts_what_it_writes(tmp_path):
     rec(r)  # a straggler after the close: neither written nor counted
     log.close()
     assert rec.count == log.rows == 25 and rec.late == 1
-    assert rec.ok == 20 and rec.correct == 20
-    assert sum(sum(b.errors.values()) for b in rec.bins.values()) == 5
-    assert sorted(rec.bins) == [0, 1, 2] and rec.bins[0].count == 10
+    assert rec.tally.ok == 20 and rec.tally.correct == 20
+    assert sum(sum(b.errors.values()) for b in rec.tally.bins.values()) == 5
+    assert sorted(rec.tally.bins) == [0, 1, 2] and rec.tally.bins[0].count == 10
     assert len(said) == 3 and "errors 502: 2" in said[0]
     rows = (tmp_path / "requests.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [i // 5 for i in range(25)]  # the pass over the images

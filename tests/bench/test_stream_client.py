@@ -6,7 +6,7 @@ import pytest
 
 from bench import stream_client as sc
 from bench.options import BenchOptions, StudyOptions
-from bench.studies import streaming
+from bench.studies.streaming import experiments as streaming
 from servebench import registry
 
 pytestmark = pytest.mark.unit
@@ -91,3 +91,50 @@ def test_report_section_from_a_record(tmp_path):
     assert any("timing only" in " ".join(r) for r in cells)
     for fig in section.figures:
         assert fig.draw(tmp_path / fig.file).is_file()
+
+
+class EchoTransport(sc.Transport):
+    """Answers every frame with its label at once: the stream and its shape without a server."""
+
+    def __init__(self, camera):
+        super().__init__(camera)
+        import queue
+
+        self.replies = queue.SimpleQueue()
+
+    def send(self, i, capture_ns):
+        from services.stream import frames
+
+        label = int(self.camera.labels[i % len(self.camera.labels)])
+        self.replies.put(frames.Reply(frames.ANSWER, i, capture_ns, label))
+        return 100
+
+    def recv(self):
+        reply = self.replies.get()
+        return None if reply is None else (reply, 20)
+
+    def done_sending(self):
+        self.replies.put(None)
+
+
+def test_a_frame_stream_shape_runs_warm_up_then_its_passes_through_one_runner():
+    from bench import shapes
+
+    camera = sc.Camera(np.zeros((4, 32, 32, 3), np.uint8), np.array([0, 1, 2, 3]))
+    made, warmed = [], []
+
+    def make():
+        made.append(EchoTransport(camera))
+        return made[-1]
+
+    def on_pass(level, rs, start, end):
+        return sc.summarize(rs, start, end, level.rate, 100.0)
+
+    outcomes = shapes.drive(shapes.FrameStream(10, window=4, warmup=3, repeats=2),
+                            sc.run_frames(make, on_warmup=warmed.append, on_pass=on_pass))
+    assert len(made) == 3 and [lv.count for lv in warmed] == [3]
+    assert outcomes[0] == {"warmup": 3}
+    for s in outcomes[1:]:
+        assert (s["frames"], s["answered"], s["accuracy"], s["bytes_up_per_frame"]) == (10, 10, 1.0, 100)
+    raw = shapes.drive(shapes.FrameStream(5, window=2), sc.run_frames(make))
+    assert [r.kind for r in raw[0]["results"]] == ["answer"] * 5

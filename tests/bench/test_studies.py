@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from bench import options as opts, reference, run, studies, target
+from bench import options as opts, reference, run, study, target
 from bench.records import RunRecord
 from bench.studies.docker_serving import published
 from servebench import registry
@@ -30,14 +30,14 @@ def quick(**kw) -> opts.StudyOptions:
 
 # ------------------------------------------------------------------ the plug-in API
 def test_the_registry_finds_the_study_package():
-    plugin = studies.load(STUDY)
-    assert isinstance(plugin, studies.StudyPlugin)
-    assert registry.study(STUDY).module == plugin.__name__
+    plugin = study.load(STUDY)
+    assert isinstance(plugin, study.StudyPlugin)
+    assert plugin.__name__ == registry.study(STUDY).module + ".experiments"
 
 
 def test_quick_plan():
     arches = [a.name for a in registry.architectures() if a.study == STUDY]
-    plan = studies.load(STUDY).experiments(quick(n=20))
+    plan = study.load(STUDY).experiments(quick(n=20))
     per_arch = 1 + 3 + len(plan_mod.CONCURRENCY) + len(plan_mod.RATES) + 1  # reference, 9 workloads, slow path
     assert len(plan) == per_arch * len(arches)
     assert list(dict.fromkeys(e.arch for e in plan)) == arches
@@ -59,22 +59,22 @@ def test_quick_plan():
 
 
 def test_plan_follows_the_options(tmp_path):
-    plan = studies.load(STUDY).experiments(quick(arches=("flask",), reference=False, out=tmp_path,
+    plan = study.load(STUDY).experiments(quick(arches=("flask",), reference=False, out=tmp_path,
                                                  runtime="docker", slow_path_n=7))
     assert {e.arch for e in plan} == {"flask"} and all(e.kind == "bench" for e in plan)
     assert all(e.options.out == tmp_path and e.options.runtime == "docker" for e in plan)
     assert plan[-1].options.n == 7
-    full = studies.load(STUDY).experiments(opts.StudyOptions(study=STUDY, arches=("embedded",)))
+    full = study.load(STUDY).experiments(opts.StudyOptions(study=STUDY, arches=("embedded",)))
     assert [e.options.n for e in full if e.kind == "bench"][:3] == [10000, 1000, 2000]
 
 
 def test_an_experiment_is_checked_when_planned():
     with pytest.raises(ValueError, match="no serving setting"):
-        studies.Experiment("embedded", opts.BenchOptions(arch="embedded"), {"no_such_knob": 1})
+        study.Experiment("embedded", opts.BenchOptions(arch="embedded"), {"no_such_knob": 1})
     with pytest.raises(ValueError, match="measure flask"):
-        studies.Experiment("embedded", opts.BenchOptions(arch="flask"))
+        study.Experiment("embedded", opts.BenchOptions(arch="flask"))
     with pytest.raises(ValueError, match="unknown ARCH"):
-        studies.Experiment("nope", opts.ReferenceOptions())
+        study.Experiment("nope", opts.ReferenceOptions())
 
 
 # ------------------------------------------------------------------ published numbers, by the study's names
@@ -150,8 +150,8 @@ def test_execute_runs_the_plan_in_order_in_the_stacks_it_needs(doubles):
     rt, seen = doubles
     options = quick(arches=("embedded", "flask"))
     settings = Settings().model_copy(update={"call_path": "keras-predict"})  # the study's own win
-    done = studies.load(STUDY).run(options, settings, log=lambda *a: None)
-    plan = studies.load(STUDY).experiments(options)
+    done = study.load(STUDY).run(options, settings, log=lambda *a: None)
+    plan = study.load(STUDY).experiments(options)
     assert len(done) == len(plan) and all(r.study == STUDY for r in done)
     n = len(plan) // 2 - 2  # signature runs per arch
     for arch in ("embedded", "flask"):
@@ -177,7 +177,7 @@ def test_the_study_never_touches_the_environment(doubles, monkeypatch):
         return real_get(key, default)
 
     monkeypatch.setattr(os.environ, "get", get)
-    studies.load(STUDY).run(quick(), Settings(), log=lambda *a: None)
+    study.load(STUDY).run(quick(), Settings(), log=lambda *a: None)
     assert dict(os.environ) == before
     assert reads == []
 
@@ -189,7 +189,7 @@ def test_execute_stops_at_an_interrupted_run_and_brings_the_stack_down(doubles, 
         return [record("bench", options, interrupted=True)]
 
     monkeypatch.setattr(run, "bench", interrupted)
-    done = studies.load(STUDY).run(quick(arches=("embedded",)), Settings(), log=lambda *a: None)
+    done = study.load(STUDY).run(quick(arches=("embedded",)), Settings(), log=lambda *a: None)
     assert [r.kind for r in done] == ["reference", "bench"] and done[-1].interrupted
     assert rt.calls == [("up", "embedded", "signature"), ("down", "embedded")]
 
@@ -198,7 +198,7 @@ def test_execute_skips_what_cannot_run_here_and_refuses_a_running_stack(doubles,
     rt, seen = doubles
     said = []
     monkeypatch.setattr(target, "runnable_arches", lambda runtime, arches: ([], {a: "no binary" for a in arches}))
-    assert studies.load(STUDY).run(quick(arches=("flask",)), Settings(), log=said.append) == []
+    assert study.load(STUDY).run(quick(arches=("flask",)), Settings(), log=said.append) == []
     assert said == ["skipping flask: no binary"] and rt.calls == [] and seen == []
 
     class Running:
@@ -206,4 +206,4 @@ def test_execute_skips_what_cannot_run_here_and_refuses_a_running_stack(doubles,
 
     monkeypatch.setattr(target, "running", lambda runtime, run_dir=None: Running())
     with pytest.raises(runtimes.StackError, match="make down"):
-        studies.load(STUDY).run(quick(), Settings(), log=said.append)
+        study.load(STUDY).run(quick(), Settings(), log=said.append)

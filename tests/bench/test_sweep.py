@@ -362,3 +362,67 @@ def test_the_command_says_why_it_refuses_and_exits_1(monkeypatch, tmp_path, caps
     monkeypatch.setattr(sweep, "prepare", never)
     assert sweep.main(["--arch", "embedded", "--client", "perf_analyzer", "--out", str(tmp_path)]) == 1
     assert "use --client servebench" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the run session
+class FakeStack:
+    arch = "embedded"
+    url = "http://127.0.0.1:1"
+    doc: dict = {}
+
+    def processes(self):
+        return {}
+
+
+def fake_stack_for(monkeypatch, started: bool = True):
+    import contextlib
+
+    @contextlib.contextmanager
+    def stack_for(*a, **kw):
+        yield FakeStack(), started
+
+    monkeypatch.setattr(target, "stack_for", stack_for)
+    monkeypatch.setattr(target, "stack_record", lambda st: {"arch": st.arch})
+
+
+def test_a_run_writes_its_record_and_csvs_through_the_session(monkeypatch, tmp_path):
+    fake_stack_for(monkeypatch)
+    o = opts.SweepOptions(arch="embedded", out=tmp_path, batching=("off", "on"))
+    s = sweep.Sweep(o, [], None, Settings(), log=lambda *a: None)
+
+    def measure_mode(mode, st, res_log):
+        assert records.read(s.run_dir).get("running") is True  # the marker, while it runs
+        s.modes[mode] = {"serving": o.serving(mode), "levels": synthetic_levels(), "saturation": None,
+                         "resources": {}}
+        if mode == "on":
+            raise KeyboardInterrupt  # Ctrl-C in the second stack: what was measured is kept
+
+    monkeypatch.setattr(s, "measure_mode", measure_mode)
+    record = s.run()
+    assert record.interrupted and set(record.get("modes")) == {"off", "on"}
+    back = records.read(s.run_dir)
+    assert back.interrupted and back.get("running") is None and back.get("stacks", "off", "arch") == "embedded"
+    with (s.run_dir / "levels.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 4
+    assert (s.run_dir / "resources.csv").read_text().startswith("batching,")
+
+
+def test_a_stack_someone_else_started_leaves_an_interrupted_record(monkeypatch, tmp_path):
+    fake_stack_for(monkeypatch, started=False)
+    s = sweep.Sweep(opts.SweepOptions(arch="embedded", out=tmp_path), [], None, Settings(), log=lambda *a: None)
+    with pytest.raises(sweep.SweepError, match="someone else"):
+        s.run()
+    back = records.read(s.run_dir)
+    assert back.interrupted and back.get("running") is None and back.get("modes") == {}
+
+
+def test_the_sweep_shape_follows_the_options():
+    o = opts.SweepOptions(arch="embedded", concurrency=(1, 2), rates=(5,), window_s=1.5, windows_limit=4,
+                          stable_windows=3, tolerance=0.2, warmup_s=0.5, connections=7)
+    shape = sweep.stepped_shape(o)
+    first = shape.tick([])
+    assert (first.kind, first.concurrency, first.window_s, first.warmup_s) == ("closed", 1, 1.5, 0.5)
+    assert (first.rule.needed, first.rule.tolerance, first.rule.limit) == (3, 0.2, 4)
+    third = shape.tick([{"mode": "closed"}, {"mode": "closed"}])
+    assert third.spec() == {"mode": "open", "rate": 5.0, "rate_fraction": None, "arrivals": "poisson",
+                            "connections": 7}

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from models import families, mobilenet, resnet
-from models.ensemble_accuracy import GAIN_MIN_POINTS, MEMBER_MIN
 from servebench.inference import find_version
 from servebench.settings import REPO_ROOT
-from services.ensemble.combine import MODELS, average
+from services.ensemble.accuracy import GAIN_MIN_POINTS, MEMBER_MIN
+from services.ensemble.combine import average
+from services.ensemble.members import MEMBERS
 
 pytestmark = pytest.mark.unit
 MODELS_DIR = REPO_ROOT / "models"
@@ -34,9 +35,9 @@ def test_the_members_take_raw_pixels_and_give_ten_probabilities(core, module, pa
     assert module.NAME in families.BUILDERS
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(MEMBERS))
 def test_each_member_is_a_committed_versioned_savedmodel_with_the_uint8_signature(cores, name):
-    path = find_version(MODELS_DIR / MODELS[name])
+    path = find_version(MODELS_DIR / MEMBERS[name])
     assert path.name == "1"
     size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
     assert size_mb < 25  # small enough to commit
@@ -69,7 +70,7 @@ def test_in_process_variants_give_the_average_of_the_members(cores, test_split):
         finally:
             ens.close()
         np.testing.assert_allclose(got.prediction.probabilities, want.probabilities, rtol=1e-6, atol=1e-7)
-        assert got.used == list(MODELS)
+        assert got.used == list(MEMBERS)
 
 
 def test_training_picks_the_model_by_name(tmp_path):

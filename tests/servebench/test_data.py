@@ -9,6 +9,7 @@ import pytest
 
 from servebench import data
 from servebench.data import DatasetError
+from servebench.types import CLASS_NAMES
 
 pytestmark = pytest.mark.unit
 
@@ -44,7 +45,7 @@ def fake_copy(tmp_path):
     for name in (*data.TRAIN_FILES, data.TEST_FILE):
         rows[name] = rng.integers(0, 256, (IMAGES_PER_BATCH, 3072), dtype=np.uint8)
         _write_batch(folder / name, rows[name], [int(x) for x in rng.integers(0, 10, IMAGES_PER_BATCH)])
-    (folder / data.META_FILE).write_bytes(pickle.dumps({b"label_names": [n.encode() for n in data.CLASS_NAMES]}, protocol=2))
+    (folder / data.META_FILE).write_bytes(pickle.dumps({b"label_names": [n.encode() for n in CLASS_NAMES]}, protocol=2))
     _write_sums(folder)
     return folder, rows
 

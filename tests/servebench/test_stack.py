@@ -7,7 +7,7 @@ import json
 import psutil
 import pytest
 
-from servebench import registry, stack, topology
+from servebench import processes, registry, stack, topology
 from servebench.settings import REPO_ROOT
 from tests.stacks import free_ports, is_listening, stack_settings
 
@@ -52,7 +52,7 @@ def test_down_without_a_state_file_still_stops_every_process(tmp_path):
         assert not left, [psutil.Process(p).cmdline() for p in left]
     finally:
         for name, pid in st.pids().items():
-            stack._stop(pid, grace_s=2)
+            processes.stop_group(pid, grace_s=2)
 
 
 def _received(st, name: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -21,15 +21,16 @@ import pytest
 from servebench import cgroups, codecs, stack
 from servebench.settings import Settings
 from services.ensemble.app import Coordinator
-from services.ensemble.combine import MODELS, average
+from services.ensemble.combine import average
 from services.ensemble.inprocess import load_cores
+from services.ensemble.members import MEMBERS
 from tests.services.test_architectures import BAD_INPUTS, _assert_error, post
 from tests.stacks import stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MEMBER_TIMEOUT_S = 5
 START_TIMEOUT_S = 600  # three TensorFlow processes on a busy 2-core machine
-SERVICES = {name: f"ensemble-{name}" for name in MODELS}
+SERVICES = {name: f"ensemble-{name}" for name in MEMBERS}
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +91,10 @@ def test_the_answer_names_each_member_and_its_time(ens, images):
     status, headers, data = _predict(ens, images[:1])
     assert status == 200, data
     doc = json.loads(data)["ensemble"]
-    assert doc["mode"] == "parallel" and doc["used"] == list(MODELS)
+    assert doc["mode"] == "parallel" and doc["used"] == list(MEMBERS)
     assert all(m["status"] == "answered" and m["ms"] > 0 for m in doc["members"].values())
     names = [part.split(";")[0].strip() for part in headers["Server-Timing"].split(",")]
-    assert [n for n in names if n.startswith("member-")] == [f"member-{m}" for m in MODELS]
+    assert [n for n in names if n.startswith("member-")] == [f"member-{m}" for m in MEMBERS]
     assert {"model", "backend", "django", "forward"} <= set(names)
 
 

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from servebench import frames
 from servebench.codecs import Prediction
+from services.stream import frames
 from services.stream.core import StreamCore
 
 pytestmark = pytest.mark.unit

@@ -19,8 +19,9 @@ import psutil
 import pytest
 
 from bench import stream_client as sc
-from servebench import frames
 from servebench.settings import REPO_ROOT
+from services.stream import frames
+from tests.conformance import STREAM_TRANSPORTS, stream_architectures
 from tests.stacks import free_ports
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,8 @@ def run_stream(server, transport, camera, n=48, rate=None, window=WINDOW):
     return rs
 
 
-@pytest.mark.parametrize("transport", ["tcp", "ws", "grpc"])
+# The transport of each stream architecture of the registry (the server here is run directly, without needs).
+@pytest.mark.parametrize("transport", list(dict.fromkeys(STREAM_TRANSPORTS[a.protocol] for a in stream_architectures())))
 def test_every_transport_answers_as_the_model_does_in_process(server, camera, core, transport):
     rs = run_stream(server, transport, camera)
     expected = core.predict(camera.images)

@@ -1,5 +1,5 @@
-"""stream-tcp, stream-ws and stream-grpc through nginx (one native stack serves all three doors), the harness's
-`make bench ARCH=stream-tcp` path, the per-request baselines' client, and a stream over a shaped link."""
+"""Every stream architecture of the registry through nginx (one native stack serves all that share services:
+stream-tcp, -ws and -grpc are three doors of one), the harness's `make bench ARCH=stream-tcp` path, the per-request baselines' client, and a stream over a shaped link."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +8,7 @@ import pytest
 from bench import stream_client as sc
 from bench.options import BenchOptions
 from servebench import netns, registry
+from tests.conformance import params, stream_architectures, transport_of
 
 pytestmark = pytest.mark.integration
 
@@ -18,18 +19,33 @@ def _stream_module_missing():
 
 
 @pytest.fixture(scope="module")
-def stack(start_stack):
+def stack_for(start_stack):
+    """stack_for(arch) -> a stack running arch's services: one per distinct set, started for the first asked."""
+    started = {}
+
+    def get(arch: str):
+        services = registry.get(arch).services
+        if services not in started:
+            started[services] = start_stack(arch, stream_window=4)
+        return started[services]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def stack(stack_for):
     why = _stream_module_missing()
     if why:
         pytest.skip(why)
-    return start_stack("stream-tcp", stream_window=4)
+    return stack_for("stream-tcp")
 
 
-@pytest.mark.parametrize("transport", ["tcp", "ws", "grpc"])
-def test_every_door_of_nginx_answers_as_the_model_does(stack, test_split, core, transport):
+@pytest.mark.parametrize("arch", params(stream_architectures()))
+def test_every_door_of_nginx_answers_as_the_model_does(stack_for, test_split, core, arch):
+    door = transport_of(registry.get(arch))
     camera = sc.Camera(test_split.images[:32], test_split.labels[:32])
-    host, port = sc.endpoint(transport, stack.settings)
-    rs, _, _ = sc.stream(sc.transport_for(transport, camera, host, port, 4), 32, None, 4)
+    host, port = sc.endpoint(door, stack_for(arch).settings)
+    rs, _, _ = sc.stream(sc.transport_for(door, camera, host, port, 4), 32, None, 4)
     assert [r.kind for r in rs] == ["answer"] * 32
     assert np.array_equal([r.cls for r in rs], core.predict(camera.images).classes)
 

@@ -1,9 +1,9 @@
 """What a hostile or careless client can reach, and what survives a killed master.
 
-One stack per architecture (embedded, flask, fastapi), started with a tiny
-per-client limit (SB_CONN_LIMIT) so that the limit test is cheap; the other
-tests send one request at a time. The last test SIGKILLs the master of the
-service that holds the model, so it runs last for each stack.
+Per HTTP architecture of the registry, on the session's shared stack (tests/conftest.py http_stack), whose
+tiny per-client limit (SB_CONN_LIMIT) keeps the limit test cheap; the other tests send one request at a time.
+The last test SIGKILLs the master of the service the front end forwards to (the front end itself when the
+model is in it), then starts it again for the tests that share the stack.
 """
 from __future__ import annotations
 
@@ -18,13 +18,11 @@ import psutil
 import pytest
 
 from servebench import codecs, stack
-from tests.stacks import port_of, stack_settings
+from tests.conformance import HTTP_STACK_KNOBS, forwarded_to, members_of, model_service, speaks_servebench
+from tests.stacks import port_of
 
 pytestmark = pytest.mark.integration
-ARCHES = ["embedded", "flask", "fastapi"]
-BACKEND = {"flask": "flask", "fastapi": "fastapi"}
-MODEL_SERVICE = {"embedded": "frontend", "flask": "flask", "fastapi": "fastapi"}  # whose workers hold the model
-CONN_LIMIT = 4
+CONN_LIMIT = HTTP_STACK_KNOBS["conn_limit"]
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -33,17 +31,16 @@ SECURITY_HEADERS = {
 ONE_IMAGE = (b"\x00" * 3072, codecs.OCTET)
 
 
-@pytest.fixture(scope="module", params=ARCHES)
-def st(request, tmp_path_factory):
-    """One stack at a time: stopped before the next architecture starts."""
-    run = tmp_path_factory.mktemp(f"surface-{request.param}")
-    # One front-end worker: embedded then loads one model copy; backends keep their two workers.
-    settings = stack_settings(conn_limit=CONN_LIMIT, frontend_workers=1, backend_workers=2)
-    state = stack.up(request.param, settings, run, log=lambda *_: None)
-    try:
-        yield state
-    finally:
-        stack.down(run, log=lambda *_: None)
+@pytest.fixture
+def st(http_stack):
+    return http_stack
+
+
+def our_backend(st) -> str | None:
+    """The service the front end forwards to when it is one of ours (Triton's and TF Serving's own
+    servers answer their own surface: they are checked through nginx only)."""
+    name = forwarded_to(st.arch)
+    return name if name and speaks_servebench(name) else None
 
 
 def call(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None):
@@ -69,8 +66,8 @@ def raw(port: int, data: bytes, timeout: float = 10.0) -> bytes:
 def service_ports(st) -> dict[str, int]:
     """Where /v1/info and /healthz are served: through nginx, the front end itself, and the backend."""
     ports = {"nginx": port_of(st, "nginx"), "frontend": port_of(st, "frontend")}
-    if st.arch in BACKEND:
-        ports["backend"] = port_of(st, BACKEND[st.arch])
+    if our_backend(st):
+        ports["backend"] = port_of(st, our_backend(st))
     return ports
 
 
@@ -116,14 +113,17 @@ def test_info_names_the_arch_and_model_and_nothing_internal(st):
     doc = json.loads(call(port_of(st, "nginx"), "GET", "/v1/info")[2])
     assert doc["arch"] == st.arch and doc["settings"]["arch"] == st.arch
     assert leaks(doc, ports) == []
-    if st.arch in BACKEND:
-        direct = json.loads(call(port_of(st, BACKEND[st.arch]), "GET", "/v1/info")[2])
+    if our_backend(st):
+        direct = json.loads(call(port_of(st, our_backend(st)), "GET", "/v1/info")[2])
         assert leaks(direct, ports) == []
         for backend in (doc["backend"], direct):
             # The backend's own name, not the front end's default.
-            assert backend["service"] == st.arch and backend["settings"]["arch"] == st.arch
-            assert backend["model"]["name"] == "cifar10_cnn" and backend["model"]["version"] == 1
-            assert backend["model"]["tensorflow"]
+            assert backend["service"] == our_backend(st) and backend["settings"]["arch"] == st.arch
+            if not members_of(st.arch):  # a coordinator loads no model: its members do
+                assert backend["model"]["name"] == "cifar10_cnn" and backend["model"]["version"] == 1
+                assert backend["model"]["tensorflow"]
+    elif forwarded_to(st.arch):  # a third-party server: what the front end says of it
+        assert doc["backend"]
     else:
         assert doc["model"]["name"] == "cifar10_cnn" and doc["model"]["version"] == 1
 
@@ -131,8 +131,8 @@ def test_info_names_the_arch_and_model_and_nothing_internal(st):
 def test_health_answers_head(st):
     probes = [(port_of(st, "nginx"), "/nginx-health"), (port_of(st, "nginx"), "/healthz"),
               (port_of(st, "frontend"), "/healthz")]
-    if st.arch in BACKEND:
-        probes.append((port_of(st, BACKEND[st.arch]), "/healthz"))
+    if our_backend(st):
+        probes.append((port_of(st, our_backend(st)), "/healthz"))
     for port, path in probes:
         head = raw(port, f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         assert head.startswith(b"HTTP/1.1 200"), (port, path, head[:200])
@@ -212,11 +212,12 @@ def _gone(p: psutil.Process) -> bool:
 
 
 def test_workers_die_with_a_killed_master(st):
-    """Last for each stack: it leaves the stack without its model service."""
-    name = MODEL_SERVICE[st.arch]
+    """Last for each stack in this module; it starts the killed service again for the tests that share it."""
+    name = model_service(st.arch)
     pid = st.doc["services"][name]["pid"]
     workers = psutil.Process(pid).children(recursive=True)
-    assert len(workers) >= (2 if name in BACKEND.values() else 1), workers
+    # gunicorn's masters have workers; a one-process server (uvicorn --workers 1) has none: then only it dies.
+    assert workers or name != "frontend", workers
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while not all(_gone(w) for w in workers):
@@ -231,4 +232,5 @@ def test_workers_die_with_a_killed_master(st):
                                  {"Content-Type": ONE_IMAGE[1]})
     assert status == 502, data
     assert_security_headers(headers, "502")
-    assert (name if name in BACKEND.values() else "front end") in json.loads(data)["error"]
+    assert (name if name != "frontend" else "front end") in json.loads(data)["error"]
+    stack.restart_service(st, name)

@@ -20,12 +20,13 @@ import pytest
 from servebench import registry, stack
 from servebench.registry import Architecture
 from servebench.settings import REPO_ROOT
+from services.triton.declaration import TRITON_VENV
 from services.triton.server import model_calls
 from tests.stacks import port_of, stack_settings
 
 pytestmark = pytest.mark.integration
 
-TRITON_PYTHON = REPO_ROOT / registry.TRITON_VENV / "bin" / "python"
+TRITON_PYTHON = REPO_ROOT / TRITON_VENV / "bin" / "python"
 ALONE = "sb-triton-alone"  # a test double: the triton service without the front end
 MODEL = "cifar10_cnn"
 N_IMAGES = 8

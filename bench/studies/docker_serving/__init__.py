@@ -3,6 +3,3 @@
 ``published`` holds their numbers, ``experiments`` the runs we set beside them,
 ``report`` its section of the report.
 """
-from bench.studies.docker_serving.experiments import experiments, run
-
-__all__ = ["experiments", "run"]

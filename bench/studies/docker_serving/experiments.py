@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from bench import studies
+from bench import study
 from bench.options import BenchOptions, ReferenceOptions, StudyOptions
 from bench.records import RunRecord
 from bench.studies.docker_serving import published
@@ -56,7 +56,7 @@ def workloads(n: int, quick: bool) -> list[dict]:
     return plan
 
 
-def experiments(options: StudyOptions) -> list[studies.Experiment]:
+def experiments(options: StudyOptions) -> list[study.Experiment]:
     n = min(options.n, QUICK_N) if options.quick else options.n
     where = {"out": options.out, "data_dir": options.data_dir, "progress": options.progress,
              "study": published.STUDY}
@@ -65,20 +65,20 @@ def experiments(options: StudyOptions) -> list[studies.Experiment]:
     plan = []
     for arch in arches(options):
         if options.reference:
-            plan.append(studies.Experiment(
+            plan.append(study.Experiment(
                 arch, ReferenceOptions(**where, **(QUICK_REFERENCE if options.quick else {})), SIGNATURE,
                 title=f"in-process reference, before {arch}"))
         for extra in workloads(n, options.quick):
-            plan.append(studies.Experiment(arch, BenchOptions(arch=arch, **common, **extra), SIGNATURE,
+            plan.append(study.Experiment(arch, BenchOptions(arch=arch, **common, **extra), SIGNATURE,
                                            title=f"{arch} (signature): {_spelled(extra)}"))
         slow = {"n": min(options.slow_path_n, n), "warmup": SLOW_PATH_WARMUP}
-        plan.append(studies.Experiment(arch, BenchOptions(arch=arch, **common, **slow), KERAS_PREDICT,
+        plan.append(study.Experiment(arch, BenchOptions(arch=arch, **common, **slow), KERAS_PREDICT,
                                        title=f"{arch} (keras-predict): {_spelled(slow)}"))
     return plan
 
 
 def run(options: StudyOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
-    return studies.execute(experiments(options), options, settings, log)
+    return study.execute(experiments(options), options, settings, log)
 
 
 def _spelled(extra: dict) -> str:

@@ -13,6 +13,7 @@ up there, so no name of ours is spelled here.
 """
 from __future__ import annotations
 
+from bench import results
 from servebench import registry
 
 STUDY = next(s.name for s in registry.studies() if s.module == __package__)  # the registry's name for it
@@ -33,7 +34,7 @@ HARDWARE = {
 LABELS = ("Embedded function", "Flask API", "Fast API", "TF Serving")
 
 # Table 3: average seconds to process N images, sent one image per request, sequentially.
-TABLE3_SIZES = (1, 10, 100, 1000, 10000)
+TABLE3_SIZES = results.TABLE3_SIZES  # (1, 10, ..., 10000): a bench run's table3 measures the same counts
 TABLE3_SECONDS: dict[str, dict[int, float]] = {
     "Embedded function": {1: 0.038, 10: 0.296, 100: 2.927, 1000: 37.840, 10000: 289.219},
     "Flask API": {1: 2.090, 10: 20.851, 100: 209.449, 1000: 2059.050, 10000: 20702.672},

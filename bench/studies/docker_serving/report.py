@@ -7,6 +7,7 @@ either side has no number, the tables and plots say so; nothing is filled in.
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -17,7 +18,7 @@ from bench.report import archs, plots
 from bench.formats import number, significant
 from bench.report.runs import SERVER_SERVICES, Run, dig, labels, missing_archs, resources_of, table3_largest, \
     table3_of
-from bench.report.sections import Context, Figure, Heading, Section, Text
+from bench.report.sections import Answer, Context, Figure, Heading, Section, Text
 from bench.report.tables import NOT_MEASURED, Cell, Table, missing, published as as_printed, table
 from bench.studies.docker_serving import published
 from servebench import registry
@@ -58,6 +59,26 @@ def section(ctx: Context) -> Section:
                "the study's Figure 11 (bottom; CPU as % of an 8-core machine).",
                lambda path: plot_resources(selected, path)),
     ])
+
+
+def answer(ctx: Context) -> Answer | None:
+    """Time per image per architecture, and our ratios beside the study's."""
+    selected = ctx.selected_in(published.STUDY)
+    per_image: dict[str, tuple[float, int]] = {}  # arch -> (ms per image, N) of its run with the most images
+    for run in selected:
+        largest = table3_largest(run)
+        if largest and (run.arch not in per_image or largest[0] > per_image[run.arch][1]):
+            per_image[run.arch] = (largest[1] / largest[0] * 1000, largest[0])
+    if not per_image:
+        return None
+    ranked = sorted(per_image.items(), key=lambda kv: kv[1][0])
+    text = ("One image per request, sequentially, time per image here: "
+            + ", ".join(f"{archs.title(a)} {significant(ms, ' ms')}" for a, (ms, _) in ranked) + ".")
+    ratios = [f"{r['label']} {r['ours'][0]['ratio']:.2f}× (study {r['study']:.2f}×)"
+              for r in ratio_rows(selected) if r["ours"] and r["study"]]
+    if ratios:
+        text += " Ratios between architectures, ours beside the study's: " + "; ".join(ratios) + "."
+    return Answer(text, PLOTS["table3"])
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -250,6 +271,14 @@ def plot_table3(selected: list[Run], path: Path) -> Path:
     return plots.save(fig, path)
 
 
+def _value_bars(ax, values: list[float], colors: list, text, fontsize: int, headroom: float) -> None:
+    """One bar per value, each with ``text(value)`` on top, and room above the tallest for its text."""
+    ax.bar(np.arange(len(values)), values, 0.6, color=colors)
+    for i, v in enumerate(values):
+        ax.text(i, v, text(v), ha="center", va="bottom", fontsize=fontsize)
+    ax.set_ylim(0, max(values, default=1) * headroom)
+
+
 def plot_resources(selected: list[Run], path: Path) -> Path:
     """Ours: CPU and RAM stacked per server service, the client beside; theirs below (Figure 11)."""
     fig = plt.figure(figsize=(15, 11), layout="constrained")
@@ -312,20 +341,14 @@ def plot_resources(selected: list[Run], path: Path) -> Path:
     sx = np.arange(len(theirs))
     bar_colors = [archs.color(a) for a in theirs]
     cores = published.HARDWARE["cpu_cores"]
-    s_vals = [published.table4(a)["cpu_percent"] for a in theirs]
-    s_cpu.bar(sx, s_vals, 0.6, color=bar_colors)
-    for i, v in enumerate(s_vals):
-        s_cpu.text(i, v, f"{v:g} %\n(≈{v * cores:.0f} % of one core)", ha="center", va="bottom", fontsize=8)
-    s_cpu.set_ylim(0, max(s_vals, default=1) * 1.35)
+    _value_bars(s_cpu, [published.table4(a)["cpu_percent"] for a in theirs], bar_colors,
+                lambda v: f"{v:g} %\n(≈{v * cores:.0f} % of one core)", fontsize=8, headroom=1.35)
     s_cpu.set_ylabel("CPU (% of the whole 8-core machine)")
     sec = s_cpu.secondary_yaxis("right", functions=(lambda v: v * cores, lambda v: v / cores))
     sec.set_ylabel("≈ % of one core (× 8)")
     s_cpu.set_title("CPU, % of their 8-core machine (right axis: × 8)", fontsize=11)
-    s_ram_vals = [published.table4(a)["ram_mb"] for a in theirs]
-    s_ram.bar(sx, s_ram_vals, 0.6, color=bar_colors)
-    for i, v in enumerate(s_ram_vals):
-        s_ram.text(i, v, f"{v:g}", ha="center", va="bottom", fontsize=9)
-    s_ram.set_ylim(0, max(s_ram_vals, default=1) * 1.2)
+    _value_bars(s_ram, [published.table4(a)["ram_mb"] for a in theirs], bar_colors, lambda v: f"{v:g}",
+                fontsize=9, headroom=1.2)
     s_ram.set_ylabel("RAM (MB)")
     s_ram.set_title("RAM", fontsize=11)
     for ax in (s_cpu, s_ram):
@@ -334,3 +357,85 @@ def plot_resources(selected: list[Run], path: Path) -> Path:
         ax.grid(True, axis="y", alpha=0.3)
     study_fig.suptitle("The study (Table 4 / Figure 11): averages while processing 10,000 images", fontsize=13)
     return plots.save(fig, path)
+
+
+# --------------------------------------------------------------------------- the README's blocks
+
+def readme(ctx: Context) -> dict[str, str]:
+    """The README's "What we found" numbers (:mod:`bench.report.docs`), from the same runs as the section."""
+    from bench.report.docs import md_table, median_of
+
+    json_runs = {r.arch: r for r in ctx.selected_in(published.STUDY) if r.codec == "json" and r.runtime == "native"
+                 and table3_largest(r) and table3_largest(r)[0] == TABLE3_N}
+    cols = study_archs()
+    per = {a: table3_largest(json_runs[a])[1] / TABLE3_N * 1000 if a in json_runs else None for a in cols}
+    study = [published.seconds_per_image(a, TABLE3_N) for a in cols]
+    table_md = md_table(
+        ["sequential, one image per request, JSON", *[archs.title(a) for a in cols]],
+        [[f"ours: time per image over {TABLE3_N:,} images (one run each)",
+          *[f"{per[a]:.2f} ms" if per[a] else "not measured here" for a in cols]],
+         [f"study (Table 3, {TABLE3_N:,} images)", *[significant(s * 1000, " ms") if s else "not measured" for s in study]],
+         ["ours: p50 / p99 latency", *[f"{json_runs[a].get('latency_ms', 'p50'):.1f} / "
+                                       f"{json_runs[a].get('latency_ms', 'p99'):.1f} ms" if a in json_runs else ""
+                                       for a in cols]]])
+    out = {"found-table": table_md}
+
+    def ratio(slow: str, fast: str) -> str | None:
+        return f"{per[slow] / per[fast]:.2f}x" if per.get(slow) and per.get(fast) else None
+
+    # The Table 3 protocol's repeats: 1,000 images, three passes each, one run per architecture.
+    protocol = {}
+    for run in ctx.runs:
+        if (run.kind == "bench" and run.arch in cols and run.codec == "json" and run.complete_bench
+                and (run.get("settings", "repeats") or 1) >= 3 and run.get("settings", "concurrency") == 1):
+            walls = [p["wall_s"] / p["requests"] * 1000 for p in run.get("passes", default=[]) or []
+                     if p.get("complete") and p.get("requests")]
+            if walls:
+                protocol[run.arch] = (run, walls)
+    text = []
+    flask_fastapi = ratio("flask", "fastapi")
+    if flask_fastapi:
+        theirs = published.table3_seconds("flask")[TABLE3_N] / published.table3_seconds("fastapi")[TABLE3_N]
+        text.append(f"- **Flask is not {theirs:.0f}x slower than FastAPI** (the study): here Flask/FastAPI is "
+                    f"{flask_fastapi} over "
+                    f"{TABLE3_N:,} images (one run each; which one is ahead changes from run to run). The study's "
+                    "2 s per Flask request is a setup cost, not Flask's. It matches the well-known delay of a Windows "
+                    "client that tries `localhost` over IPv6 before falling back to IPv4 (we cannot run Windows here "
+                    "to confirm it); a pooled keep-alive connection to 127.0.0.1, as the front end uses, does not pay "
+                    "it.")
+    emb = ratio("fastapi", "embedded")
+    if emb:
+        line = (f"- **Embedded is faster than FastAPI** one image at a time: FastAPI/embedded {emb} over "
+                f"{TABLE3_N:,} images (one run each)")
+        if "embedded" in protocol and "fastapi" in protocol:
+            (_, e), (_, f) = protocol["embedded"], protocol["fastapi"]
+            n = protocol["embedded"][0].n
+            line += (f", {statistics.median(f) / statistics.median(e):.2f}x in the Table 3 protocol runs "
+                     f"({n:,} images; per image embedded {median_of(e, lambda x: f'{x:.2f} ms')}, FastAPI "
+                     f"{median_of(f, lambda x: f'{x:.2f} ms')})")
+        study_ratio = published.table3_seconds("fastapi")[TABLE3_N] / published.table3_seconds("embedded")[TABLE3_N]
+        line += f"; the study: {study_ratio:.2f}x."
+        at8 = {}
+        for run in ctx.runs:
+            if (run.kind == "bench" and run.arch in cols and run.codec == "json" and run.complete_bench
+                    and run.get("settings", "concurrency") == 8 and run.get("settings", "rate") is None):
+                at8[run.arch] = number(run.get("throughput_images_per_s"))
+        if at8:
+            line += (" Under concurrency it pulls ahead on 2 cores (8 in flight, one run each: "
+                     + ", ".join(f"{archs.title(a)} {significant(v)} images/s" for a, v in at8.items())
+                     + "), because the extra hop costs CPU that the model needs.")
+        text.append(line)
+    slow = {}
+    for run in ctx.runs:
+        if run.kind == "bench" and run.arch in cols and run.get("stack", "knobs", "SB_CALL_PATH") == "keras-predict":
+            largest = table3_largest(run)
+            if largest:
+                slow[run.arch] = largest[1] / largest[0] * 1000
+    if slow and any(per.values()):
+        text.append(f"- **How the server calls the model matters more than the framework**: the same stacks with "
+                    f"`SB_CALL_PATH=keras-predict` (Keras `model.predict` per request, as the study's numbers suggest "
+                    f"it did) take {min(slow.values()):.0f}-{max(slow.values()):.0f} ms per image instead of "
+                    f"{min(v for v in per.values() if v):.1f}-{max(v for v in per.values() if v):.1f} ms "
+                    "(one run each).")
+    out["found-findings"] = "\n".join(text)
+    return out

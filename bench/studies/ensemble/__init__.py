@@ -3,6 +3,3 @@
 ``experiments`` plans the runs, ``run`` runs them (:mod:`.experiments`),
 ``report`` draws the section, ``published`` holds the study's numbers.
 """
-from bench.studies.ensemble.experiments import experiments, run
-
-__all__ = ["experiments", "run"]

@@ -29,16 +29,18 @@ from typing import Callable
 
 import numpy as np
 
-from bench import studies
+from bench import study
 from bench.options import BenchOptions, StudyOptions
 from bench.records import RunRecord
+from bench.session import RunSession
 from servebench import registry
 from servebench import runtime as runtimes
 from servebench.settings import Settings
+from services.ensemble.members import MEMBERS as MEMBER_MODELS
 
 STUDY = "ensemble"
 BATCHES = (1, 10, 100, 1000)  # the study's axis
-MEMBERS = ("cnn", "resnet20", "mobilenetv2")
+MEMBERS = tuple(MEMBER_MODELS)  # names, in the order every table and plot shows them
 # Images per bench run by batch size: enough requests for a median, few where one request takes seconds.
 IMAGES = {1: 300, 10: 500, 100: 1000, 1000: 3000}
 WARMUP = {1: 5, 10: 3, 100: 1, 1000: 1}  # requests
@@ -62,7 +64,7 @@ def configs(options: StudyOptions) -> list[tuple[str, str, dict]]:
     return [c for c in out if not options.arches or c[1] in options.arches]
 
 
-def experiments(options: StudyOptions) -> list[studies.Experiment]:
+def experiments(options: StudyOptions) -> list[study.Experiment]:
     """The bench runs (the in-process and deadline measurements are :func:`run`'s own steps)."""
     images = QUICK_IMAGES if options.quick else IMAGES
     common = {"out": options.out, "data_dir": options.data_dir, "progress": options.progress, "study": STUDY,
@@ -73,7 +75,7 @@ def experiments(options: StudyOptions) -> list[studies.Experiment]:
         for batch in BATCHES:
             n = min(options.n, max(images[batch], batch))
             opts = BenchOptions(arch=arch, batch=batch, n=n, warmup=WARMUP[batch], **common)
-            plan.append(studies.Experiment(arch, opts, {**STACK_KNOBS, **knobs}, title=f"{label}: batch {batch}"))
+            plan.append(study.Experiment(arch, opts, {**STACK_KNOBS, **knobs}, title=f"{label}: batch {batch}"))
     return plan
 
 
@@ -84,10 +86,14 @@ def inprocess(options: StudyOptions, log: Callable = print) -> RunRecord:
 
     params = {"quick": options.quick, "data_dir": options.data_dir and str(options.data_dir)}
     log("\n== in-process: accuracy of each member and the ensemble; latency alone, serial, in threads")
-    doc, exitcode = reference._isolated(_inprocess_child, (params,), "ensemble-inprocess")
-    if doc is None:
-        raise reference.MeasurementFailed(f"the in-process measurement ended with exit code {exitcode}")
-    return _write(options, "ensemble-inprocess", doc)
+
+    def measure() -> dict:
+        doc, exitcode = reference._isolated(_inprocess_child, (params,), "ensemble-inprocess")
+        if doc is None:
+            raise reference.MeasurementFailed(f"the in-process measurement ended with exit code {exitcode}")
+        return doc
+
+    return measured(options, "ensemble-inprocess", measure)
 
 
 def _inprocess_child(params: dict, conn) -> None:
@@ -98,8 +104,8 @@ def _inprocess_child(params: dict, conn) -> None:
 
 
 def measure_inprocess(quick: bool, data_dir=None) -> dict:
-    from models import ensemble_accuracy
     from servebench import data
+    from services.ensemble import accuracy as ensemble_accuracy
     from services.ensemble import inprocess as variants
 
     # One intra-op thread per model, as the servers run them; one inter-op thread per member, or TensorFlow's
@@ -200,14 +206,15 @@ def deadline_sweep(serving: Settings, options: StudyOptions, log: Callable = pri
                    "parallel stack's member functions, one request at a time"}
 
 
-def _write(options: StudyOptions, kind: str, doc: dict, arch: str | None = None, **header) -> RunRecord:
-    from bench import provenance, records, results
-
-    run_dir = results.new_run_dir(kind, options.out)
-    record = records.RunRecord(kind=kind, run_id=run_dir.name, study=STUDY, arch=arch, runtime=options.runtime,
-                               provenance=provenance.record(), **header, **doc)
-    records.write(run_dir, record)
-    return record
+def measured(options: StudyOptions, kind: str, measure: Callable[[], dict], arch: str | None = None) -> RunRecord:
+    """``measure()``'s document as a run record of ``kind``, written by a run session: marked running until
+    it returns; after Ctrl-C, marked interrupted (with nothing measured) and returned, not raised."""
+    doc: dict = {}
+    session = RunSession(label=kind, root=options.out, summary=lambda _: doc,
+                         header={"kind": kind, "study": STUDY, "arch": arch, "runtime": options.runtime})
+    with session:
+        doc.update(measure())
+    return session.record
 
 
 # ------------------------------------------------------------------ the whole study
@@ -224,6 +231,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
         raise runtimes.StackError(f"a {other.arch} stack is running; the study brings each stack up itself: "
                                   f"`make down RUNTIME={options.runtime}` first")
     done = [inprocess(options, log)]
+    if done[-1].interrupted:
+        return done
     plan = experiments(options)
     for label, arch, knobs in configs(options):
         if registry.get(arch).unmet(options.runtime):
@@ -251,13 +260,15 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
                 done += records
                 if any(r.interrupted for r in records):
                     return done
-            done.append(_write(options, "ensemble-functions", {
+            done.append(measured(options, "ensemble-functions", lambda: {
                 "label": label, "functions": functions_doc(st, options.runtime, starts),
                 "stack_settings": serving.recorded()}, arch=arch))
-            if label == "parallel":
+            if label == "parallel" and not done[-1].interrupted:
                 log("-- deadline mode: accuracy against deadline")
-                done.append(_write(options, "ensemble-deadline", {"deadline": deadline_sweep(serving, options, log),
-                                                                   "stack_settings": serving.recorded()}, arch=arch))
+                done.append(measured(options, "ensemble-deadline", lambda: {
+                    "deadline": deadline_sweep(serving, options, log), "stack_settings": serving.recorded()}, arch=arch))
+            if done[-1].interrupted:
+                return done
         finally:
             with interrupts.shielded():
                 rt.down(run_dir=options.run_dir, log=log)

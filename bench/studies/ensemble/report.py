@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.formats import significant
+from bench.report.docs import dataset_note
 from bench.report.runs import Run
-from bench.report.sections import Context, Figure, Heading, Section, Text
+from bench.report.sections import Answer, Context, Figure, Heading, Section, Text
 from bench.report.tables import published as printed
 from bench.report.tables import missing, table
 from bench.studies.ensemble import published
@@ -246,6 +247,33 @@ def plot_deadline(run: Run | None, path: Path) -> Path:
     return plots.save(fig, path)
 
 
+def answer(ctx: Context) -> Answer | None:
+    """Parallel against serial at the largest batch both ran, against max(T), and the accuracy gained."""
+    p50 = bench_p50(ctx)
+    serial, parallel = p50.get("serial", {}), p50.get("parallel", {})
+    both = sorted(set(serial) & set(parallel))
+    parts = []
+    if both:
+        b = both[-1]
+        s, p = serial[b], parallel[b]
+        parts.append(f"At batch {b:,}, parallel answers in {significant(p)} ms against serial's {significant(s)} ms "
+                     f"({s / p:.2f}× faster; the study: up to {published.PARALLEL_SPEEDUP_UP_TO}×)")
+        slowest = references(p50)["max(T)"].get(b)
+        if slowest:
+            over = 100 * (p / slowest - 1)
+            parts[-1] += (f", {abs(over):.0f}% {'slower' if over >= 0 else 'faster'} than its slowest member "
+                          f"alone (the study at batch 1,000: {published.BATCH_1000_SLOWER_THAN_SLOWEST_PERCENT}% "
+                          "slower)")
+        parts[-1] += "."
+    inproc = _newest(ctx.runs, "ensemble-inprocess")
+    acc = inproc.get("accuracy") if inproc else None
+    gain = acc.get("gain_points_over_best") if acc else None
+    if gain is not None:
+        parts.append(f"Averaging the three adds {gain:+.2f} points of accuracy over the best member "
+                     f"(the study: {published.gain_over_best_points():+.2f}).")
+    return Answer(" ".join(parts), "ensemble-latency.png") if parts else None
+
+
 def section(ctx: Context) -> Section:
     inproc = _newest(ctx.runs, "ensemble-inprocess")
     fun_runs = [r for r in ctx.runs if r.kind == "ensemble-functions" and r.record.study == STUDY]
@@ -268,6 +296,7 @@ def section(ctx: Context) -> Section:
         Text(intro),
         Heading("Accuracy: the study's beside ours"),
         accuracy_table(inproc),
+        Text(dataset_note()),
         Heading("Latency by batch size: serial against parallel"),
         Text("p50 of one request through nginx at each batch size (raw bodies, one request at a time). sum(T) and "
              "max(T) are of the members alone, as the study's serial = sum and parallel = max. The study: "
@@ -287,7 +316,86 @@ def section(ctx: Context) -> Section:
              "the request failed (502, or 504 when all timed out). Measured by a coordinator in the harness process "
              "against the parallel stack's member functions."),
         deadline_table(ctx),
+        Text(dataset_note()),
         Figure("ensemble-deadline", "ensemble-deadline.png", "Accuracy and members used against the deadline.",
                lambda path: plot_deadline(deadline, path)),
     ]
     return Section(title="Ensemble of three models as functions: serial against parallel", blocks=blocks)
+
+
+# --------------------------------------------------------------------------- the README's blocks
+
+def readme(ctx: Context) -> dict[str, str]:
+    """The README's ensemble numbers (:mod:`bench.report.docs`), from the same runs as the section."""
+    from bench.report.docs import md_table
+
+    inproc = _newest(ctx.runs, "ensemble-inprocess")
+    acc = inproc.get("accuracy") if inproc else None
+    out = {}
+    if acc:
+        rows = [[m["model"], f"{100 * m['test_accuracy']:.2f}%"] for m in acc["members"].values()]
+        rows.append(["**softmax average of the three**", f"**{100 * acc['ensemble']['test_accuracy']:.2f}%** "
+                     f"({acc['gain_points_over_best']:+.2f} points over the best member)"])
+        out["ensemble-accuracy"] = (md_table(["member (`models/<name>/1`)", f"test accuracy ({acc['test_images']:,} "
+                                              f"images; `results/{inproc.run_id}`)"], rows)
+                                    + "\n\n" + dataset_note())
+    else:
+        out["ensemble-accuracy"] = "Accuracy: not measured yet (make study STUDY=ensemble)."
+    p50 = bench_p50(ctx)
+    refs = references(p50)
+    rows = []
+    for b in BATCHES:
+        s, p, total, slowest = (p50.get("serial", {}).get(b), p50.get("parallel", {}).get(b),
+                                refs["sum(T)"].get(b), refs["max(T)"].get(b))
+        rows.append([f"{b:,}", _md(slowest), _md(total), _md(s), _md(p), f"{s / p:.2f}x" if s and p else None,
+                     f"{100 * (p / slowest - 1):+.0f}%" if p and slowest else None])
+    out["ensemble-table"] = ("p50 ms of one request through the whole stack, one run per stack and batch size "
+                             "(`make study STUDY=ensemble`):\n\n" + md_table(
+                                 ["batch", "slowest member alone", "sum(T)", "serial", "parallel",
+                                  "serial / parallel", "parallel vs slowest"], rows))
+    out["ensemble-cores"] = cores_readme(ctx, p50, inproc)
+    return out
+
+
+def _md(v):
+    return significant(v) if v is not None else None
+
+
+def cores_readme(ctx: Context, p50, inproc: Run | None) -> str:
+    refs = references(p50)
+    parts = []
+    b = max(refs["sum(T)"], default=None)
+    par = p50.get("parallel", {}).get(b) if b else None
+    if b and par:
+        s, m = refs["sum(T)"][b], refs["max(T)"][b]
+        parts.append(f"At batch {b:,} parallel cannot beat max({significant(m)}, {significant(s)} / 2) = "
+                     f"{significant(max(m, s / 2))} ms on 2 cores; we measured {significant(par)} ms (one run; nginx, "
+                     f"Django and the coordinator share the cores too). With three free cores it could reach max(T) "
+                     f"= {significant(m)} ms; the study's \"{published.BATCH_1000_SLOWER_THAN_SLOWEST_PERCENT}% slower "
+                     "than the slowest member\" needs that.")
+    lat = (inproc.get("latency") if inproc else None) or {}
+    row = lat.get(str(b)) if b else None
+    if row and "inprocess-serial" in row and "inprocess-threads" in row:
+        parts.append(f"In process, batch {b:,}: {significant(row['inprocess-serial']['p50_ms'])} ms serial, "
+                     f"{significant(row['inprocess-threads']['p50_ms'])} ms in threads.")
+    recs = [r for r in ctx.runs if r.kind == "ensemble-functions" and r.get("label") == "parallel"]
+    fun = (recs[-1].get("functions") or {}) if recs else {}
+    if fun:
+        cold = [d["cold_start_s"] for d in fun.values() if d.get("cold_start_s") is not None]
+        peaks = " / ".join(significant(d.get("peak_memory_mb")) for d in fun.values())
+        limit = next((d["limits"]["memory_mb"] for d in fun.values() if (d.get("limits") or {}).get("memory_mb")), None)
+        parts.append(f"Per function (one stack): cold start (launch to healthy under its quota) "
+                     f"{min(cold):.1f}-{max(cold):.1f} s; peak memory {peaks} MB"
+                     + (f" of {limit:,}." if limit else "."))
+    dl = _newest(ctx.runs, "ensemble-deadline")
+    rows = [r for r in (dl.get("deadline", "rows", default=[]) if dl else []) if r.get("deadline_ms")]
+    if rows:
+        shown = [r for r in rows if 0.5 <= r["members_used_mean"] < 2.95]
+        every = next((r for r in rows if r["members_used_mean"] >= 2.95), None)
+        text = ", ".join(f"{r['deadline_ms']:g} ms uses {r['members_used_mean']:.1f} members on average "
+                         f"({100 * r['accuracy']:.1f}% accurate)" for r in shown)
+        if every:
+            text += f", {every['deadline_ms']:g} ms and more all three ({100 * every['accuracy']:.1f}%)"
+        parts.append(f"Deadline mode (batch {dl.get('deadline', 'batch')}, {rows[0].get('images')} images, one run; "
+                     f"accuracy as in the note above): {text}.")
+    return " ".join(parts) if parts else "Not measured yet (make study STUDY=ensemble)."

@@ -3,12 +3,12 @@ and proposed build modes, while the client's query loop runs.
 
 For each model (``SB_OFFLOAD_MODELS``):
 
-1. Partition it (:mod:`models.partition`) into the study's piece count and
+1. Partition it (:mod:`bench.studies.offloading.partition`) into the study's piece count and
    write the encoded pieces to ``run/offloading/<model>.pieces``.
 2. One link for the study (:class:`servebench.netns.ShapedLink`, two
    namespaces, ``tc tbf`` at ``SB_OFFLOAD_LINK_MBIT`` each way) and one edge
-   server in the server's namespace (:mod:`services.edge.server`).
-3. The client (:mod:`services.edge.client`) in the client's namespace, under
+   server in the server's namespace (:mod:`bench.studies.offloading.edge_server`).
+3. The client (:mod:`bench.studies.offloading.edge_client`) in the client's namespace, under
    a CPU quota (a cgroup, ``SB_OFFLOAD_CLIENT_CPUS``); it builds its own copy
    of the model once, then runs ``repeats`` x (baseline, proposed), alternating
    so drift hits both modes alike. Before each upload the link's rate is
@@ -43,12 +43,14 @@ from typing import Callable
 
 import numpy as np
 
-from bench import provenance, results
+from bench import results
 from bench.options import StudyOptions
-from bench.records import RunRecord, write
-from servebench import interrupts
+from bench.records import RunRecord
+from bench.session import RunSession
+from servebench import interrupts, processes
 from servebench import runtime as runtimes
-from servebench.settings import REPO_ROOT, OffloadSettings, Settings
+from servebench.knobs import SectionValues
+from servebench.settings import REPO_ROOT, Settings
 
 STUDY = "offloading"
 MODES = ("baseline", "proposed")
@@ -75,19 +77,21 @@ class Upload:
         return f"{self.model}: {self.mode}, repeat {self.repeat}"
 
 
-def knobs(options: StudyOptions) -> OffloadSettings:
-    """The knobs in force: the environment's; a quick run shrinks those the environment does not set."""
-    base = OffloadSettings()
-    if not options.quick:
-        return base
-    return base.model_copy(update={k: v for k, v in QUICK.items() if k not in base.model_fields_set})
+def knobs(options: StudyOptions, settings: Settings | None = None) -> SectionValues:
+    """The study's knobs in force (``settings``, default the environment's); a quick run shrinks those that
+    were not set."""
+    settings = settings if settings is not None else Settings()
+    if options.quick:
+        settings = settings.model_copy(update={f"offload_{k}": v for k, v in QUICK.items()
+                                               if f"offload_{k}" not in settings.model_fields_set})
+    return settings.section("offload")
 
 
-def experiments(options: StudyOptions) -> list[Upload]:
+def experiments(options: StudyOptions, settings: Settings | None = None) -> list[Upload]:
     """Every upload in order: per model, repeats x (baseline, proposed). Pure: starts nothing."""
     from models import offload_models
 
-    k = knobs(options)
+    k = knobs(options, settings)
     for name in k.models:
         offload_models.get(name)  # an unknown name fails when the plan is made
     return [Upload(m, mode, r) for m in k.models for r in range(1, k.repeats + 1) for mode in MODES]
@@ -108,8 +112,9 @@ def prepare(model_name: str, folder: Path, log: Callable = print) -> dict:
     """Partition ``model_name`` and write its pieces to ``folder/<model>.pieces``; what it made."""
     import keras
 
-    from models import offload_models, partition
-    from servebench import pieces as wire
+    from bench.studies.offloading import partition
+    from bench.studies.offloading import pieces as wire
+    from models import offload_models
 
     spec = offload_models.get(model_name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,7 +147,7 @@ def prepare(model_name: str, folder: Path, log: Callable = print) -> dict:
 class Lines:
     """A child's stdout read line by line on a thread, so reads can time out."""
 
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc: processes.Process):
         self.proc = proc
         self._q: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -162,95 +167,85 @@ class Lines:
         return line.strip()
 
 
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
 # ------------------------------------------------------------------ one model
-def measure_model(info: dict, link, k: OffloadSettings, options: StudyOptions, log: Callable) -> RunRecord:
-    """Every upload of one model (repeats x modes) with the client under its quota; its run record."""
+def measure_model(info: dict, link, k: SectionValues, options: StudyOptions, log: Callable) -> RunRecord:
+    """Every upload of one model (repeats x modes) with the client under its quota; its run record (marked
+    interrupted after Ctrl-C or a failure, with the uploads measured so far: each in the record and its CSV)."""
     from servebench import cgroups
 
-    run_dir = results.new_run_dir(f"offloading-{info['model']}", options.out)
     limits = cgroups.Limits.of(None, k.client_cpus)
-    record = RunRecord(kind="offloading", run_id=run_dir.name, study=STUDY,
-                       settings={**k.recorded(), "quick": options.quick}, provenance=provenance.record())
     extra = {"model": info["model"], "title": info["title"], "timing_only": info["timing_only"],
              "label": info["label"], "partition": {key: info[key] for key in (
                  "pieces_study", "pieces", "cut_points", "operations", "parameters", "piece_bytes", "size_bytes",
                  "input_shape", "prepare_s")},
              "client_limits": (limits or cgroups.Limits()).recorded(), "link": link.recorded(), "uploads": []}
     uploads: list[dict] = []
-    interrupted = False
-    cg = client = None
-    with results.CsvLog(run_dir / "uploads.csv", UPLOAD_COLUMNS) as up_csv, \
-            results.CsvLog(run_dir / "queries.csv", QUERY_COLUMNS) as q_csv:
-        try:
-            cg = cgroups.CGroup(f"offload-client-{os.getpid()}", limits)
-            client = link.popen("client", [sys.executable, "-m", "services.edge.client",
-                                           "--server", f"{link.server_addr}:{k.port}", "--pieces", str(info["path"]),
-                                           "--input", str(info["input"])],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
-                                preexec_fn=cg.preexec())
-            lines = Lines(client)
-            started = time.perf_counter()
-            lines.next(START_TIMEOUT_S * (1 + info["size_bytes"] / 1e8), f"{info['title']} client start")
-            extra["client_ready_s"] = round(time.perf_counter() - started, 2)
-            log(f"client ready in {extra['client_ready_s']} s (its own copy built under "
-                f"{k.client_cpus or 'no'} CPU quota)")
-            for repeat in range(1, k.repeats + 1):
-                for mode in MODES:
-                    rate = link.measure_mbit(k.rate_measure_mb)
-                    session = f"{info['model']}-{mode}-{repeat}-{os.getpid()}"
-                    client.stdin.write(f"run {mode} {session} {k.queries_after}\n")
-                    client.stdin.flush()
-                    doc = json.loads(lines.next(UPLOAD_TIMEOUT_S, f"{info['title']} {mode} upload"))
-                    if "error" in doc:
-                        raise runtimes.StackError(f"{info['title']} {mode} upload failed: {doc['error']}")
-                    row = summarise_upload(info, mode, repeat, rate, doc)
+
+    def measured(interrupted: bool) -> dict:
+        # the link with the rate measured before the last upload
+        return {**extra, "uploads": uploads, "summary": summarise(uploads), "link": link.recorded()}
+
+    session = RunSession(label=f"offloading-{info['model']}", root=options.out, summary=measured,
+                         header={"kind": "offloading", "study": STUDY,
+                                 "settings": {**k.recorded(), "quick": options.quick}}, record_errors=True)
+    with session:
+        up_csv = results.CsvLog(session.run_dir / "uploads.csv", UPLOAD_COLUMNS)
+        session.on_close(up_csv.close)
+        q_csv = results.CsvLog(session.run_dir / "queries.csv", QUERY_COLUMNS)
+        session.on_close(q_csv.close)
+        # Always in a group of its own (unlimited without a quota): its CPU time and peak memory are read back.
+        client = processes.launch([sys.executable, "-m", "bench.studies.offloading.edge_client",
+                                   "--server", f"{link.server_addr}:{k.port}", "--pieces", str(info["path"]),
+                                   "--input", str(info["input"])],
+                                  env=child_env(), netns=link.namespace("client"), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True, limits=limits or cgroups.Limits(),
+                                  cgroup=f"offload-client-{os.getpid()}", marker=info["path"].parent)
+        session.on_close(lambda: stop_client(client, extra))  # before the record: it reads the client's group
+        lines = Lines(client)
+        started = time.perf_counter()
+        lines.next(START_TIMEOUT_S * (1 + info["size_bytes"] / 1e8), f"{info['title']} client start")
+        extra["client_ready_s"] = round(time.perf_counter() - started, 2)
+        log(f"client ready in {extra['client_ready_s']} s (its own copy built under "
+            f"{k.client_cpus or 'no'} CPU quota)")
+        for repeat in range(1, k.repeats + 1):
+            for mode in MODES:
+                rate = link.measure_mbit(k.rate_measure_mb)
+                name = f"{info['model']}-{mode}-{repeat}-{os.getpid()}"
+                client.stdin.write(f"run {mode} {name} {k.queries_after}\n")
+                client.stdin.flush()
+                doc = json.loads(lines.next(UPLOAD_TIMEOUT_S, f"{info['title']} {mode} upload"))
+                if "error" in doc:
+                    raise runtimes.StackError(f"{info['title']} {mode} upload failed: {doc['error']}")
+                row = summarise_upload(info, mode, repeat, rate, doc)
+                with interrupts.shielded():  # an upload is in the record and both CSVs, or in none
                     uploads.append(row)
                     up_csv.row([row[c] for c in UPLOAD_COLUMNS])
                     for i, q in enumerate(doc["queries"]):
                         q_csv.row([info["model"], mode, repeat, i, q["start_s"], q["duration_s"], q["server_pieces"],
                                    q["remote_s"], q["server_s"], q["local_s"], q["after_upload"], row["upload_s"]])
-                    log(f"{info['title']} {mode} #{repeat}: upload {row['upload_s']:.2f} s (expected "
-                        f"{row['expected_s']:.2f} s at {rate:.1f} Mbit/s), build {row['build_s_total']:.2f} s in "
-                        f"{row['units']} units, {row['queries']} queries")
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            with interrupts.shielded():
-                if client is not None and client.poll() is None:
-                    try:
-                        client.stdin.write("quit\n")
-                        client.stdin.flush()
-                        client.wait(timeout=10)
-                    except (OSError, subprocess.TimeoutExpired):
-                        pass
-                stop(client)
-                if cg is not None:
-                    extra["client_cpu_s"] = round(cg.cpu_seconds(), 2)
-                    extra["client_peak_memory_mb"] = round(cg.peak_memory_bytes() / 2**20, 1)
-                    cg.remove()
-                extra["uploads"] = uploads
-                extra["summary"] = summarise(uploads)
-                extra["link"] = link.recorded()  # with the rate measured before the last upload
-                write(run_dir, RunRecord.model_validate({**record.model_dump(), **extra,
-                                                         "interrupted": interrupted}))
-    if interrupted:
-        raise KeyboardInterrupt
-    return RunRecord.model_validate({**record.model_dump(), **extra})
+                log(f"{info['title']} {mode} #{repeat}: upload {row['upload_s']:.2f} s (expected "
+                    f"{row['expected_s']:.2f} s at {rate:.1f} Mbit/s), build {row['build_s_total']:.2f} s in "
+                    f"{row['units']} units, {row['queries']} queries")
+    return session.record
+
+
+def stop_client(client: processes.Process, extra: dict) -> None:
+    """Ask the client to quit, read its group's CPU time and peak memory into ``extra``, then stop it."""
+    if client.poll() is None:
+        try:
+            client.stdin.write("quit\n")
+            client.stdin.flush()
+            client.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    if client.cgroup is not None:  # read before the stop removes the group
+        extra["client_cpu_s"] = round(client.cgroup.cpu_seconds(), 2)
+        extra["client_peak_memory_mb"] = round(client.cgroup.peak_memory_bytes() / 2**20, 1)
+    client.stop()
 
 
 def summarise_upload(info: dict, mode: str, repeat: int, rate: float, doc: dict) -> dict:
@@ -291,8 +286,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
     why = unavailable()
     if why:
         raise runtimes.StackError(f"the offloading study needs root for network namespaces, tc and cgroups: {why}")
-    k = knobs(options)
-    experiments(options)  # names checked before anything starts
+    k = knobs(options, settings)
+    experiments(options, settings)  # names checked before anything starts
     folder = (options.run_dir or REPO_ROOT / "run") / "offloading"
     records: list[RunRecord] = []
     link = server = None
@@ -301,9 +296,12 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
         link = netns.ShapedLink(f"off{os.getpid()}", k.link_mbit, server_ns=True)
         log(f"link: {k.link_mbit:g} Mbit/s set, {link.server_addr} (server) <-> {link.client_addr} (client); "
             f"{link.recorded()['netem']}")
-        server = link.popen("server", [sys.executable, "-m", "services.edge.server", "--host", link.server_addr,
-                                       "--port", str(k.port), "--mode", k.build_mode],
-                            stdout=subprocess.PIPE, text=True, env=child_env())
+        # Healthy once it says where it listens (its port is reachable only inside the link); the finally below
+        # rolls it back on any failure or Ctrl-C. The marker makes a killed run's server findable.
+        server = processes.launch([sys.executable, "-m", "bench.studies.offloading.edge_server",
+                                   "--host", link.server_addr, "--port", str(k.port), "--mode", k.build_mode],
+                                  env=child_env(), netns=link.namespace("server"), stdout=subprocess.PIPE, text=True,
+                                  marker=folder)
         Lines(server).next(START_TIMEOUT_S, "edge server start")
         for name in k.models:
             log(f"\n== {name}")
@@ -312,7 +310,10 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
                 records.append(measure_model(info, link, k, options, log))
             finally:
                 info["path"].unlink(missing_ok=True)  # up to 250 MB each; made again in seconds
-    except KeyboardInterrupt:
+            if records[-1].interrupted:
+                log("interrupted: what was measured is kept")
+                break
+    except KeyboardInterrupt:  # outside a model's run session: preparing, starting the server
         log("interrupted: what was measured is kept")
         if records:
             records[-1] = records[-1].model_copy(update={"interrupted": True})
@@ -320,7 +321,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
             records.append(RunRecord(kind="offloading", run_id="interrupted", study=STUDY, interrupted=True))
     finally:
         with interrupts.shielded():
-            stop(server)
+            if server is not None:
+                server.stop()
             if link is not None:
                 link.close()
     return records

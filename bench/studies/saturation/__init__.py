@@ -4,6 +4,3 @@ machine's in-process limit and Triton, with the CPU budget of one image.
 ``experiments`` plans the model curve and one sweep per architecture
 (:mod:`bench.sweep`), ``report`` draws its section of the report.
 """
-from bench.studies.saturation.experiments import experiments, run
-
-__all__ = ["experiments", "run"]

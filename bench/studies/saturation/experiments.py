@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from bench import studies
+from bench import study
 from bench.options import ModelCurveOptions, StudyOptions, SweepOptions
 from bench.records import RunRecord
 from servebench import registry
@@ -43,12 +43,12 @@ def arches(options: StudyOptions) -> list[str]:
     return [a for a in mine if a in options.arches] if options.arches else mine
 
 
-def experiments(options: StudyOptions) -> list[studies.Experiment]:
+def experiments(options: StudyOptions) -> list[study.Experiment]:
     where = {"out": options.out, "data_dir": options.data_dir, "progress": options.progress, "study": STUDY}
     names = arches(options)
     plan = []
     if options.reference and names:
-        plan.append(studies.Experiment(
+        plan.append(study.Experiment(
             names[0], ModelCurveOptions(**where, **(QUICK_CURVE if options.quick else {})), SIGNATURE,
             title="in-process model curve (the machine's limit, the model's CPU per image)"))
     for arch in names:
@@ -56,7 +56,7 @@ def experiments(options: StudyOptions) -> list[studies.Experiment]:
         size["n"] = min(options.n, size.get("n", SweepOptions.model_fields["n"].default))
         sweep = SweepOptions(arch=arch, runtime=options.runtime, run_dir=options.run_dir, **where,
                              model_curve="latest", **size)
-        plan.append(studies.Experiment(arch, sweep, SIGNATURE, title=f"{arch}: sweep, batching "
+        plan.append(study.Experiment(arch, sweep, SIGNATURE, title=f"{arch}: sweep, batching "
                                                                      f"{' and '.join(sweep.batching)}"))
     return plan
 

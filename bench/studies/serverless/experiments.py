@@ -11,11 +11,11 @@ Steps, in order (one run folder, ``results/<id>-serverless/``: summary.json and 
    peak memory and duration per stage (Fig. 3), cold against warm.
 4. ``fig5``: a fixed set of records at each parallelism P, a fresh set of functions each: total time and
    cost against P (Fig. 5). Real parallelism stops at this machine's cores.
-5. ``tables``: per table size, memMin of each stage found by running (servebench.serverless.sizing),
+5. ``tables``: per table size, memMin of each stage found by running (bench.studies.serverless.sizing),
    then the record at memMin: time and cost beside memMax (Tables 1 and 2).
 6. ``baseline``: the whole model in one process on the same CPU (the study's single-GPU baseline).
 
-Scale: SB_SERVERLESS_RECORD_SIZES, _TABLE_SIZES, _PARALLELISM, _FIG5_RECORDS (see options.py); the study's
+Scale: SB_SERVERLESS_RECORD_SIZES, _TABLE_SIZES, _PARALLELISM, _FIG5_RECORDS (see knobs.py); the study's
 scale is RECORD_SIZES="100 250 500 1000" TABLE_SIZES="1000 500" PARALLELISM="1 2 4 8 16 32 64".
 """
 from __future__ import annotations
@@ -29,12 +29,12 @@ from typing import Callable
 
 import numpy as np
 
-from bench import provenance, results
 from bench.options import StudyOptions
-from bench.records import RunRecord, write
-from servebench import data, objectstore
-from servebench.serverless import cost, invokers, orchestrator as orch, records, sizing, stages
-from servebench.serverless.options import ServerlessSettings
+from bench.records import RunRecord
+from bench.session import RunSession
+from bench.studies.serverless import cost, invokers, objectstore, orchestrator as orch, records, sizing, stages
+from servebench import data
+from servebench.knobs import SectionValues
 from servebench.settings import Settings
 
 STUDY = "serverless"
@@ -48,9 +48,21 @@ class Step:
     title: str
 
 
-def experiments(options: StudyOptions, config: ServerlessSettings | None = None) -> list[Step]:
+def knobs(settings: Settings | None = None) -> SectionValues:
+    """The study's knobs in force: ``settings``' (default: the environment's)."""
+    return (settings if settings is not None else Settings()).section("serverless")
+
+
+def store_config(c: SectionValues, local_endpoint: str | None = None) -> objectstore.StoreConfig:
+    """Where the study's store is: the knobs' endpoint, else the local SeaweedFS at ``local_endpoint``."""
+    return objectstore.StoreConfig(endpoint_url=c.store_endpoint or local_endpoint, bucket=c.store_bucket,
+                                   access_key=c.store_access_key, secret_key=c.store_secret_key,
+                                   region=c.store_region)
+
+
+def experiments(options: StudyOptions, settings: Settings | None = None) -> list[Step]:
     """The plan; pure."""
-    c = config or ServerlessSettings()
+    c = knobs(settings)
     steps = [Step("setup", "object store, weights, records"),
              Step("check", f"CNN through its functions on {min(options.n, CHECK_IMAGES)} images == whole model"),
              Step("fig3", f"AlexNet per stage, records of {' '.join(map(str, c.record_sizes))} images, cold then warm"),
@@ -82,25 +94,30 @@ def _per_stage(rows: list[dict]) -> dict[str, dict]:
             for r in rows}
 
 
-def run(options: StudyOptions, settings: Settings, log: Callable = print,
-        config: ServerlessSettings | None = None) -> list[RunRecord]:
+def run(options: StudyOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
     from models.splits import SPLITS, STAGES
 
-    c = config or ServerlessSettings()
+    settings = settings if settings is not None else Settings()
+    c = knobs(settings)
     prices = cost.load(c.prices)
-    out_dir = results.new_run_dir("serverless", options.out)
-    run_id = out_dir.name
-    all_rows: list[dict] = []
-    doc: dict = {"kind": "serverless", "run_id": run_id, "study": STUDY, "runtime": c.runtime,
-                 "settings": {**c.recorded(), "n": options.n}, "provenance": provenance.record(),
-                 "labels": LABELS, "prices": prices.recorded(), "cpu_count": os.cpu_count(),
-                 "lambda_mb_per_vcpu": invokers.cgroups.LAMBDA_MB_PER_VCPU}
+    all_rows: list[dict] = []  # invocations.csv's, written at the close: its columns are every row's keys
+    doc: dict = {}  # what was measured
     server = None if c.store_endpoint else objectstore.SeaweedFS(settings, options.run_dir, log=log)
     t_start = time.monotonic()
-    try:
+    session = RunSession(label="serverless", root=options.out, record_errors=True,
+                         summary=lambda _: {**doc, "wall_s": round(time.monotonic() - t_start, 1)},
+                         header={"kind": "serverless", "study": STUDY, "runtime": c.runtime,
+                                 "settings": {**c.recorded(), "n": options.n}, "labels": LABELS,
+                                 "prices": prices.recorded(), "cpu_count": os.cpu_count(),
+                                 "lambda_mb_per_vcpu": invokers.cgroups.LAMBDA_MB_PER_VCPU})
+    with session:
+        out_dir = session.run_dir
+        run_id = out_dir.name
+        session.on_close(lambda: _write_csv(out_dir / "invocations.csv", all_rows))
         if server:
+            session.on_close(server.stop)  # before the record: the wall time counts the store's stop
             server.start()
-        store = objectstore.Store(c.store(server.endpoint_url if server else None))
+        store = objectstore.Store(store_config(c, server.endpoint_url if server else None))
         doc["store"] = store.config.recorded()
         store.ensure_bucket()
         log("\n== setup: weights and records")
@@ -226,14 +243,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print,
             base_rows.append({"record_size": size, "seconds": round(time.perf_counter() - t, 4)})
             log(f"  {size}: {base_rows[-1]['seconds']:.2f} s")
         doc["baseline"] = base_rows
-    finally:
-        if server:
-            server.stop()
-        doc["wall_s"] = round(time.monotonic() - t_start, 1)
-        _write_csv(out_dir / "invocations.csv", all_rows)
-        write(out_dir, RunRecord.model_validate(doc))
-    log(f"\nserverless: {out_dir}")
-    return [RunRecord.model_validate(doc)]
+    log(f"\nserverless: {session.run_dir}")
+    return [session.record]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

@@ -4,6 +4,3 @@ against one HTTP request per frame, on loopback and on a shaped link, with the m
 ``experiments`` plans the runs, ``run`` measures them (one record, kind ``streaming``), ``report`` draws its
 section, ``published`` holds the study's per-image table.
 """
-from bench.studies.streaming.experiments import experiments, run
-
-__all__ = ["experiments", "run"]

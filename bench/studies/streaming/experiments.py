@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench import provenance, records, resources, results, studies
+from bench import resources, results, study
 from bench import stream_client as sc
 from bench.options import BenchOptions, ReferenceOptions, StudyOptions
 from bench.records import RunRecord
+from bench.session import RunSession
 from servebench import registry
 from servebench.settings import REPO_ROOT, Settings
 
@@ -52,7 +53,7 @@ QUICK = {"rates": (5, 30), "seconds": 3.0, "fast": 200, "yolo": 4, "quotas": (1.
 
 
 @dataclass(frozen=True)
-class StreamExperiment(studies.Experiment):
+class StreamExperiment(study.Experiment):
     """One stream: its transport, frames, model, rate (None: as fast as possible) and link."""
 
     transport: str = "tcp"
@@ -142,7 +143,6 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
     _, skipped = target.runnable_arches(options.runtime, dict.fromkeys(e.arch for e in plan if e.transport != "inprocess"))
     for arch, why in skipped.items():
         log(f"skipping {arch}: {why}")
-    run_dir = results.new_run_dir("streaming", options.out)
     rows: list[dict] = []
     timeline: list[list] = []
     notes: list[str] = []
@@ -156,9 +156,24 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
                                           options.data_dir)
         return cameras[key]
 
-    interrupted = False
+    def measured(interrupted: bool) -> dict:
+        return {"timing_only": "yolo-tiny rows: random weights (timing only)",
+                "netem": "not in this kernel: no delay added on the shaped link", "rows": rows, "notes": notes}
+
+    def write_timeline() -> None:
+        with results.CsvLog(session.run_dir / "timeline.csv", ["run", *sc.FRAME_COLUMNS]) as out:
+            for row in timeline:
+                out.row(row)
+
     rt = runtimes.get(options.runtime)
-    try:
+    session = RunSession(label="streaming", root=options.out, summary=measured, record_errors=True, header={
+        "kind": "streaming", "study": STUDY, "runtime": options.runtime,
+        "settings": {"quick": options.quick, "n": options.n, "rates": list(RATES), "seconds_per_rate": SECONDS_PER_RATE,
+                     "window": settings.stream_window, "drop": settings.stream_drop,
+                     "jpeg_quality": settings.stream_jpeg_quality, "link_mbit": LINK_MBIT,
+                     "intra_op_threads": settings.intra_op_threads, "batch_max_size": settings.batch_max_size}})
+    session.on_close(write_timeline)
+    with session:
         # 1. in process, with no stack up
         inproc = [e for e in plan if e.transport == "inprocess"]
         if inproc:
@@ -167,8 +182,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
             model = load_model(settings.model_copy(update={"stream_model": "cifar"}))
             for exp in inproc:
                 log(f"\n== {exp.title}")
-                rows.append(_measure(exp, camera("cifar", "raw", exp.frames), None, None, settings, model=model,
-                                     timeline=timeline, origin=origin))
+                rows.append(_measure(exp, camera("cifar", "raw", exp.frames), None, None, settings, session.sample,
+                                     model=model, timeline=timeline, origin=origin))
             del model
         # 2-4. stacks on loopback, 5. the shaped link
         groups: dict[tuple, list[StreamExperiment]] = {}
@@ -201,7 +216,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
                     for exp in exps:
                         log(f"-- {exp.title}")
                         cam = camera(exp.model, exp.encoding, exp.frames)
-                        row = _measure(exp, cam, st, serving, settings, link=link, timeline=timeline, origin=origin)
+                        row = _measure(exp, cam, st, serving, settings, session.sample, link=link, timeline=timeline,
+                                       origin=origin)
                         if link_doc:
                             row["link"] = link_doc
                         rows.append(row)
@@ -211,32 +227,21 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
             finally:
                 if link:
                     link.close()
-    except KeyboardInterrupt:
-        interrupted = True
-    doc = {
-        "kind": "streaming", "run_id": run_dir.name, "study": STUDY, "runtime": options.runtime,
-        "interrupted": interrupted,
-        "settings": {"quick": options.quick, "n": options.n, "rates": list(RATES), "seconds_per_rate": SECONDS_PER_RATE,
-                     "window": settings.stream_window, "drop": settings.stream_drop,
-                     "jpeg_quality": settings.stream_jpeg_quality, "link_mbit": LINK_MBIT,
-                     "intra_op_threads": settings.intra_op_threads, "batch_max_size": settings.batch_max_size},
-        "provenance": provenance.record(),
-        "timing_only": "yolo-tiny rows: random weights (timing only)",
-        "netem": "not in this kernel: no delay added on the shaped link",
-        "rows": rows, "notes": notes,
-    }
-    with results.CsvLog(run_dir / "timeline.csv", ["run", *sc.FRAME_COLUMNS]) as out:
-        for row in timeline:
-            out.row(row)
-    record = RunRecord.model_validate(doc)
-    records.write(run_dir, record)
-    log(f"\nstreaming study: {len(rows)} streams measured; results in {run_dir}")
-    return [record]
+    log(f"\nstreaming study: {len(rows)} streams measured; results in {session.run_dir}")
+    return [session.record]
 
 
-def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | None, settings: Settings, *,
-             model=None, link=None, timeline=None, origin=0.0) -> dict:
-    """One stream, with the stack's CPU and memory sampled meanwhile; its summary as a table row."""
+class Unlogged:
+    """Where a stream's resource samples go: nowhere (its summary is its row's; the study has no resources.csv)."""
+
+    def row(self, values) -> None:
+        pass
+
+
+def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | None, settings: Settings,
+             sample: Callable, *, model=None, link=None, timeline=None, origin=0.0) -> dict:
+    """One stream, with the stack's CPU and memory sampled meanwhile (``sample``: the run session's); its
+    summary as a table row."""
     window = (serving or settings).stream_window
     check = exp.model == "cifar"
     if link is not None:
@@ -249,10 +254,12 @@ def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | N
             return sc.transport_for(exp.transport, camera, host, port, window, model)
 
         sc.stream(make(), min(20, exp.frames) if exp.model == "cifar" else 2, None, window)  # warm-up
-        sampler = resources.Sampler(lambda: {**(st.processes() if st else {}), "client": resources.client_process()},
-                                    None, hz=5.0)
-        with sampler:
+        sampler = sample(lambda: {**(st.processes() if st else {}), "client": resources.client_process()},
+                         hz=5.0, log=Unlogged())
+        try:
             rs, start, end = sc.stream(make(), exp.frames, exp.rate, window)
+        finally:
+            sampler.stop()
         summary = sc.summarize(rs, start, end, exp.rate, 1000.0 / exp.rate if exp.rate else 100.0, check)
         summary["deadline_ms"] = 100.0
         summary["missed_deadline"] = int(sum(1 for r in rs if r.kind == "answer" and r.latency_ms > 100.0))

@@ -1,0 +1,54 @@
+"""The front end's backend for the TF Serving architectures (REST and gRPC)."""
+from __future__ import annotations
+
+import numpy as np
+
+from servebench import endpoint, registry
+from servebench.endpoint import InferenceFailed, Inferred
+from servebench.settings import Settings
+from services.frontend.backends import RemoteBackend
+
+
+class TFServingBackend(RemoteBackend):
+    """TensorFlow Serving: its own REST requests are passed on as is (REST arch); anything else is
+    decoded here and sent over REST or gRPC in TF Serving's formats."""
+
+    def __init__(self, settings: Settings):
+        from servebench import tfserving
+
+        super().__init__(settings)
+        self._error_type = tfserving.TFServingError
+        self.grpc = registry.get(settings.arch).protocol == "grpc"
+        if self.grpc:
+            self.client = tfserving.GrpcClient(self.address, timeout_s=settings.backend_timeout_s)
+        else:
+            host, port = self.address.rsplit(":", 1)
+            self.client = tfserving.RestClient(host, int(port), timeout_s=settings.backend_timeout_s,
+                                               pool_size=settings.backend_pool_size)
+            self.speaks = frozenset({"tfserving"})
+        # TF Serving always serves REST too; its model-status endpoint is the health check for both.
+        self.http = self._upstream(settings, settings.tfserving_rest_port)
+        self._health = tfserving.RestClient(settings.backend_host, settings.tfserving_rest_port, pool_size=1)
+
+    def forward(self, method, path, body, headers) -> endpoint.Reply:
+        return self.http.forward(method, path, body, headers)
+
+    def infer(self, images: np.ndarray) -> Inferred:
+        try:
+            pred, forward_ms = self.client.predict(images)
+        except self._error_type as exc:
+            # A 4xx is about the request and TF Serving's words help; a 5xx names only the backend.
+            what = exc.detail if exc.status < 500 else ("timed out" if exc.status == 504 else "failed or unreachable")
+            raise InferenceFailed(exc.status, f"backend {self.name}: {what}", backend=self.name) from None
+        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
+
+    def health(self) -> bool:
+        return bool(self._health.health())
+
+    def info(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        self.client.close()
+        self._health.close()
+        self.http.close()
