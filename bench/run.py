@@ -35,6 +35,7 @@ sending; the rows are kept and the summary says ``"interrupted": true``.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 import threading
 import time
@@ -45,12 +46,11 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import client, loadgen, overhead, records, resources, results, target, timing
-from bench import stream_client  # issue 11
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
 from bench.session import Recorder, RunSession, warm_up
-from servebench import data
+from servebench import data, registry
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
@@ -276,13 +276,21 @@ def print_table(doc: dict, run_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------ main
+def _driver(arch: str) -> Callable | None:
+    """The architecture's own bench function (``Architecture.driver``, "module:function"), if it declares one."""
+    name = registry.get(arch).driver
+    if not name:
+        return None
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Request], settings: Settings,
                log: Callable = print) -> RunRecord:
     """One architecture's run, in the running stack of ``arch`` or one started (and stopped) here."""
-    # --- streaming (issue 11): frames on one connection, the streaming client instead of requests ---
-    if arch in stream_client.ARCH_TRANSPORT:
-        return stream_client.bench_arch(options, arch, settings, log)
-    # --- end streaming (issue 11) ---
+    driver = _driver(arch)
+    if driver is not None:  # the architecture benches itself (the streaming ones: frames on one connection)
+        return driver(options, arch, settings, log)
     harness = overhead.measure(requests, n=options.overhead_requests)
     log(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
     with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
@@ -317,10 +325,8 @@ def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print)
                                       f"`make down RUNTIME={options.runtime}` first")
     else:
         arches = [options.arch]
-    # --- streaming (issue 11): its frames are the streaming client's, not encoded requests ---
-    if all(a in stream_client.ARCH_TRANSPORT for a in arches):
+    if all(_driver(a) is not None for a in arches):  # nothing to encode: their drivers send their own work
         return [bench_arch(options, a, [], settings, log) for a in arches]
-    # --- end streaming (issue 11) ---
     requests = prepare(options)
     done: list[RunRecord] = []
     failed: dict[str, str] = {}

@@ -117,6 +117,9 @@ class Architecture:
     study: str | None = None
     study_label: str | None = None  # the name the study gives it, when the study measured it
     description: str = ""
+    # "module:function" that benches it instead of the request client (frames, not requests):
+    # function(options, arch, settings, log) -> RunRecord; found by name, so the harness imports no study.
+    driver: str = ""
 
     def unmet(self, runtime: str) -> list[str]:
         """What stops it from running on ``runtime`` (empty when nothing does)."""

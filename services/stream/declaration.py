@@ -1,12 +1,13 @@
 """The streaming architectures: one server, three transports; they differ in the door the client takes
 through nginx. No front end: frames go from nginx to the streaming server (the per-request baselines are the
-fastapi stack, driven by the same streaming client: bench/stream_client.py --transport http|http-new)."""
+fastapi stack, driven by the same streaming client: bench/studies/streaming/client.py --transport http|http-new)."""
 from servebench.cgroups import Limits
 from servebench.knobs import MODEL
 from servebench.registry import (MODEL_BASE, PYTHON_DOCKERFILE, Architecture, Need, Service, ref, register,
                                  register_service)
 
 ORDER = 80
+DRIVER = "bench.studies.streaming.client:bench_arch"  # `make bench ARCH=stream-*` sends frames, not requests
 
 register_service(Service(
     name="stream",
@@ -28,13 +29,13 @@ NEEDS = (Need(
 
 register(Architecture(
     name="stream-tcp", title="Stream, TCP", color="tab:pink", services=("stream", "nginx"), profile="stream",
-    backend="", protocol="tcp-stream", needs=NEEDS, study="streaming", study_label="Streaming server",
+    backend="", protocol="tcp-stream", needs=NEEDS, study="streaming", study_label="Streaming server", driver=DRIVER,
     description="length-prefixed frames on one persistent TCP connection through nginx's stream proxy"), order=ORDER)
 register(Architecture(
     name="stream-ws", title="Stream, WebSocket", color="tab:gray", services=("stream", "nginx"), profile="stream",
-    backend="", protocol="websocket", study="streaming",
+    backend="", protocol="websocket", study="streaming", driver=DRIVER,
     description="the same frames as WebSocket messages through nginx's upgrade (/v1/stream)"), order=ORDER)
 register(Architecture(
     name="stream-grpc", title="Stream, gRPC", color="black", services=("stream", "nginx"),
-    profile="stream", backend="", protocol="grpc-stream", study="streaming",
+    profile="stream", backend="", protocol="grpc-stream", study="streaming", driver=DRIVER,
     description="gRPC bidirectional streaming (services/stream/stream.proto) through nginx's grpc_pass"), order=ORDER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import stream_client as sc
+from bench.studies.streaming import client as sc
 from bench.options import BenchOptions, StudyOptions
 from bench.studies.streaming import experiments as streaming
 from servebench import registry
@@ -39,6 +39,10 @@ def test_streaming_architectures_are_registered_and_dispatched_by_the_harness():
     for arch, transport in sc.ARCH_TRANSPORT.items():
         a = registry.get(arch)
         assert a.study == "streaming" and "stream" in a.services and "nginx" in a.services
+        assert a.driver == "bench.studies.streaming.client:bench_arch"  # bench.run finds it by name
+    from bench import run
+
+    assert run._driver("stream-tcp") is sc.bench_arch and run._driver("embedded") is None
     assert registry.study("streaming").load() is streaming
     assert BenchOptions(arch="stream-tcp", rate=30, n=10).deadline_ms == 100.0
 

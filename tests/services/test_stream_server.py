@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
-from bench import stream_client as sc
+from bench.studies.streaming import client as sc
 from servebench.settings import REPO_ROOT
 from services.stream import frames
 from tests.conformance import STREAM_TRANSPORTS, stream_architectures

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import stream_client as sc
+from bench.studies.streaming import client as sc
 from bench.options import BenchOptions
 from servebench import netns, registry
 from tests.conformance import params, stream_architectures, transport_of
@@ -91,7 +91,7 @@ def test_a_stream_over_a_shaped_link(tmp_path, cifar_dir):
         native.up("stream-tcp", settings, run_dir, log=lambda *_: None)
         try:
             out = tmp_path / "client.json"
-            proc = link.popen("client", [sys.executable, "-m", "bench.stream_client", "--transport", "tcp",
+            proc = link.popen("client", [sys.executable, "-m", "bench.studies.streaming.client", "--transport", "tcp",
                                          "--host", link.server_addr, "--port", str(settings.stream_proxy_port),
                                          "--n", "30", "--rate", "30", "--warmup", "2", "--wire",
                                          "--data-dir", str(cifar_dir), "--json", str(out)],

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench import resources, results, study
-from bench import stream_client as sc
+from bench.studies.streaming import client as sc
 from bench.options import BenchOptions, ReferenceOptions, StudyOptions
 from bench.records import RunRecord
 from bench.session import RunSession
@@ -283,7 +283,7 @@ def _measure_in_namespace(exp: StreamExperiment, link, serving: Settings, window
     host, port = link.server_addr, sc.endpoint(exp.transport, serving)[1]
     out = Path(results.DEFAULT_ROOT.parent / "run") / f"stream-{time.time_ns()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "bench.stream_client", "--transport", exp.transport, "--host", host,
+    argv = [sys.executable, "-m", "bench.studies.streaming.client", "--transport", exp.transport, "--host", host,
             "--port", str(port), "--n", str(exp.frames), "--window", str(window), "--encoding", exp.encoding,
             "--model", exp.model, "--warmup", "2", "--wire", "--json", str(out)]
     if exp.rate:

@@ -202,7 +202,7 @@ def test_offloading_stops_after_an_interrupted_model(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------ streaming
 def test_streaming_record_says_running_then_interrupted_with_the_timeline_written(tmp_path, monkeypatch):
-    from bench import stream_client as sc
+    from bench.studies.streaming import client as sc
     from bench import target
     from servebench import runtime as runtimes
 
@@ -307,7 +307,7 @@ def test_serverless_record_says_running_then_interrupted_with_every_invocation_w
 
 
 def test_a_stream_is_sampled_by_the_session_s_sampler_and_no_resources_csv_is_written(tmp_path, monkeypatch):
-    from bench import stream_client as sc
+    from bench.studies.streaming import client as sc
     from bench.session import RunSession
 
     options = StudyOptions(study="streaming", out=tmp_path)

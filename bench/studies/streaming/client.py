@@ -1,6 +1,6 @@
 """The harness's streaming client: a camera sending frames at a rate, with a window of frames in flight.
 
-    python -m bench.stream_client --transport tcp|ws|grpc|http|http-new|inprocess --host H --port P
+    python -m bench.studies.streaming.client --transport tcp|ws|grpc|http|http-new|inprocess --host H --port P
         [--rate 30 | (as fast as possible)] [--n 300] [--window 8] [--encoding raw|jpeg] [--quality 90]
         [--model cifar|yolo-tiny] [--deadline-ms 100] [--json OUT]
 
@@ -12,7 +12,7 @@ frame's latency runs from its capture (a frame that waited for the window
 shows it: no coordinated omission). Frames are encoded before the clock starts.
 What is sent, warm-up frames then passes, is a :class:`bench.shapes.FrameStream`.
 
-Transports (:mod:`bench.stream_transports`; all carry the same CIFAR-10 test
+Transports (:mod:`bench.studies.streaming.transports`; all carry the same CIFAR-10 test
 images, answers checked against the labels): ``tcp``, ``ws``, ``grpc``, the
 per-request baselines ``http`` and ``http-new``, and ``inprocess`` (the model
 in this process: the ceiling the others are measured against).
@@ -41,12 +41,12 @@ from typing import Callable
 import numpy as np
 
 from bench import shapes
-from bench.stream_transports import (REPLY_TIMEOUT_S, TRANSPORTS, WS_PATH, Camera, GrpcTransport, HttpTransport,
+from bench.studies.streaming.transports import (REPLY_TIMEOUT_S, TRANSPORTS, WS_PATH, Camera, GrpcTransport, HttpTransport,
                                      InProcessTransport, TcpTransport, Transport, WsTransport, load_camera,
                                      transport_for)
 from services.stream import frames
 
-# The camera and transports moved to bench.stream_transports; the studies and tests still reach them here.
+# The camera and transports moved to bench.studies.streaming.transports; the studies and tests still reach them here.
 __all__ = ["TRANSPORTS", "REPLY_TIMEOUT_S", "WS_PATH", "Camera", "load_camera", "Transport", "TcpTransport",
            "WsTransport", "GrpcTransport", "HttpTransport", "InProcessTransport", "transport_for", "FrameResult",
            "stream", "summarize", "frame_rows", "FRAME_COLUMNS", "bench_arch", "endpoint", "main"]
