@@ -121,10 +121,8 @@ class BenchOptions(StackOptions):
     loadgen_max_duration: float = option(600.0, "--loadgen: LoadGen stops issuing after this long (s; 0: no limit)",
                                          ge=0)
     loadgen_latency_ms: float = option(50.0, "--loadgen server: the p99 latency bound of a VALID run (ms)", gt=0)
-    # --- streaming (issue 11) ---
-    deadline_ms: float = option(100.0, "streaming architectures: a frame answered later than this counts as a "
-                                       "deadline miss (besides one frame interval at --rate)", gt=0)
-    # --- end streaming (issue 11) ---
+    deadline_ms: float = option(100.0, "architectures driven by frames: a frame answered later than this counts "
+                                       "as a deadline miss (besides one frame interval at --rate)", gt=0)
 
     @classmethod
     def choices(cls) -> dict[str, tuple]:

@@ -69,10 +69,8 @@ class InferenceFailed(RuntimeError):
 class Inferred:
     prediction: Prediction
     timing: str
-    # --- ensemble (issue 12) ---
-    # Besides the predictions, what the v1 body says about how they were made (the ensemble: which members).
+    # Besides the predictions, what the v1 body says about how they were made (e.g. an ensemble's members).
     details: dict | None = None
-    # --- end ensemble (issue 12) ---
 
 
 class Target(Protocol):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
 
-from servebench.settings import Settings, from_environment
+from servebench.settings import Settings, from_environment, load_plugin_module, plugin_modules
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf.template"
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+_REF = re.compile(r"\$\{(SB_[A-Z0-9_]+)\}")
 
 
 def render(prefix: Path, settings: Settings) -> str:
@@ -29,7 +31,7 @@ def render(prefix: Path, settings: Settings) -> str:
         "SB_FRONTEND_PORT": str(settings.frontend_port),
         "SB_MAX_BODY": f"{settings.max_body_mb}m",
         "SB_CONN_LIMIT": str(settings.conn_limit),
-        **stream_values(settings),  # issue 11
+        **{f"SB_NGINX_{part.upper()}": text for part, text in fragments(settings).items()},
     }
     text = TEMPLATE.read_text()
     for name, value in values.items():
@@ -37,35 +39,23 @@ def render(prefix: Path, settings: Settings) -> str:
     return text
 
 
-# --- streaming (issue 11) ---
-STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")  # Debian's libnginx-mod-stream
+PARTS = ("main", "locations", "servers", "toplevel")  # where a folder's fragments go in the template
 
 
-def stream_values(settings: Settings, module: Path = STREAM_MODULE) -> dict[str, str]:
-    """stream-tcp's proxy: nginx's ``stream`` module (dynamic in Debian: loaded when installed, else left out,
-    and stream-tcp's registry record says how to install it) and the WebSocket and gRPC ports."""
-    values = {"SB_STREAM_WS_PORT": str(settings.stream_ws_port), "SB_STREAM_GRPC_PORT": str(settings.stream_grpc_port),
-              "SB_STREAM_GRPC_PROXY_PORT": str(settings.stream_grpc_proxy_port)}
-    if not module.exists():
-        values["SB_STREAM_MODULE"] = f"# {module} is not installed (libnginx-mod-stream): no TCP stream proxy"
-        values["SB_STREAM_BLOCK"] = ""
-        return values
-    values["SB_STREAM_MODULE"] = f"load_module {module};"
-    values["SB_STREAM_BLOCK"] = f"""# stream-tcp: length-prefixed frames on one TCP connection, passed through as they are.
-stream {{
-    server {{
-        listen {settings.listen}:{settings.stream_proxy_port};
-        proxy_pass 127.0.0.1:{settings.stream_port};
-        proxy_connect_timeout 2s;
-        # A camera may pause; the connection stays open.
-        proxy_timeout 1h;
-        tcp_nodelay on;
-        # The client's half-close (its last frame sent) reaches the server; the answers still come back.
-        proxy_half_close on;
-    }}
-}}"""
-    return values
-# --- end streaming (issue 11) ---
+def fragments(settings: Settings) -> dict[str, str]:
+    """What the folders add (each folder's ``nginx.py``: ``fragments(settings) -> {part: text}``), joined by
+    part in folder order; ``${SB_*}`` in them are the knobs' values."""
+    joined: dict[str, list[str]] = {part: [] for part in PARTS}
+    for dotted, path in plugin_modules("nginx"):
+        for part, text in load_plugin_module(dotted, path).fragments(settings).items():
+            if part not in joined:
+                raise ValueError(f"{path}: unknown nginx part {part!r}: one of {', '.join(PARTS)}")
+            joined[part].append(text)
+    knobs = settings.knob_env()
+    return {part: _REF.sub(lambda m: knobs.get(m.group(1), m.group(0)), "\n".join(texts))
+            for part, texts in joined.items()}
+
+
 
 
 def write(prefix: Path, settings: Settings) -> Path:

@@ -94,10 +94,8 @@ class Service:
     # service runs in a cgroup of its own; under compose they become mem_limit and cpus.
     limits: Callable[[Settings], "Limits | None"] | None = None
 
-    # --- serverless (issue 13) ---
     # Compose profiles of a service no architecture runs (a study's own, e.g. the object store).
     profiles: tuple[str, ...] = ()
-    # --- end serverless (issue 13) ---
 
     def limits_in(self, settings: Settings) -> "Limits | None":
         return self.limits(settings) if self.limits else None

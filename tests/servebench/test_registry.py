@@ -52,6 +52,10 @@ def test_a_dummy_folder_reaches_the_cli_the_knobs_the_compose_file_and_the_front
         # Its knob is a field of the one settings model, read from SB_DUMMY_PORT, never recorded.
         assert Settings().dummy_port == 8097 and Settings.from_env({"SB_DUMMY_PORT": "9"}).dummy_port == 9
         assert "dummy_port" in NOT_RECORDED and "dummy_port" not in Settings().recorded()
+        # What it adds to nginx (its nginx.py), with its knob's value.
+        from servebench import nginx_conf
+        assert "location = /dummy { proxy_pass http://127.0.0.1:9;" in nginx_conf.render(
+            Path("/tmp/x"), Settings.from_env({"SB_DUMMY_PORT": "9"}))
         # The CLI choices.
         for cls in (opts.BenchOptions, opts.LoadOptions, opts.SoakOptions):
             assert opts.parse(cls, ["--arch", DUMMY]).arch == DUMMY
