@@ -39,22 +39,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 from pydantic import field_validator
 from tqdm import tqdm
 
-from bench import client, loadgen, perf_analyzer, results, target
+from bench import client, loadgen, perf_analyzer, results, shapes, target
 from bench import options as opts
 from bench.formats import fmt
 from bench.options import option
 from bench.records import RunRecord
 from bench.session import RunSession
+from bench.shapes import Level
 from servebench import data, registry
 from servebench.settings import Settings, from_environment
 
 TOLERANCE_PCT = 10.0  # the agreement rows' within_10pct
+OURS, PERF, LOADGEN = "servebench", "perf_analyzer", "loadgen"  # the tools, as their rows name them
 
 
 class CrosscheckOptions(opts.Options):
@@ -128,6 +130,29 @@ def agreement_row(ours: dict, theirs: dict, *, cores: int | None = None) -> dict
             "diff_pct": diff, "within_10pct": within, "explanation": explanation}
 
 
+def agreements(tools: list[dict], *, cores: int | None = None) -> list[dict]:
+    """Each other tool's row against ours at the same load, in the order they ran: perf_analyzer against our
+    closed loop at its concurrency on the same path, LoadGen SingleStream against our closed loop at
+    concurrency 1, our Poisson open loop against LoadGen Server at its rate."""
+    rows: list[dict] = []
+    ours: dict[tuple[str, int | None], dict] = {}  # our closed loops by (scenario, concurrency)
+    server: dict | None = None
+    for t in tools:
+        if t["tool"] == OURS and t["scenario"] == shapes.SERVER:
+            if server is not None:
+                rows.append(agreement_row(t, server, cores=cores))
+        elif t["tool"] == OURS:
+            ours[(t["scenario"], t["concurrency"])] = t
+        elif t["tool"] == PERF and (t["scenario"], t["concurrency"]) in ours:
+            row = agreement_row(ours[(t["scenario"], t["concurrency"])], t, cores=cores)
+            rows.append(row if t["scenario"] == "closed-loop" else {**row, "tool": f"{row['tool']}, {t['scenario']}"})
+        elif t["tool"] == LOADGEN and t["scenario"] == shapes.SERVER:
+            server = t
+        elif t["tool"] == LOADGEN and ("closed-loop", 1) in ours:
+            rows.append(agreement_row(ours[("closed-loop", 1)], t, cores=cores))
+    return rows
+
+
 def explain(ours: dict, theirs: dict, diff: float | None, cores: int | None) -> str:
     """What differs between two measurements that disagree (facts measured in this run, not a verdict)."""
     tool = theirs["tool"]
@@ -158,7 +183,8 @@ def explain(ours: dict, theirs: dict, diff: float | None, cores: int | None) -> 
 
 @dataclass(eq=False)
 class Crosscheck:
-    """One stack, every tool in turn; each step's figures as a ``tools`` row."""
+    """One stack, every tool in turn (:meth:`plan`, a :class:`bench.shapes.Scripted` shape); each step's
+    figures as a ``tools`` row."""
 
     o: CrosscheckOptions
     st: Any  # the running stack
@@ -172,9 +198,70 @@ class Crosscheck:
     loadgen_outcomes: dict[str, dict] = field(default_factory=dict, init=False)
     perf: dict = field(default_factory=dict, init=False)
     stop: threading.Event = field(default_factory=threading.Event, init=False)
+    direct_client: client.Client | None = field(default=None, init=False)  # to the model server, once warmed up
 
     def __post_init__(self):
         self.client = client.Client(self.st.url)
+
+    # ---------------------------------------------------------- the plan
+    def plan(self, use_perf: bool) -> Generator[Level, dict, None]:
+        """The steps as levels, each answered with its tool's row (``label`` names the tool, LoadGen's are its
+        scenarios): at each concurrency our closed loop then perf_analyzer; LoadGen SingleStream; LoadGen Server
+        at ``--loadgen-qps`` or half our throughput at the highest concurrency, then our Poisson open loop at that
+        rate with as many requests as LoadGen sent; then the closed-loop levels again straight at the model
+        server."""
+        o = self.o
+        ours_by_c: dict[int, dict] = {}
+        for c in o.concurrency:
+            ours_by_c[c] = yield Level(shapes.CLOSED, concurrency=c, count=len(self.requests), label=OURS)
+            if use_perf:
+                yield self._perf_level(c)
+        if o.loadgen:
+            lg = {"connections": o.connections, "min_queries": o.n, "min_duration_s": o.loadgen_min_duration,
+                  "target_latency_ms": o.loadgen_latency_ms}
+            yield shapes.LoadGenScenario(shapes.SINGLESTREAM, **lg).levels[0]
+            top = ours_by_c[max(ours_by_c)]
+            qps = o.loadgen_qps or (results.rounded(top["throughput"] / 2.0, 1) if top["throughput"] else None)
+            if qps:
+                server = yield shapes.LoadGenScenario(shapes.SERVER, target_qps=qps, **lg).levels[0]
+                yield Level(shapes.OPEN, rate=qps, arrivals="poisson", connections=o.connections,
+                            count=server["requests"] or o.n, label=OURS)
+            else:
+                self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
+        if o.direct:
+            found = self.direct_url()
+            if found is None:
+                self.notes.append(f"no direct measurement: {o.arch} runs the model inside the front end")
+                return
+            backend, url = found
+            to = {"backend": backend, "url": url}
+            for c in o.concurrency:
+                yield Level(shapes.CLOSED, concurrency=c, count=len(self.requests), label=OURS, extra=to)
+                if use_perf:
+                    yield self._perf_level(c, to)
+
+    def _perf_level(self, concurrency: int, to: dict | None = None) -> Level:
+        """perf_analyzer's level: its windows under its own stability rule (10%, at most ``--perf-max-trials``)."""
+        return Level(shapes.CLOSED, concurrency=concurrency, window_s=self.o.perf_interval_ms / 1000.0,
+                     rule=shapes.StabilityRule(3, 0.10, self.o.perf_max_trials), label=PERF, extra=to or {})
+
+    def step(self, level: Level) -> dict:
+        """One level of :meth:`plan`, measured by the tool it names; that tool's row."""
+        backend, url = level.extra.get("backend"), level.extra.get("url")
+        scenario = f"closed-loop direct to {backend}" if backend else "closed-loop"
+        where = f" straight at {backend}" if backend else ""
+        if level.kind in (shapes.SINGLESTREAM, shapes.SERVER):  # LoadGen's scenarios: LoadGen runs them
+            self.log("LoadGen SingleStream ..." if level.kind == shapes.SINGLESTREAM
+                     else f"LoadGen Server at {level.rate:g} QPS ...")
+            return self.loadgen(level)
+        if level.label == PERF:
+            self.log(f"concurrency {level.concurrency}: perf_analyzer{where} ...")
+            return self.perf_analyzer(level, url, scenario)
+        if level.kind == shapes.OPEN:
+            self.log(f"our Poisson open loop at {level.rate:g} requests/s ...")
+            return self.open_loop(level.rate, level.count)
+        self.log(f"concurrency {level.concurrency}: our closed loop{where or f' over {level.count} requests'} ...")
+        return self.closed_loop(level.concurrency, self._direct(url) if url else None, scenario)
 
     # ---------------------------------------------------------- our harness
     def warm_up(self) -> None:
@@ -191,8 +278,8 @@ class Crosscheck:
         return step
 
     def _ours(self, scenario: str, run: Callable[[Callable], None], **load) -> dict:
-        """Our harness over ``run`` (a load shape given the recorder); its row."""
-        step = self._step("servebench", scenario, **load)
+        """Our harness over ``run`` (our closed or open loop, given the recorder); its row."""
+        step = self._step(OURS, scenario, **load)
         seen: list[client.Result] = []
 
         def record(r: client.Result) -> None:
@@ -210,7 +297,7 @@ class Crosscheck:
         accuracy = sum(r.correct for r in ok) / images if images else None
         note = (f"accuracy {accuracy:.4f}" if accuracy is not None else "no answer") + (
             f", {errors} errors" if errors else "")
-        return tool_row("servebench", scenario, concurrency=load.get("concurrency"),
+        return tool_row(OURS, scenario, concurrency=load.get("concurrency"),
                         target_qps=load.get("target_qps"), requests=len(seen),
                         throughput=results.rounded(images / wall, 2) if wall > 0 else None,
                         p50_ms=lat["p50"], p90_ms=lat["p90"], p99_ms=lat["p99"],
@@ -232,26 +319,12 @@ class Crosscheck:
         backend = arch.services[0]  # start order: the backend first
         return backend, f"http://127.0.0.1:{self.st.doc['services'][backend]['port']}"
 
-    def direct(self, agreement: list[dict], use_perf: bool, cores: int | None) -> None:
-        """The same levels straight at the model server: what nginx and Django add, and the server alone."""
-        found = self.direct_url()
-        if found is None:
-            self.notes.append(f"no direct measurement: {self.o.arch} runs the model inside the front end")
-            return
-        backend, url = found
-        scenario = f"closed-loop direct to {backend}"
-        to = client.Client(url)
-        try:
-            client.warm_up(to, self.requests, self.o.warmup, max(self.o.concurrency))
-            for c in self.o.concurrency:
-                self.log(f"concurrency {c}: our closed loop straight at {backend} ...")
-                ours = self.closed_loop(c, to, scenario)
-                if use_perf:
-                    self.log(f"concurrency {c}: perf_analyzer straight at {backend} ...")
-                    row = agreement_row(ours, self.perf_analyzer(c, url, scenario), cores=cores)
-                    agreement.append({**row, "tool": f"{row['tool']}, {scenario}"})
-        finally:
-            to.close()
+    def _direct(self, url: str) -> client.Client:
+        """Our client straight at the model server (warmed up the first time): what nginx and Django add."""
+        if self.direct_client is None:
+            self.direct_client = client.Client(url)
+            client.warm_up(self.direct_client, self.requests, self.o.warmup, max(self.o.concurrency))
+        return self.direct_client
 
     def open_loop(self, qps: float, count: int) -> dict:
         reqs = [self.requests[i % len(self.requests)] for i in range(count)]
@@ -267,38 +340,37 @@ class Crosscheck:
         return row
 
     # ---------------------------------------------------------- perf_analyzer
-    def perf_analyzer(self, concurrency: int, url: str | None = None, scenario: str = "closed-loop") -> dict | None:
-        step = self._step("perf_analyzer", scenario, concurrency=concurrency)
+    def perf_analyzer(self, level: Level, url: str | None = None, scenario: str = "closed-loop") -> dict:
+        concurrency = level.concurrency
+        step = self._step(PERF, scenario, concurrency=concurrency)
         try:
             out = perf_analyzer.run(url or self.st.url, concurrency=concurrency, images=self.images,
-                                    measurement_interval_ms=self.o.perf_interval_ms, max_trials=self.o.perf_max_trials,
-                                    work_dir=self.run_dir / "perf_analyzer")
+                                    measurement_interval_ms=round(level.window_s * 1000.0),
+                                    max_trials=level.rule.limit, work_dir=self.run_dir / "perf_analyzer")
         except perf_analyzer.PerfAnalyzerError as exc:
             step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
-            row = tool_row("perf_analyzer", scenario, concurrency=concurrency, note=f"failed: {exc}"[:500])
+            row = tool_row(PERF, scenario, concurrency=concurrency, note=f"failed: {exc}"[:500])
             self.tools.append(row)
             return row
         step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
         self.perf[str(concurrency) if url is None else f"{scenario} {concurrency}"] = {k: v for k, v in out.items() if k != "raw"} | {"csv": out["raw"]["csv"]}
         note = out["note"] or (f"stable within 10% over {self.o.perf_interval_ms} ms windows; "
                                f"its own client overhead {out['raw'].get('client_overhead_pct')}%")
-        row = tool_row("perf_analyzer", scenario, concurrency=concurrency, requests=out["requests"],
+        row = tool_row(PERF, scenario, concurrency=concurrency, requests=out["requests"],
                        throughput=out["throughput"], p50_ms=out["p50_ms"], p90_ms=out["p90_ms"], p99_ms=out["p99_ms"],
                        stable=out["stable"], client_cpu_ms_per_request=out["client_cpu_ms_per_request"], note=note)
         self.tools.append(row)
         return row
 
     # ---------------------------------------------------------- LoadGen
-    def loadgen(self, scenario: str, qps: float | None = None) -> dict:
-        step = self._step("loadgen", scenario, concurrency=1 if scenario == "singlestream" else None,
-                          target_qps=qps)
-        settings = loadgen.LoadgenSettings(
-            scenario=scenario, target_qps=qps, min_queries=self.o.n, min_duration_s=self.o.loadgen_min_duration,
-            target_latency_ms=self.o.loadgen_latency_ms, connections=self.o.connections)
+    def loadgen(self, level: Level) -> dict:
+        scenario, qps = level.kind, level.rate
+        concurrency = 1 if scenario == shapes.SINGLESTREAM else None
+        step = self._step(LOADGEN, scenario, concurrency=concurrency, target_qps=qps)
         cpu0 = time.process_time()
         try:
-            out = loadgen.run(self.client, self.requests, settings, self.run_dir / f"loadgen-{scenario}",
-                              self.recorder, self.stop, log=self.log)
+            out = loadgen.run(self.client, self.requests, loadgen.level_settings(level),
+                              self.run_dir / f"loadgen-{scenario}", self.recorder, self.stop, log=self.log)
         finally:
             step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
         cpu = time.process_time() - cpu0
@@ -308,7 +380,7 @@ class Crosscheck:
         if out["verdict"] != "VALID":
             unmet = [k for k, v in out["checks"].items() if v is False]
             note += f" ({', '.join(unmet) or out.get('invalid_reason') or 'see its summary'} not met)"
-        row = tool_row("loadgen", scenario, concurrency=1 if scenario == "singlestream" else None, target_qps=qps,
+        row = tool_row(LOADGEN, scenario, concurrency=concurrency, target_qps=qps,
                        requests=out["queries"], throughput=out["qps"], p50_ms=lat["p50"], p90_ms=lat["p90"],
                        p99_ms=lat["p99"], valid=out["valid"],
                        client_cpu_ms_per_request=results.rounded(cpu * 1000.0 / out["sent"], 4) if out["sent"] else None,
@@ -321,10 +393,9 @@ class Crosscheck:
         """Every tool in turn in a run session on ``run_dir``; the record it wrote (the table printed)."""
         o, self.run_dir = self.o, run_dir
         self.stack = target.stack_record(self.st)
-        agreement: list[dict] = []
         session = RunSession(run_dir, header=self._header, table=print_table, requests_csv=True, summary=lambda _: {
-            "tools": self.tools, "agreement": agreement, "steps": self.steps, "notes": self.notes,
-            "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
+            "tools": self.tools, "agreement": agreements(self.tools, cores=os.cpu_count()), "steps": self.steps,
+            "notes": self.notes, "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
             "data": {"source": "CIFAR-10 test set", "images": len(self.requests)}})
         with session:
             self.stop = session.stop
@@ -333,46 +404,18 @@ class Crosscheck:
                        mininterval=0.5)
             self.recorder = session.recorder(self.origin, bar)
             session.on_close(self.client.close)
+            session.on_close(lambda: self.direct_client and self.direct_client.close())
             # perf_analyzer's copy of the test images (MBs of base64): the dataset is where they come from.
             session.on_close(lambda: (run_dir / "perf_analyzer" / "input-data.json").unlink(missing_ok=True))
+            if o.perf_analyzer and perf_analyzer.missing():
+                self.notes.append(f"perf_analyzer left out: {perf_analyzer.missing()}")
+            use_perf = o.perf_analyzer and not perf_analyzer.missing()
             try:
-                self._tools(agreement)
+                shapes.drive(shapes.Scripted(lambda: self.plan(use_perf)), self.step)
             except loadgen.Interrupted as exc:
                 self.loadgen_outcomes[exc.outcome.get("settings", {}).get("scenario", "?")] = exc.outcome
                 raise
         return session.record
-
-    def _tools(self, agreement: list[dict]) -> None:
-        o = self.o
-        cores = os.cpu_count()
-        if o.perf_analyzer and perf_analyzer.missing():
-            self.notes.append(f"perf_analyzer left out: {perf_analyzer.missing()}")
-        use_perf = o.perf_analyzer and not perf_analyzer.missing()
-        ours_by_c: dict[int, dict] = {}
-        for c in o.concurrency:
-            self.log(f"concurrency {c}: our closed loop over {len(self.requests)} requests ...")
-            ours_by_c[c] = self.closed_loop(c)
-            if use_perf:
-                self.log(f"concurrency {c}: perf_analyzer ...")
-                row = self.perf_analyzer(c)
-                agreement.append(agreement_row(ours_by_c[c], row, cores=cores))
-        if o.loadgen:
-            self.log("LoadGen SingleStream ...")
-            row = self.loadgen("singlestream")
-            if 1 in ours_by_c:
-                agreement.append(agreement_row(ours_by_c[1], row, cores=cores))
-            top = ours_by_c[max(ours_by_c)]
-            qps = o.loadgen_qps or (results.rounded(top["throughput"] / 2.0, 1) if top["throughput"] else None)
-            if qps:
-                self.log(f"LoadGen Server at {qps:g} QPS ...")
-                row = self.loadgen("server", qps)
-                self.log(f"our Poisson open loop at {qps:g} requests/s ...")
-                ours = self.open_loop(qps, row["requests"] or o.n)
-                agreement.append(agreement_row(ours, row, cores=cores))
-            else:
-                self.notes.append("LoadGen Server left out: no throughput to set its target QPS from")
-        if o.direct:
-            self.direct(agreement, use_perf, cores)
 
     def _perf_analyzer_info(self) -> dict:
         return {"available": perf_analyzer.missing() is None, "version": perf_analyzer.version()

@@ -35,7 +35,7 @@ from typing import Callable, Literal
 
 import mlperf_loadgen as lg
 
-from bench import client, results
+from bench import client, results, shapes
 from servebench import interrupts
 
 SCENARIOS = ("singlestream", "server")
@@ -93,6 +93,13 @@ class LoadgenSettings:
     @property
     def workers(self) -> int:
         return 1 if self.scenario == "singlestream" else self.connections
+
+
+def level_settings(level: shapes.Level) -> LoadgenSettings:
+    """What LoadGen is told for a :class:`bench.shapes.LoadGenScenario` level: the level's count and seconds
+    are its minimum query count and duration, its concurrency the connections, its ``extra`` the rest."""
+    return LoadgenSettings(scenario=level.kind, target_qps=level.rate, min_queries=level.count,
+                           min_duration_s=level.seconds, connections=level.concurrency, **level.extra)
 
 
 class Sut:

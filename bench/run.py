@@ -9,7 +9,8 @@ running stack of the same arch is used as it is. Bodies are encoded first,
 then the harness's own overhead is measured (:mod:`bench.overhead`), then
 ``--warmup`` requests are sent and not counted, then the N images are sent
 ``--repeats`` times: closed loop with ``--concurrency`` connections, or open
-loop at ``--rate`` requests/s (:mod:`bench.client`). With ``--loadgen
+loop at ``--rate`` requests/s (:mod:`bench.client`; the passes are a
+:mod:`bench.shapes` shape, :func:`pass_shape`). With ``--loadgen
 singlestream|server`` MLPerf LoadGen schedules them instead (:mod:`bench.loadgen`;
 at least N queries and ``--loadgen-min-duration`` seconds, over the same
 connections and bodies), writes its own logs to ``loadgen/`` and judges the run:
@@ -37,7 +38,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -45,11 +45,11 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, loadgen, overhead, records, resources, results, target, timing
+from bench import client, loadgen, overhead, records, resources, results, shapes, target, timing
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
-from bench.session import Recorder, RunSession, warm_up
+from bench.session import RunSession, warm_up
 from servebench import data, registry
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
@@ -103,47 +103,39 @@ class Bench:
             bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
                        dynamic_ncols=True, mininterval=0.5)
             self.session = session
-            recorder = session.recorder(origin, bar)
+            session.recorder(origin, bar)
             session.sample(lambda: {**self.st.processes(), "client": resources.client_process()},
                            hz=args.sample_hz, origin=origin)
             session.on_close(self.client.close)
-            try:
-                for repeat in range(args.repeats):
-                    recorder.repeat = repeat
-                    self._pass(repeat, recorder, session.stop)
-            except KeyboardInterrupt as exc:
-                session.stop.set()
-                if isinstance(exc, loadgen.Interrupted):  # the pass ended at the interrupt, not after LoadGen's drain
-                    self.loadgen = exc.outcome
-                    if self.passes and self.passes[-1]["end"] is None:
-                        self.passes[-1]["end"] = exc.at
-                if self.passes and self.passes[-1]["end"] is None:
-                    self.passes[-1]["end"] = time.perf_counter()
-                raise
+            shapes.drive(pass_shape(args, len(self.requests)), self.run_pass)
         return session.record
 
-    def _pass(self, repeat: int, recorder: Recorder, stop: threading.Event) -> None:
-        args = self.args
+    def run_pass(self, level: shapes.Level) -> dict:
+        """One pass over the N images as ``level`` says (closed loop, open loop or LoadGen's scenario); its
+        record. Ctrl-C ends the pass where it was and goes on to the session."""
+        args, recorder, stop = self.args, self.session.rec, self.session.stop
+        repeat = recorder.repeat = len(self.passes)
         record = {"repeat": repeat, "start": time.perf_counter(), "end": None}
         self.passes.append(record)
-        if args.loadgen:
-            self.loadgen = loadgen.run(self.client, self.requests, self.loadgen_settings(), self.run_dir / "loadgen",
-                                       recorder, stop)
-        elif args.rate:
-            offsets = client.arrival_offsets(len(self.requests), args.rate, args.arrivals, args.seed + repeat)
-            start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
-            record["start"] = start
-            self.client.open_loop(self.requests, offsets, args.pool, recorder, stop, start)
-        else:
-            self.client.closed_loop(self.requests, args.concurrency, recorder, stop)
+        try:
+            if level.kind in (shapes.SINGLESTREAM, shapes.SERVER):
+                self.loadgen = loadgen.run(self.client, self.requests, loadgen.level_settings(level),
+                                           self.run_dir / "loadgen", recorder, stop)
+            elif level.kind == shapes.OPEN:
+                offsets = client.arrival_offsets(len(self.requests), level.rate, level.arrivals, args.seed + repeat)
+                start = time.perf_counter() + 0.01  # the pool's threads are up before the first request is due
+                record["start"] = start
+                self.client.open_loop(self.requests, offsets, level.connections, recorder, stop, start)
+            else:
+                self.client.closed_loop(self.requests, level.concurrency, recorder, stop)
+        except KeyboardInterrupt as exc:
+            stop.set()
+            record["end"] = time.perf_counter()
+            if isinstance(exc, loadgen.Interrupted):  # the pass ended at the interrupt, not after LoadGen's drain
+                self.loadgen, record["end"] = exc.outcome, exc.at
+            raise
         record["end"] = time.perf_counter()
-
-    def loadgen_settings(self) -> loadgen.LoadgenSettings:
-        """What LoadGen is told: its minimum query count is N, its connections the run's pool."""
-        a = self.args
-        return loadgen.LoadgenSettings(
-            scenario=a.loadgen, target_qps=a.loadgen_qps, min_queries=a.n, min_duration_s=a.loadgen_min_duration,
-            max_duration_s=a.loadgen_max_duration, target_latency_ms=a.loadgen_latency_ms, connections=a.pool)
+        return record
 
     # ------------------------------------------------------------ summary
     def _header(self) -> dict:
@@ -238,6 +230,18 @@ class Bench:
             return None
         return {"path": str(path), "p50_ms": ref_p50,
                 "ratio_p50": results.rounded(p50 / ref_p50, 3) if p50 and ref_p50 else None}
+
+
+def pass_shape(a: opts.BenchOptions, requests: int) -> shapes.Shape:
+    """The run's passes: LoadGen's scenario (its minimum query count N, its connections the run's pool), else
+    ``--repeats`` passes of the ``requests`` open loop at ``--rate`` or closed loop."""
+    if a.loadgen:
+        return shapes.LoadGenScenario(a.loadgen, target_qps=a.loadgen_qps, connections=a.pool, min_queries=a.n,
+                                      min_duration_s=a.loadgen_min_duration, max_duration_s=a.loadgen_max_duration,
+                                      target_latency_ms=a.loadgen_latency_ms)
+    if a.rate:
+        return shapes.OpenLoop(a.rate, arrivals=a.arrivals, connections=a.pool, count=requests, repeats=a.repeats)
+    return shapes.ClosedLoop(a.concurrency, count=requests, repeats=a.repeats)
 
 
 # ------------------------------------------------------------------ output

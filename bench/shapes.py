@@ -20,12 +20,13 @@ share of it), :class:`Stepped` (closed-loop levels, then open-loop levels at
 fractions of the saturated throughput, each level measured in windows until
 :class:`StabilityRule` says it is stable or has run out of windows),
 :class:`LoadGenScenario` (MLPerf LoadGen's SingleStream and Server: LoadGen is
-the runner) and :class:`FrameStream` (a camera's frames, warm-up first).
+the runner), :class:`FrameStream` (a camera's frames, warm-up first) and
+:class:`Scripted` (a generator's levels, each yield answered with its outcome).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Generator, Mapping, Sequence
 
 import numpy as np
 
@@ -156,23 +157,24 @@ class Fixed(Shape):
 
 
 class ClosedLoop(Fixed):
-    """``concurrency`` requests in flight, each sent when the last one's answer is in."""
+    """``concurrency`` requests in flight, each sent when the last one's answer is in; ``repeats`` passes."""
 
     def __init__(self, concurrency: int, *, seconds: float | None = None, count: int | None = None,
-                 measured: bool = True, label: str = ""):
+                 measured: bool = True, label: str = "", repeats: int = 1):
         super().__init__([Level(CLOSED, concurrency=concurrency, seconds=seconds, count=count, measured=measured,
-                                label=label)])
+                                label=label)] * repeats)
 
 
 class OpenLoop(Fixed):
-    """Requests at ``rate`` per second whatever the answers do (constant or Poisson arrivals)."""
+    """Requests at ``rate`` per second whatever the answers do (constant or Poisson arrivals); ``repeats``
+    passes (the runner draws each pass's Poisson arrivals from its own seed)."""
 
     def __init__(self, rate: float, *, arrivals: str = "constant", connections: int = 64,
-                 seconds: float | None = None, count: int | None = None, label: str = ""):
+                 seconds: float | None = None, count: int | None = None, label: str = "", repeats: int = 1):
         if arrivals not in ("constant", "poisson"):
             raise ValueError(f"unknown arrivals {arrivals!r}: constant or poisson")
         super().__init__([Level(OPEN, rate=rate, arrivals=arrivals, connections=connections, seconds=seconds,
-                                count=count, label=label)])
+                                count=count, label=label)] * repeats)
 
 
 def soak_rate(capacity_images_per_s: float, load: float, batch: int) -> float:
@@ -294,6 +296,25 @@ class FrameStream(Shape):
 
     def tick(self, outcomes: Sequence[Outcome]) -> Level | None:
         return self.plan[len(outcomes)] if len(outcomes) < len(self.plan) else None
+
+
+class Scripted(Shape):
+    """Levels from a script: a generator function whose ``outcome = yield level`` gets each level's outcome
+    back, for a plan that reads like the steps it takes (crosscheck's tools in turn, one rate set by an
+    earlier level's throughput). A script decides; it never sends a request."""
+
+    def __init__(self, script: Callable[[], Generator[Level, Outcome, None]]):
+        self.script = script
+        self._steps: Generator[Level, Outcome, None] | None = None
+
+    def tick(self, outcomes: Sequence[Outcome]) -> Level | None:
+        try:
+            if self._steps is None:
+                self._steps = self.script()
+                return next(self._steps)
+            return self._steps.send(outcomes[-1])
+        except StopIteration:
+            return None
 
 
 # ------------------------------------------------------------------ the driver

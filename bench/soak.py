@@ -3,9 +3,12 @@
     python -m bench.soak --arch ARCH [--runtime native|docker] [--duration 10m] [--load 0.70 | --rate R]
         [--probe 15s] [--probe-concurrency 8] [--codec json] [--batch 1] [--n 10000] [--out results/]
 
-1. Capacity: unless ``--rate`` (requests/s) is given, ``--warmup`` requests are
-   sent, then a closed loop with ``--probe-concurrency`` connections saturates
-   the stack for ``--probe``; capacity = images answered per second.
+The steps are a :class:`bench.shapes.SoakShape`:
+
+1. Capacity: ``--warmup`` requests are sent, then, unless ``--rate``
+   (requests/s) is given, a closed loop with ``--probe-concurrency``
+   connections saturates the stack for ``--probe``; capacity = images
+   answered per second.
 2. Soak: an open loop with constant arrivals at ``--load`` x capacity for
    ``--duration`` (30s, 10m, 1h, 1h30m or plain seconds), cycling through the
    first ``--n`` CIFAR-10 test images; latency is measured from the scheduled
@@ -39,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, resources, results, target
+from bench import client, resources, results, shapes, target
 from bench import options as opts
 from bench.formats import fmt, format_duration, parse_duration
 from bench.records import RunRecord
@@ -60,13 +63,6 @@ class CapacityError(RuntimeError):
 
 
 # ------------------------------------------------------------------ pure helpers
-def soak_rate(capacity_images_per_s: float, load: float, batch: int) -> float:
-    """Requests/s that put ``load`` x capacity (images/s) on the stack."""
-    if capacity_images_per_s <= 0:
-        raise ValueError("capacity must be positive")
-    return load * capacity_images_per_s / batch
-
-
 def schedule(prepared: list, duration_s: float, rate: float) -> list:
     """The prepared requests repeated in order, enough for ``duration_s`` at ``rate`` requests/s."""
     n = max(1, math.ceil(duration_s * rate - 1e-9))
@@ -263,38 +259,49 @@ class Soak:
             tqdm.write(text)  # above the progress bar, not through it
 
     # ---------------------------------------------------------- phases
-    def _closed(self, requests: list[client.Request], concurrency: int, seconds: float | None):
-        """A closed loop over ``requests`` (stopped after ``seconds``); (start, stop time, results)."""
+    def _closed(self, requests: list[client.Request], concurrency: int, seconds: float):
+        """A closed loop over ``requests``, stopped after ``seconds``; (start, stop time, results)."""
         got: list[client.Result] = []
         stop = threading.Event()
-        timer = threading.Timer(seconds, stop.set) if seconds else None
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
         start = time.perf_counter()
-        if timer:
-            timer.daemon = True
-            timer.start()
+        timer.start()
         try:
             self.client.closed_loop(requests, concurrency, got.append, stop)
         finally:
-            if timer:
-                timer.cancel()
+            timer.cancel()
         stopped = time.perf_counter() if not stop.is_set() else min(time.perf_counter(), start + seconds)
         return start, stopped, got
 
-    def warm_up(self) -> None:
-        if self.args.warmup:
-            warm_up(self.client, self.prepared, self.args.warmup, self.args.probe_concurrency, warn=self.say)
-
-    def measure_capacity(self) -> None:
+    def shape(self) -> shapes.SoakShape:
+        """Warm-up, the capacity probe unless ``--rate`` is given, then constant arrivals at ``--load`` x it."""
         a = self.args
-        self.say(f"capacity: closed loop, {a.probe_concurrency} connections, {format_duration(a.probe_s)} ...")
+        return shapes.SoakShape(seconds=a.duration_s, load=a.load, batch=a.batch, rate=a.rate,
+                                probe_concurrency=a.probe_concurrency, probe_s=a.probe_s, warmup=a.warmup,
+                                connections=a.connections)
+
+    def run_level(self, level: shapes.Level) -> dict:
+        """The shape's levels: the warm-up (not counted), the capacity probe, the soak."""
+        if not level.measured:
+            warm_up(self.client, self.prepared, level.count, level.concurrency, warn=self.say)
+            return {}
+        if level.kind == shapes.CLOSED:
+            return self.measure_capacity(level)
+        self.soak(level)
+        return {}
+
+    def measure_capacity(self, level: shapes.Level) -> dict:
+        """The probe's figures in ``capacity``; its outcome: the capacity in images/s, unrounded."""
+        self.say(f"capacity: closed loop, {level.concurrency} connections, {format_duration(level.seconds)} ...")
         # Enough requests that the timer, not the list, ends the probe (an upper bound of 2,000 req/s).
-        requests = schedule(self.prepared, a.probe_s, 2000.0)
-        start, stopped, got = self._closed(requests, a.probe_concurrency, a.probe_s)
+        requests = schedule(self.prepared, level.seconds, 2000.0)
+        start, stopped, got = self._closed(requests, level.concurrency, level.seconds)
         ok = [r for r in got if r.ok and r.end <= stopped]
         wall = stopped - start
         images = sum(r.request.images for r in ok)
         self.capacity = {
-            "measured": True, "concurrency": a.probe_concurrency, "seconds": results.rounded(wall, 3),
+            "measured": True, "concurrency": level.concurrency, "seconds": results.rounded(wall, 3),
             "requests": len(got), "ok": len(ok),
             "errors_by_status": dict(Counter(str(r.status) for r in got if not r.ok)),
             "images_per_s": results.rounded(images / wall, 2) if wall > 0 else None,
@@ -303,33 +310,36 @@ class Soak:
         }
         if not images:
             raise CapacityError(f"the capacity measurement got no good answer: {self.capacity['errors_by_status']}")
-        self.rate = soak_rate(images / wall, a.load, a.batch)
-        self.say(f"capacity {self.capacity['images_per_s']} images/s -> soak at {a.load:.0%}: "
-                 f"{self.rate:.1f} requests/s")
+        return {"images_per_s": images / wall}
 
-    def soak(self) -> None:
+    def soak(self, level: shapes.Level) -> None:
         a, session = self.args, self.session
-        requests = schedule(self.prepared, a.duration_s, self.rate)
-        offsets = client.arrival_offsets(len(requests), self.rate, "constant", 0)
+        self.rate = level.rate
+        if self.capacity["measured"]:
+            self.say(f"capacity {self.capacity['images_per_s']} images/s -> soak at {a.load:.0%}: "
+                     f"{self.rate:.1f} requests/s")
+        requests = schedule(self.prepared, level.seconds, self.rate)
+        offsets = client.arrival_offsets(len(requests), self.rate, level.arrivals, 0)
         self.planned = len(requests)
         bar = tqdm(total=len(requests), unit="req", desc=f"soak {self.st.arch}", disable=not a.progress,
                    dynamic_ncols=True, mininterval=1.0)
-        self.say(f"soak: {len(requests)} requests at {self.rate:.1f}/s for {format_duration(a.duration_s)}, "
-                 f"{a.connections} connections")
+        self.say(f"soak: {len(requests)} requests at {self.rate:.1f}/s for {format_duration(level.seconds)}, "
+                 f"{level.connections} connections")
         self.start = time.perf_counter() + 0.5  # the sampler's baseline and the pool's threads come first
         rec = session.recorder(self.start, bar, **recording(self.start, self.rate, len(self.prepared), a.bin_s,
                                                             self.say))
         sampler = session.sample(lambda: {**self.st.processes(), CLIENT: resources.client_process()},
                                  hz=a.sample_hz, origin=self.start)
         try:
-            self.client.open_loop(requests, offsets, a.connections, rec, session.stop, self.start)
+            self.client.open_loop(requests, offsets, level.connections, rec, session.stop, self.start)
         finally:
             sampler.stop()
             self.end = time.perf_counter()
             bar.close()
 
     def run(self, out: Path) -> RunRecord:
-        """Warm-up, capacity and the soak in a run session under ``out``; the record (table printed)."""
+        """Warm-up, capacity and the soak (:meth:`shape`) in a run session under ``out``; the record (table
+        printed)."""
         self.stack = target.stack_record(self.st)
         self.session = RunSession(header=self._header, summary=self.summary, after=self._plot, table=print_table,
                                   label=f"soak-{self.st.arch}", root=out, requests_csv=True, resources_csv=True)
@@ -337,10 +347,7 @@ class Soak:
             self.run_dir = self.session.run_dir
             self.session.on_close(self.client.close)
             try:
-                self.warm_up()
-                if self.rate is None:
-                    self.measure_capacity()
-                self.soak()
+                shapes.drive(self.shape(), self.run_level)
             except KeyboardInterrupt:
                 self.say("\ninterrupted: writing what was measured")
                 raise

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import client, crosscheck, perf_analyzer, records
+from bench import client, crosscheck, loadgen, perf_analyzer, records, shapes
 from bench import options as opts
 
 pytestmark = pytest.mark.unit
@@ -140,3 +140,67 @@ def test_make_bench_loadgen_and_make_crosscheck_reach_the_options():
     argv = make_line("crosscheck", "ARCH=flask", "CROSSCHECK_N=300", "CROSSCHECK_CONCURRENCY=2 8")
     o = opts.parse(crosscheck.CrosscheckOptions, argv)
     assert (o.arch, o.n, o.concurrency, o.loadgen_qps) == ("flask", 300, (2, 8), None)
+
+
+# ------------------------------------------------------------------ the plan and its agreements
+def test_the_plan_runs_each_tool_in_turn_and_sets_the_server_rate_from_our_top_concurrency():
+    """The crosscheck's shape, answered with made-up rows: which tool measures what, in which order."""
+    options = crosscheck.CrosscheckOptions(arch="flask", concurrency=(4, 1), n=80, perf_interval_ms=2000,
+                                           perf_max_trials=6, connections=8)
+    stack = type("Stack", (), {"url": "http://127.0.0.1:9", "doc": {"services": {"flask": {"port": 8001}}}})()
+    check = crosscheck.Crosscheck(options, stack, [None] * 80, np.zeros((80, 32, 32, 3), np.uint8))
+    rows = {(shapes.CLOSED, 4): {"throughput": 301.0}, (shapes.SERVER, None): {"requests": 77}}
+    levels = []
+
+    def answer(level: shapes.Level) -> dict:
+        levels.append(level)
+        return rows.get((level.kind, level.concurrency if level.kind == shapes.CLOSED else None),
+                        {"throughput": 100.0, "requests": None})
+
+    shapes.drive(shapes.Scripted(lambda: check.plan(use_perf=True)), answer)
+    assert [(lv.label, lv.kind, lv.concurrency, lv.extra.get("backend")) for lv in levels] == [
+        ("servebench", "closed", 4, None), ("perf_analyzer", "closed", 4, None),
+        ("servebench", "closed", 1, None), ("perf_analyzer", "closed", 1, None),
+        ("LoadGen singlestream", "singlestream", 1, None), ("LoadGen server", "server", 8, None),
+        ("servebench", "open", None, None),
+        ("servebench", "closed", 4, "flask"), ("perf_analyzer", "closed", 4, "flask"),
+        ("servebench", "closed", 1, "flask"), ("perf_analyzer", "closed", 1, "flask")]
+    perf = levels[1]
+    assert (perf.window_s, perf.rule.limit, perf.rule.tolerance) == (2.0, 6, 0.10)
+    server, ours = levels[5], levels[6]
+    assert server.rate == ours.rate == 150.5  # half our closed loop's throughput at c4, the top concurrency
+    assert (ours.count, ours.arrivals, ours.connections) == (77, "poisson", 8)  # as many as LoadGen sent
+    assert levels[7].extra["url"] == "http://127.0.0.1:8001" and check.notes == []
+    settings = loadgen.level_settings(server)
+    assert (settings.min_queries, settings.target_latency_ms, settings.connections) == (80, 50.0, 8)
+
+
+def test_no_throughput_means_no_server_step_and_a_note():
+    options = crosscheck.CrosscheckOptions(arch="embedded", concurrency=(1,), n=80, direct=True)
+    check = crosscheck.Crosscheck(options, FakeStack(), [None] * 80, np.zeros((80, 32, 32, 3), np.uint8))
+    levels = []
+    shapes.drive(shapes.Scripted(lambda: check.plan(use_perf=False)),
+                 lambda level: levels.append(level) or {"throughput": None, "requests": None})
+    assert [lv.kind for lv in levels] == ["closed", "singlestream"]
+    assert check.notes == ["LoadGen Server left out: no throughput to set its target QPS from",
+                           "no direct measurement: embedded runs the model inside the front end"]
+
+
+def test_agreements_pair_each_tool_with_ours_in_the_order_they_ran():
+    row = crosscheck.tool_row
+    direct = "closed-loop direct to flask"
+    tools = [row("servebench", "closed-loop", concurrency=1, p50_ms=2.0),
+             row("perf_analyzer", "closed-loop", concurrency=1, p50_ms=2.1),
+             row("servebench", "closed-loop", concurrency=4, p50_ms=4.0),
+             row("perf_analyzer", "closed-loop", concurrency=4, p50_ms=6.0),
+             row("loadgen", "singlestream", concurrency=1, p50_ms=2.2),
+             row("loadgen", "server", target_qps=50.0, p50_ms=3.0),
+             row("servebench", "server", target_qps=50.0, p50_ms=3.1),
+             row("servebench", direct, concurrency=1, p50_ms=1.0),
+             row("perf_analyzer", direct, concurrency=1, p50_ms=1.05)]
+    got = crosscheck.agreements(tools, cores=2)
+    assert [(a["tool"], a["concurrency"], a["ours_p50_ms"], a["tool_p50_ms"]) for a in got] == [
+        ("perf_analyzer", 1, 2.0, 2.1), ("perf_analyzer", 4, 4.0, 6.0), ("loadgen", 1, 2.0, 2.2),
+        ("loadgen", None, 3.1, 3.0), (f"perf_analyzer, {direct}", 1, 1.0, 1.05)]
+    assert [a["within_10pct"] for a in got] == [True, False, True, True, True]
+    assert crosscheck.agreements(tools[2:3] + tools[4:6]) == []  # no c1 of ours, no open loop of ours: no pair

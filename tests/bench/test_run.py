@@ -1,4 +1,4 @@
-"""The run session's Recorder: a result is counted exactly when its row is written."""
+"""The run session's Recorder (a result is counted exactly when its row is written) and bench.run's passes."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,8 @@ import threading
 
 import numpy as np
 
-from bench import client, results
+from bench import client, loadgen, results, run, shapes
+from bench.options import BenchOptions
 from bench.session import Recorder
 
 pytestmark = pytest.mark.unit
@@ -60,3 +61,23 @@ def test_counted_equals_written_when_closing_under_load(tmp_path):
             t.join()
         assert len(kept) == len(_rows(path))
         assert {r.request.index for _, r in kept} == {int(row["index"]) for row in _rows(path)}
+
+
+# ------------------------------------------------------------------ the passes' shape
+def test_the_passes_are_a_closed_loop_an_open_loop_or_loadgens_scenario():
+    closed = run.pass_shape(BenchOptions(arch="embedded", concurrency=4, repeats=3, n=100, batch=2), 50)
+    assert [(lv.kind, lv.concurrency, lv.count) for lv in closed.levels] == [(shapes.CLOSED, 4, 50)] * 3
+    o = BenchOptions(arch="embedded", rate=30.0, arrivals="poisson", repeats=2, n=100)
+    opened = run.pass_shape(o, 100)
+    assert [(lv.kind, lv.rate, lv.arrivals, lv.connections) for lv in opened.levels] == [
+        (shapes.OPEN, 30.0, "poisson", o.pool)] * 2
+    o = BenchOptions(arch="embedded", loadgen="server", loadgen_qps=75.0, loadgen_min_duration=3.0, n=100)
+    (level,) = run.pass_shape(o, 100).levels
+    # What LoadGen is told, as bench.run told it before it had shapes.
+    assert loadgen.level_settings(level) == loadgen.LoadgenSettings(
+        scenario="server", target_qps=75.0, min_queries=100, min_duration_s=3.0, max_duration_s=600.0,
+        target_latency_ms=50.0, connections=o.pool)
+    o = BenchOptions(arch="embedded", loadgen="singlestream", n=100)
+    (level,) = run.pass_shape(o, 100).levels
+    assert loadgen.level_settings(level).recorded() == loadgen.LoadgenSettings(
+        scenario="singlestream", min_queries=100, min_duration_s=10.0, connections=o.pool).recorded()

@@ -58,6 +58,12 @@ def test_closed_and_open_loops_are_one_level_each():
         shapes.OpenLoop(5.0, arrivals="bursty")
 
 
+def test_closed_and_open_loops_repeat_their_level_once_per_pass():
+    assert ticks(shapes.ClosedLoop(2, count=50, repeats=3)) == [Level(CLOSED, concurrency=2, count=50)] * 3
+    passes = ticks(shapes.OpenLoop(20.0, connections=4, count=50, repeats=2))
+    assert [(lv.kind, lv.rate, lv.connections, lv.count) for lv in passes] == [(OPEN, 20.0, 4, 50)] * 2
+
+
 def test_soak_probes_capacity_then_holds_a_share_of_it():
     shape = shapes.SoakShape(seconds=600, load=0.7, batch=2, probe_concurrency=8, probe_s=15, warmup=20,
                              connections=16)
@@ -133,6 +139,28 @@ def test_frame_stream_warms_up_then_runs_its_passes():
     assert (warm.kind, warm.count, warm.rate, warm.concurrency, warm.measured) == (FRAMES, 20, None, 8, False)
     assert (first.count, first.rate, first.measured, second.label) == (300, 30.0, True, "pass 2")
     assert [lv.measured for lv in ticks(shapes.FrameStream(10))] == [True]  # no warm-up asked
+
+
+def test_a_scripted_shape_yields_levels_and_gets_their_outcomes_back():
+    got = []
+
+    def script():
+        first = yield Level(CLOSED, concurrency=1)
+        got.append(first)
+        if first["throughput"] > 10:
+            yield Level(OPEN, rate=first["throughput"] / 2)
+        yield Level(CLOSED, concurrency=8, label="last")
+
+    levels = ticks(shapes.Scripted(script), lambda level: {"throughput": 40.0, "kind": level.kind})
+    assert [(lv.kind, lv.rate, lv.concurrency) for lv in levels] == [(CLOSED, None, 1), (OPEN, 20.0, None),
+                                                                      (CLOSED, None, 8)]
+    assert got == [{"throughput": 40.0, "kind": CLOSED}]
+    assert ticks(shapes.Scripted(lambda: iter(()))) == []  # a script with no step
+
+    def stopped(level: Level) -> dict:
+        return {"interrupted": level.concurrency == 1}
+
+    assert ticks(shapes.Scripted(script), stopped) == [Level(CLOSED, concurrency=1)]  # the driver stops it
 
 
 # ------------------------------------------------------------------ the driver

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import formats, resources, results, soak
+from bench import client, formats, resources, results, shapes, soak
+from bench.overhead import TrivialServer, _reply_for
 from bench.options import SoakOptions, parse
 
 pytestmark = pytest.mark.unit
@@ -42,10 +43,10 @@ def test_format_duration(seconds, text):
 
 # ------------------------------------------------------------------ rate and schedule
 def test_soak_rate():
-    assert soak.soak_rate(300.0, 0.7, 1) == pytest.approx(210.0)
-    assert soak.soak_rate(300.0, 0.7, 4) == pytest.approx(52.5)  # images/s capacity, requests/s rate
+    assert shapes.soak_rate(300.0, 0.7, 1) == pytest.approx(210.0)
+    assert shapes.soak_rate(300.0, 0.7, 4) == pytest.approx(52.5)  # images/s capacity, requests/s rate
     with pytest.raises(ValueError):
-        soak.soak_rate(0.0, 0.7, 1)
+        shapes.soak_rate(0.0, 0.7, 1)
 
 
 def test_schedule_cycles_and_covers_the_duration():
@@ -262,3 +263,35 @@ def test_recorder_counts_what_it_writes(tmp_path):
     rows = (tmp_path / "requests.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == [i // 5 for i in range(25)]  # the pass over the images
     assert math.isclose(float(rows[0].split(",")[5]), 5.0, abs_tol=1e-3)
+
+
+# ------------------------------------------------------------------ the shape, run against a trivial server
+class _TrivialStack:
+    arch = "embedded"
+
+    def __init__(self, url: str):
+        self.url = url
+        self.doc = {"runtime": "native", "services": {"nginx": {}}}
+
+    def processes(self) -> dict:
+        return {}
+
+
+def test_the_probe_sets_the_soak_rate(tmp_path):
+    """Warm-up, the capacity probe, then the soak at ``--load`` x the capacity (bench.shapes.SoakShape)."""
+    prepared = client.prepare(np.zeros((12, 32, 32, 3), np.uint8), np.zeros(12, np.int64), 1, "raw")
+    options = SoakOptions(arch="embedded", duration="1s", probe="1s", probe_concurrency=2, load=0.05, warmup=3,
+                          n=12, out=tmp_path, progress=False, bin="1s")
+    with TrivialServer(_reply_for(1)) as url:
+        run = soak.Soak(options, _TrivialStack(url), prepared)
+        warm = run.shape().tick([])
+        record = run.run(tmp_path)
+    assert (warm.kind, warm.count, warm.concurrency, warm.measured) == (shapes.CLOSED, 3, 2, False)
+    doc = record.doc()
+    capacity, s = doc["capacity"], doc["settings"]
+    assert capacity["measured"] and capacity["concurrency"] == 2 and capacity["images_per_s"] > 0
+    assert s["rate_source"] == "measured" and s["capacity_images_per_s"] == capacity["images_per_s"]
+    assert s["rate"] == pytest.approx(0.05 * capacity["images_per_s"], rel=1e-3)
+    assert doc["requests"]["count"] == doc["requests"]["planned"]
+    assert abs(doc["requests"]["planned"] - s["rate"] * 1.0) <= 1  # 1 s at the rate
+    assert not doc["interrupted"] and "error" not in doc

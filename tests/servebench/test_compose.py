@@ -22,6 +22,7 @@ import pytest
 
 from servebench import codecs, compose, registry, runtime, topology
 from servebench.settings import HarnessSettings
+from tests import conformance
 from tests.conformance import http_architectures, params
 from tests.stacks import stack_settings
 
@@ -116,9 +117,10 @@ def post(st, body: bytes, content_type: str | None, timeout: float = 30):
 
 
 @pytest.fixture(scope="module")
-def reference(core, test_split):
+def reference(core, test_split, docker_stack):
+    """What the stack's architecture answers for nine test images, computed in process (conformance.expected)."""
     images = test_split.images[:9]
-    return images, core.predict(images)
+    return images, conformance.expected(docker_stack.arch, images, core), conformance.atol(docker_stack.arch)
 
 
 def test_the_runtime_switch_picks_compose():
@@ -137,14 +139,14 @@ def test_state_describes_the_containers(docker_stack):
 
 @pytest.mark.parametrize("codec", codecs.CODECS)
 def test_predictions_match_in_process_core(docker_stack, reference, codec):
-    images, expected = reference
+    images, expected, atol = reference
     for start, batch in ((0, images[:1]), (1, images[1:9])):
         body, ctype = codecs.encode(batch, codec)
         status, data = post(docker_stack, body, ctype)
         assert status == 200, data
         got = codecs.decode_predictions(data)
         np.testing.assert_array_equal(got.classes, expected.classes[start:start + len(batch)])
-        np.testing.assert_allclose(got.probabilities, expected.probabilities[start:start + len(batch)], atol=2e-6)
+        np.testing.assert_allclose(got.probabilities, expected.probabilities[start:start + len(batch)], atol=atol)
 
 
 # The same answers as natively (tests/integration/test_architectures.py).
