@@ -1,6 +1,7 @@
 """The one "is this service healthy" probe: both runtimes and the compose healthchecks use it.
 
-    python -m servebench.health URL   # exit 0 when URL answers 200, else 1
+    python -m servebench.health URL              # exit 0 when URL answers 200, else 1
+    python -m servebench.health tcp://HOST:PORT  # exit 0 when HOST:PORT accepts a connection
 
 Standard library only: the nginx image runs it without the suite's dependencies.
 """
@@ -33,12 +34,25 @@ def accepts(host: str, port: int, timeout: float = 2.0) -> bool:
         return False
 
 
+def target(host: str, port: int | str, path: str | None) -> str:
+    """What :func:`main` probes for a service: its health URL, or tcp://host:port without a health path."""
+    return f"tcp://{host}:{port}" if path is None else f"http://{host}:{port}{path}"
+
+
+def check(target: str) -> bool:
+    """:func:`probe` of a URL, or :func:`accepts` of a tcp://host:port target."""
+    if target.startswith("tcp://"):
+        host, _, port = target[len("tcp://"):].rpartition(":")
+        return port.isdigit() and accepts(host, int(port))
+    return probe(target)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m servebench.health URL", file=sys.stderr)
+        print("usage: python -m servebench.health URL|tcp://HOST:PORT", file=sys.stderr)
         return 2
-    return 0 if probe(argv[0]) else 1
+    return 0 if check(argv[0]) else 1
 
 
 if __name__ == "__main__":

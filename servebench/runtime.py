@@ -4,9 +4,11 @@ Both implement :class:`Runtime` (``up / up_services / down / state /
 restart_service / stop_service``) and return a :class:`StackState` (``arch``,
 ``url``, ``doc``, ``processes()`` and ``health()`` per service). ``up`` starts
 an architecture; ``up_services`` any set of registry services (a study's object
-store). The steps they share live here once: the existing-state check (strays
-too), the needs, the port check, the health wait, and the rollback (``down``)
-when anything fails, Ctrl-C included. Processes are started by :mod:`servebench.processes`.
+store, the offloading edge server). The steps they share live here once: the
+existing-state check (strays too), the needs, the port check, the health wait,
+and the rollback (``down``) when anything fails, Ctrl-C included. Processes are
+started by :mod:`servebench.processes`; natively a set of services may run in a
+network namespace (``up_services(..., netns=NAME)``), probed from inside it.
 
     python -m servebench.runtime up ARCH [--runtime native|docker]
     python -m servebench.runtime down|status [--runtime ...]
@@ -20,6 +22,7 @@ import importlib
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -116,14 +119,27 @@ def check_port_free(host: str, port: int, knob: str, down_hint: str = "make down
             ) from None
 
 
-def service_healthy(svc: Service, settings: Settings) -> bool:
-    """The service's health probe, from the host: its health path answers 200 (or its port accepts)."""
+def service_healthy(svc: Service, settings: Settings, netns: str | None = None, host: str = "127.0.0.1") -> bool:
+    """The service's health probe, from the host: its health path answers 200 (or its port accepts).
+    In a network namespace it is probed from inside it (the host is not on its links), on ``host``."""
     port = topology.port(svc, settings)
+    if netns:
+        return probe_in_namespace(netns, health.target(host, port, svc.health_path))
     # The client-facing port is probed where clients reach it; the others listen on loopback.
     host = urlsplit(settings.base_url()).hostname if svc.port_field == "port" else "127.0.0.1"
     if svc.health_path is None:
         return health.accepts(host, port)
     return health.probe(f"http://{host}:{port}{svc.health_path}")
+
+
+def probe_in_namespace(netns: str, target: str, timeout_s: float = 5.0) -> bool:
+    """:mod:`servebench.health`'s probe of ``target`` (a URL, or tcp://host:port), run inside ``netns``."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-I", health.__file__, target]
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=timeout_s).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def secret_of(settings: Settings) -> str:
@@ -139,6 +155,7 @@ class Runtime(abc.ABC):
     state_class: type[StackState] = StackState
     start_timeout_s: float
     down_hint: str  # the command that stops a stack of this runtime
+    runs_in_netns = False  # whether up_services can start services in a network namespace
     StackError = StackError  # `runtime.get(name).StackError`, for callers that catch it
 
     def __init__(self, harness: HarnessSettings | None = None):
@@ -167,22 +184,30 @@ class Runtime(abc.ABC):
 
     def up_services(self, services: Sequence[Service], settings: Settings, run_dir: str | Path | None = None, *,
                     name: str, log=print, timeout_s: float | None = None,
-                    unmet: Callable[[], list[str]] = list, ports: Sequence[tuple[int, str]] = ()) -> StackState:
+                    unmet: Callable[[], list[str]] = list, ports: Sequence[tuple[int, str]] = (),
+                    netns: str | None = None, netns_host: str = "127.0.0.1") -> StackState:
         """Start any set of registry services (an architecture's, a study's object store) as one stack in
         ``run_dir``, recorded under ``name``: the existing-state check, ``unmet`` (the needs), the port check
         (each service's port, and ``ports``: more (port, knob) pairs a service takes), the health wait; on any
-        failure, Ctrl-C included, it is rolled back and nothing is left running."""
+        failure, Ctrl-C included, it is rolled back and nothing is left running. ``netns``: the network
+        namespace (an existing one, e.g. a :class:`servebench.netns.ShapedLink`'s) they all run in, natively
+        only; they are probed from inside it on ``netns_host`` (the address their settings bind them to)."""
         rdir = self.run_dir(run_dir)
         services = list(services)
+        if netns and not self.runs_in_netns:
+            raise StackError(f"the {self.name} runtime cannot start services in a network namespace ({netns})")
         self._check_runtime()
         self._check_existing(rdir)
         missing = unmet()
         if missing:
             raise StackError("\n".join(missing))
-        for svc in services:
-            check_port_free("127.0.0.1", topology.port(svc, settings), env_name(svc.port_field), self.down_hint)
-        for port, knob in ports:
-            check_port_free("127.0.0.1", port, knob, self.down_hint)
+        # Skipped in a namespace: the host's ports say nothing about its own, and one is made per run, so they
+        # are free (a server that still held one would fail to bind, and the health wait shows its log).
+        if not netns:
+            for svc in services:
+                check_port_free("127.0.0.1", topology.port(svc, settings), env_name(svc.port_field), self.down_hint)
+            for port, knob in ports:
+                check_port_free("127.0.0.1", port, knob, self.down_hint)
         self._prepare(name, settings, services, log)
         doc = {
             "arch": name,
@@ -191,6 +216,7 @@ class Runtime(abc.ABC):
             "url": settings.base_url(),
             "knobs": settings.knob_env(),
             "services": {},
+            **({"netns": netns, "netns_host": netns_host} if netns else {}),
         }
         st = self.state_class(rdir, doc, settings)
         try:

@@ -1,4 +1,5 @@
-"""The native runtime: an architecture's services as local processes on 127.0.0.1.
+"""The native runtime: an architecture's services as local processes on 127.0.0.1 (or any set of services in a
+network namespace given at up time: launched with ``ip netns exec``, probed from inside it).
 
 Driven through :mod:`servebench.runtime` (``make up|down|status``). Each
 service is started by :func:`servebench.processes.launch` with exactly the
@@ -50,6 +51,7 @@ class NativeRuntime(Runtime):
     state_class = NativeState
     start_timeout_s = 120.0
     down_hint = "make down"
+    runs_in_netns = True
     stop_grace_s = STOP_GRACE_S
 
     def __init__(self, harness: HarnessSettings | None = None, *, stop_grace_s: float | None = None,
@@ -86,15 +88,18 @@ class NativeRuntime(Runtime):
         argv, env = topology.native_launch(svc, st.arch, settings, st.run_dir,
                                            inherited_env(topology.PLATFORM_ENV), secret_of(settings))
         logfile = st.run_dir / "logs" / f"{svc.name}.log"
+        netns = st.doc.get("netns")
         with interrupts.shielded():  # a process that is started is also recorded, so `down` finds it
             try:
-                proc = processes.launch(argv, env=env, cwd=REPO_ROOT, log_path=logfile,
+                proc = processes.launch(argv, env=env, cwd=REPO_ROOT, log_path=logfile, netns=netns,
                                         limits=svc.limits_in(settings), cgroup=cgroup_name(st.run_dir, svc.name))
             except processes.LaunchError as exc:
                 raise StackError(str(exc)) from None
             st.children[svc.name] = proc
             st.doc["services"][svc.name] = {"pid": proc.pid, "port": topology.port(svc, settings),
                                             "command": proc.argv, "log": str(logfile)}
+            if netns:
+                st.doc["services"][svc.name].update(netns=netns, host=st.doc["netns_host"])
             if proc.cgroup is not None:
                 st.doc["services"][svc.name]["limits"] = proc.cgroup.recorded()
             self._write_state(st)
@@ -103,8 +108,11 @@ class NativeRuntime(Runtime):
         ready = {}
         for name in pending:
             rec = st.doc["services"][name]
-            if service_healthy(registry.service(name), st.knob_settings()):
-                ready[name] = f"on 127.0.0.1:{rec['port']} (pid {rec['pid']})"
+            inside = {"netns": rec["netns"], "host": rec["host"]} if "netns" in rec else {}
+            if service_healthy(registry.service(name), st.knob_settings(), **inside):
+                where = f"{rec['host']}:{rec['port']} in network namespace {rec['netns']}" if inside \
+                    else f"127.0.0.1:{rec['port']}"
+                ready[name] = f"on {where} (pid {rec['pid']})"
                 continue
             proc = st.children[name]
             if proc.poll() is not None:

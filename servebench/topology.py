@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from servebench import registry, settings as settings_mod
+from servebench import health, registry, settings as settings_mod
 from servebench.registry import Service
 from servebench.settings import Settings
 
@@ -149,8 +149,9 @@ def compose_document() -> dict:
         if svc.volumes:
             spec["volumes"] = list(svc.volumes)
         probe_port = registry.ref(svc.port_field)
+        probe = health.target("127.0.0.1", probe_port, svc.health_path)  # a URL, or tcp:// without a health path
         spec["healthcheck"] = (
-            {"test": ["CMD", "python", "-m", "servebench.health", f"http://127.0.0.1:{probe_port}{svc.health_path}"],
+            {"test": ["CMD", "python", "-m", "servebench.health", probe],
              "interval": "2s", "timeout": "2s", "retries": 60}
             if svc.dockerfile
             else {"test": ["CMD-SHELL", f"timeout 2 bash -c '</dev/tcp/127.0.0.1/{probe_port}'"],
@@ -177,13 +178,15 @@ def _with_defaults(template: str, defaults: dict[str, str]) -> str:
 
 def knobs_table() -> list[tuple[str, str, str, str, str]]:
     """(variable, type, default, services, doc) for every knob: the serving knobs, then the studies' and the
-    tools' sections; a knob no registry service receives names the processes or groups that do."""
+    tools' sections; the registry services that receive a knob, then the other processes that do."""
     rows = []
+    services = registry.services().values()
     for name, f in settings_mod.knob_fields().items():
-        to = settings_mod.receivers(name)
-        who = [s.name for s in registry.services().values() if receives(s, name)]
+        who = [s.name for s in services if receives(s, name)]
+        who += [to for to in settings_mod.receivers(name)
+                if not any(to == s.name or to in s.groups for s in services)]  # not a service nor a group
         rows.append((settings_mod.env_name(name), _type_name(f.annotation), settings_mod.env_value(f.default),
-                     ",".join(who) or ",".join(to), f.description or ""))
+                     ",".join(who), f.description or ""))
     return rows
 
 

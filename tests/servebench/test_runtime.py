@@ -198,3 +198,62 @@ def test_one_health_probe():
         assert not health.accepts("127.0.0.1", port, timeout=1)
         assert health.main([f"http://127.0.0.1:{port}/healthz"]) == 1
     assert health.main([]) == 2
+
+
+# ------------------------------------------------------------------ a set of services in a network namespace
+def test_services_in_a_namespace_are_launched_and_probed_inside_it(dummy, native, monkeypatch):
+    """``up_services(..., netns=)``: launched with ``ip netns exec``, probed from inside the namespace on its
+    address, recorded; the host's ports are not checked (they say nothing about the namespace's)."""
+    launched, probed = [], []
+    real_launch = stack.processes.launch
+
+    def launch(argv, *, netns=None, **kw):
+        launched.append(netns)
+        return real_launch(argv, **kw)  # on the host: no namespace is needed to test the hook
+
+    monkeypatch.setattr(stack.processes, "launch", launch)
+    monkeypatch.setattr(runtime, "probe_in_namespace", lambda ns, target: probed.append((ns, target)) or True)
+    settings = stack_settings()
+    lines = []
+    with socket.socket() as blocker:  # busy on the host, free in the namespace
+        blocker.bind(("127.0.0.1", settings.flask_port))
+        blocker.listen()
+        st = native.up_services([registry.service(SLEEPER)], settings, name="in-ns", log=lines.append,
+                                netns="sb-test-ns", netns_host="169.254.9.1")
+    try:
+        rec = native.state().doc["services"][SLEEPER]
+        assert launched == ["sb-test-ns"]
+        assert probed == [("sb-test-ns", f"tcp://169.254.9.1:{settings.flask_port}")]
+        assert rec["netns"] == "sb-test-ns" and rec["host"] == "169.254.9.1" and st.doc["netns"] == "sb-test-ns"
+        assert lines[0].endswith(f"healthy on 169.254.9.1:{settings.flask_port} in network namespace sb-test-ns "
+                                 f"(pid {rec['pid']})")
+    finally:
+        native.down(log=QUIET)
+    assert _gone(rec["pid"]) and native.state() is None
+
+
+def test_the_namespace_probe_runs_the_health_module_under_ip_netns_exec(monkeypatch):
+    ran = []
+    monkeypatch.setattr(runtime.subprocess, "run", lambda argv, **kw: ran.append(argv) or
+                        subprocess.CompletedProcess(argv, 0))
+    assert runtime.service_healthy(Service(name="x", port_field="flask_port", command=(), health_path="/h"),
+                                   Settings.from_env({"SB_FLASK_PORT": "5999"}), netns="sb-n", host="169.254.3.1")
+    (argv,) = ran
+    assert argv[:4] == ["ip", "netns", "exec", "sb-n"] and argv[-2:] == [health.__file__, "http://169.254.3.1:5999/h"]
+
+
+def test_only_the_native_runtime_starts_services_in_a_namespace(dummy, tmp_path):
+    docker = runtime.get("docker", HarnessSettings(run_dir=tmp_path))
+    with pytest.raises(StackError, match="docker runtime cannot start services in a network namespace"):
+        docker.up_services([registry.service(SLEEPER)], stack_settings(), name="in-ns", log=QUIET, netns="sb-x")
+
+
+def test_the_health_module_probes_a_tcp_target():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert health.target("127.0.0.1", port, None) == f"tcp://127.0.0.1:{port}"
+        assert health.main([health.target("127.0.0.1", port, None)]) == 0
+    assert health.main([f"tcp://127.0.0.1:{port}"]) == 1
+    assert health.target("h", 1, "/healthz") == "http://h:1/healthz" and not health.check("tcp://h:x")

@@ -86,7 +86,8 @@ def test_a_process_gets_exactly_the_knobs_declared_for_it(tmp_path):
     s = Settings.given(load_codec="raw", load_totals_file=tmp_path / "t.json")
     assert s.env_for("locust") == {"SB_LOAD_CODEC": "raw", "SB_LOAD_BATCH": "1", "SB_LOAD_IMAGES": "1000",
                                    "SB_LOAD_TOTALS_FILE": str(tmp_path / "t.json")}  # the unset path left out
-    assert s.env_for("edge-server") == {"SB_OFFLOAD_BUILD_MODE": "proposed", "SB_OFFLOAD_PORT": "8050"}
+    assert s.env_for("edge-server") == {"SB_OFFLOAD_BUILD_MODE": "proposed", "SB_OFFLOAD_PORT": "8050",
+                                        "SB_OFFLOAD_HOST": "127.0.0.1"}
     assert set(s.env_for("serverless-function")) == {"SB_SERVERLESS_STORE_ENDPOINT", "SB_SERVERLESS_STORE_BUCKET"}
 
 

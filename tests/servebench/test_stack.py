@@ -3,11 +3,14 @@ service receives exactly the environment compose gives its container."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 
 import psutil
 import pytest
 
-from servebench import processes, registry, stack, topology
+from servebench import netns, processes, registry, runtime, stack, topology
+from servebench.registry import Architecture, Service
 from servebench.settings import REPO_ROOT
 from tests.stacks import free_ports, is_listening, stack_settings
 
@@ -108,3 +111,31 @@ def test_each_service_receives_exactly_what_compose_gives_it(arch, tmp_path, mon
         assert json.loads((tmp_path / "stack.json").read_text())["knobs"] == settings.knob_env()
     finally:
         stack.down(tmp_path, log=QUIET)
+
+
+def test_a_service_in_a_link_namespace_is_probed_there_and_stopped_by_down(tmp_path):
+    """The host is not on the link: the probe runs inside the server's namespace, on the link's address."""
+    if why := netns.unavailable():
+        pytest.skip(f"needs network namespaces: {why}")
+    settings = stack_settings()
+    with netns.ShapedLink(f"rt{os.getpid()}", None, server_ns=True) as link:
+        listener = Service(name="sb-ns-listener", port_field="flask_port", health_path=None, command=(
+            "python", "-c", "import socket, sys, time; s = socket.create_server((sys.argv[1], int(sys.argv[2]))); "
+                            "time.sleep(120)", link.server_addr, str(settings.flask_port)))
+        registry.register_service(listener)
+        # Registered as a dummy architecture's, so that unregistering it removes the service again.
+        registry.register(Architecture(name="sb-in-ns", title="In a namespace", color="k", services=(listener.name,),
+                                       profile="sb-in-ns", backend="tests.nowhere:Nothing"))
+        native = stack.NativeRuntime(stop_grace_s=2)
+        try:
+            st = native.up_services([listener], settings, tmp_path, name="in-ns", log=QUIET, timeout_s=30,
+                                    netns=link.namespace("server"), netns_host=link.server_addr)
+            pid = st.pids()[listener.name]
+            in_ns = subprocess.run(["ip", "netns", "pids", link.namespace("server")], capture_output=True, text=True)
+            assert str(pid) in in_ns.stdout.split()
+            assert runtime.service_healthy(listener, settings, link.namespace("server"), link.server_addr)
+            assert not runtime.service_healthy(listener, settings)  # not on the host's loopback
+        finally:
+            native.down(tmp_path, log=QUIET)
+            registry.unregister("sb-in-ns")
+        assert not processes.pid_alive(pid) and native.state(tmp_path) is None

@@ -120,7 +120,8 @@ def test_compose_healthcheck_probes_the_native_port_and_path(name):
     resolved = topology.resolve(test, CHANGED.knob_env())
     assert f"127.0.0.1:{port}" in resolved or f"127.0.0.1/{port}" in resolved
     if svc.dockerfile:  # an official image has no Python: a TCP connect
-        assert resolved.endswith(f"python -m servebench.health http://127.0.0.1:{port}{svc.health_path}")
+        probed = f"http://127.0.0.1:{port}{svc.health_path}" if svc.health_path else f"tcp://127.0.0.1:{port}"
+        assert resolved.endswith(f"python -m servebench.health {probed}")
 
 
 @pytest.mark.parametrize("arch", registry.names())

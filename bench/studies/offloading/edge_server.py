@@ -1,9 +1,11 @@
 """The edge server: receives a model's pieces in order over one connection, builds them, and answers
 queries by running the prefix built so far (issue 14; protocol in :mod:`bench.studies.offloading.protocol`).
 
-    python -m bench.studies.offloading.edge_server --host 169.254.k.1 [--port 8050] [--mode baseline|proposed]
+    python -m bench.studies.offloading.edge_server [--host 169.254.k.1] [--port 8050] [--mode baseline|proposed]
 
-The port and the mode default to the study's knobs, ``SB_OFFLOAD_PORT`` and ``SB_OFFLOAD_BUILD_MODE``.
+The address, the port and the mode default to the study's knobs, ``SB_OFFLOAD_HOST``, ``SB_OFFLOAD_PORT`` and
+``SB_OFFLOAD_BUILD_MODE``. The study starts it as the registry's ``edge-server`` service (its declaration.py) in
+the link's server namespace, on the link's address; it is healthy once its port accepts a connection.
 
 Build modes (per upload, ``mode`` in its ``HELO``; the server's default otherwise):
 
@@ -294,7 +296,9 @@ def main(argv=None) -> int:
 
     knobs = from_environment().section("offload")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", required=True, help="the address to bind (loopback or the link's server address)")
+    p.add_argument("--host", default=knobs.host,
+                   help="the address to bind: loopback or the link's server address (default: SB_OFFLOAD_HOST, "
+                        "%(default)s)")
     p.add_argument("--port", type=int, default=knobs.port, help="default: SB_OFFLOAD_PORT (%(default)s)")
     p.add_argument("--mode", choices=MODES, default=knobs.build_mode,
                    help="build mode when an upload names none (default: SB_OFFLOAD_BUILD_MODE, %(default)s)")

@@ -7,7 +7,9 @@ For each model (``SB_OFFLOAD_MODELS``):
    write the encoded pieces to ``run/offloading/<model>.pieces``.
 2. One link for the study (:class:`servebench.netns.ShapedLink`, two
    namespaces, ``tc tbf`` at ``SB_OFFLOAD_LINK_MBIT`` each way) and one edge
-   server in the server's namespace (:mod:`bench.studies.offloading.edge_server`).
+   server in the server's namespace (:mod:`bench.studies.offloading.edge_server`,
+   the registry's ``edge-server`` service), brought up by the native runtime:
+   healthy once its port accepts inside the namespace, rolled back on any failure.
 3. The client (:mod:`bench.studies.offloading.edge_client`) in the client's namespace, under
    a CPU quota (a cgroup, ``SB_OFFLOAD_CLIENT_CPUS``); it builds its own copy
    of the model once, then runs ``repeats`` x (baseline, proposed), alternating
@@ -47,7 +49,8 @@ from bench import results
 from bench.options import StudyOptions
 from bench.records import RunRecord
 from bench.session import RunSession
-from servebench import interrupts, processes
+from bench.studies.offloading.knobs import EDGE_SERVER
+from servebench import interrupts, processes, registry
 from servebench import runtime as runtimes
 from servebench.knobs import SectionValues
 from servebench.settings import REPO_ROOT, Settings
@@ -171,6 +174,28 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
 
 
+class EdgeServerStack:
+    """The registry's edge server as a stack of its own in ``<folder>/edge-server``, started by the native
+    runtime in a namespace (its existing-state and stray checks, health wait inside the namespace, rollback).
+    A killed run's server: ``SB_RUN_DIR=<that dir> python -m servebench.runtime down``."""
+
+    def __init__(self, folder: Path):
+        from servebench.stack import NativeRuntime
+
+        self.dir = Path(folder).resolve() / registry.service(EDGE_SERVER).name
+        self.runtime = NativeRuntime(down_hint=f"SB_RUN_DIR={self.dir} python -m servebench.runtime down")
+
+    def up(self, settings: Settings, link, log: Callable = print) -> runtimes.StackState:
+        """Start it on the link's server address, in the server's namespace (the link: a ShapedLink)."""
+        settings = settings.model_copy(update={"offload_host": link.server_addr})
+        return self.runtime.up_services([registry.service(EDGE_SERVER)], settings, self.dir, name=STUDY, log=log,
+                                        timeout_s=START_TIMEOUT_S, netns=link.namespace("server"),
+                                        netns_host=link.server_addr)
+
+    def down(self) -> None:
+        self.runtime.down(self.dir, log=lambda *_: None)
+
+
 # ------------------------------------------------------------------ one model
 def measure_model(info: dict, link, k: SectionValues, options: StudyOptions, log: Callable) -> RunRecord:
     """Every upload of one model (repeats x modes) with the client under its quota; its run record (marked
@@ -286,6 +311,7 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
     why = unavailable()
     if why:
         raise runtimes.StackError(f"the offloading study needs root for network namespaces, tc and cgroups: {why}")
+    settings = settings if settings is not None else Settings()
     k = knobs(options, settings)
     experiments(options, settings)  # names checked before anything starts
     folder = (options.run_dir or REPO_ROOT / "run") / "offloading"
@@ -296,13 +322,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
         link = netns.ShapedLink(f"off{os.getpid()}", k.link_mbit, server_ns=True)
         log(f"link: {k.link_mbit:g} Mbit/s set, {link.server_addr} (server) <-> {link.client_addr} (client); "
             f"{link.recorded()['netem']}")
-        # Healthy once it says where it listens (its port is reachable only inside the link); the finally below
-        # rolls it back on any failure or Ctrl-C. The marker makes a killed run's server findable.
-        server = processes.launch([sys.executable, "-m", "bench.studies.offloading.edge_server",
-                                   "--host", link.server_addr, "--port", str(k.port), "--mode", k.build_mode],
-                                  env=child_env(), netns=link.namespace("server"), stdout=subprocess.PIPE, text=True,
-                                  marker=folder)
-        Lines(server).next(START_TIMEOUT_S, "edge server start")
+        server = EdgeServerStack(folder)
+        server.up(settings, link, log)
         for name in k.models:
             log(f"\n== {name}")
             info = prepare(name, folder, log)
@@ -322,7 +343,7 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
     finally:
         with interrupts.shielded():
             if server is not None:
-                server.stop()
+                server.down()
             if link is not None:
                 link.close()
     return records

@@ -26,6 +26,8 @@ class Knobs(KnobSection):
         "proposed", "the edge server's build mode when an upload names none", (EDGE_SERVER,))
     offload_port: int = knob(8050, "edge server port (on the link's server address)", (EDGE_SERVER, EDGE_CLIENT),
                              recorded=False)
+    offload_host: str = knob("127.0.0.1", "edge server address (the study sets its link's server address)",
+                             (EDGE_SERVER,), recorded=False)
     offload_models: Annotated[tuple[str, ...], NoDecode] = knob(
         "resnet152,resnet50,mobilenet,alexnet", "models to upload, comma-separated (resnet152 resnet50 mobilenet "
                                                 "alexnet cifar10_cnn)", (STUDY_RUN,), validate_default=True)

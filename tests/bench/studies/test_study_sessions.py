@@ -189,11 +189,11 @@ def test_offloading_stops_after_an_interrupted_model(tmp_path, monkeypatch):
         measured.append(info["model"])
         return records.RunRecord(kind="offloading", run_id=info["model"], interrupted=True)
 
-    server = SimpleNamespace(stdout=iter(["listening\n"]), stop=lambda: None)
+    server = SimpleNamespace(up=lambda *a: None, down=lambda: None)  # the edge server's stack
     monkeypatch.setattr(offloading, "unavailable", lambda: None)
     monkeypatch.setattr(offloading, "experiments", lambda o, s: [])  # the model names' check loads keras
     monkeypatch.setattr(netns, "ShapedLink", Link)
-    monkeypatch.setattr(offloading.processes, "launch", lambda *a, **kw: server)
+    monkeypatch.setattr(offloading, "EdgeServerStack", lambda folder: server)
     monkeypatch.setattr(offloading, "prepare", lambda name, folder, log: {"model": name, "path": folder / name})
     monkeypatch.setattr(offloading, "measure_model", measure_model)
     done = offloading.run(options, Settings(offload_models=("mobilenet", "cifar10_cnn")), log=quiet)
