@@ -73,7 +73,7 @@ def test_the_committed_report_equals_a_fresh_render(ctx):
         "results/report.html differs from a fresh render: run make report"
 
 
-# --------------------------------------------------------------------------- what the audit found (issue 20)
+# --------------------------------------------------------------------------- what the audit found
 
 def test_the_compose_profiles_listed_are_the_compose_files(fragments):
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())

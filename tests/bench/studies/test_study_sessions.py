@@ -111,7 +111,7 @@ class FakeClient:
 
 
 class FakeLink:
-    server_addr = "10.0.0.1"
+    server_addr = "169.254.7.2"
 
     def __init__(self, on_measure):
         self.on_measure = on_measure
@@ -171,7 +171,7 @@ def test_offloading_stops_after_an_interrupted_model(tmp_path, monkeypatch):
     measured = []
 
     class Link:
-        server_addr, client_addr = "10.0.0.1", "10.0.0.2"
+        server_addr, client_addr = "169.254.7.2", "169.254.7.1"
 
         def __init__(self, *a, **kw):
             self.closed = False
