@@ -90,7 +90,7 @@ setup: $(VENV)/.installed
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light; \
 	  else echo "nginx is missing: install Debian's nginx-light (sudo apt-get install nginx-light)"; exit 1; fi; \
 	fi
-	@# --- streaming (issue 11): stream-tcp needs nginx's stream module (dynamic in Debian) ---
+	@# stream-tcp needs nginx's stream module (dynamic in Debian)
 	@if [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libnginx-mod-stream; \
@@ -101,6 +101,12 @@ setup: $(VENV)/.installed
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else echo "note: the report's browser test needs Chromium: sudo apt-get install chromium"; fi; \
+	fi
+	@# make crosscheck's fourth witness, wrk (bench/wrk.py)
+	@if ! command -v wrk >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; \
+	  else echo "note: make crosscheck adds wrk where it is installed: sudo apt-get install wrk"; fi; \
 	fi
 	@echo "setup done: $(PY) and $$(command -v nginx || echo /usr/sbin/nginx)"
 
@@ -209,14 +215,16 @@ bench-all: $(VENV)/.installed
 LOADGEN ?=
 LOADGEN_QPS ?=
 LOADGEN_MIN_DURATION ?= 10
-# Our harness vs perf_analyzer (make setup-perf) vs LoadGen on one stack, KServe v2 (bench/crosscheck.py)
+# Our harness vs perf_analyzer (make setup-perf) vs wrk vs LoadGen on one stack, KServe v2 (bench/crosscheck.py)
 CROSSCHECK_N ?= 2000
 CROSSCHECK_CONCURRENCY ?= 1 4 16
 CROSSCHECK_INTERVAL_MS ?= 3000
+CROSSCHECK_WRK_S ?= 8
 .PHONY: crosscheck
 crosscheck: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m bench.crosscheck --arch $(ARCH) --runtime $(RUNTIME) --n $(CROSSCHECK_N) \
 	  --concurrency "$(CROSSCHECK_CONCURRENCY)" --perf-interval-ms $(CROSSCHECK_INTERVAL_MS) \
+	  --wrk-duration-s $(CROSSCHECK_WRK_S) \
 	  --loadgen-min-duration $(LOADGEN_MIN_DURATION) $(if $(LOADGEN_QPS),--loadgen-qps $(LOADGEN_QPS),) \
 	  --warmup $(WARMUP) --out $(RESULTS)
 

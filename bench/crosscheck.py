@@ -1,7 +1,8 @@
-"""`make crosscheck ARCH=...`: our load generator against two that nobody here wrote.
+"""`make crosscheck ARCH=...`: our load generator against three that nobody here wrote.
 
     python -m bench.crosscheck --arch ARCH [--runtime native|docker] [--concurrency "1 4 16"] [--n 2000]
-        [--perf-interval-ms 3000] [--loadgen-min-duration 10] [--loadgen-qps Q] [--out results]
+        [--perf-interval-ms 3000] [--wrk-duration-s 8] [--loadgen-min-duration 10] [--loadgen-qps Q]
+        [--out results]
 
 The same stack, through nginx, the same protocol and payload for every tool:
 KServe v2 infer requests (``POST /v2/models/cifar10_cnn/infer``), one
@@ -11,24 +12,29 @@ for in binary (what perf_analyzer sends). In order:
 1. at each ``--concurrency``: our closed loop (:mod:`bench.client`, the N
    images once), then Triton's perf_analyzer at the same concurrency
    (:mod:`bench.perf_analyzer`; the same images as its input data; skipped,
-   with a note, without ``.venv-perf``);
+   with a note, without ``.venv-perf``), then wrk (:mod:`bench.wrk`; the same
+   encoded bodies; skipped, with a note, where wrk is not installed);
 2. MLPerf LoadGen SingleStream over our connections (:mod:`bench.loadgen`);
 3. LoadGen Server at ``--loadgen-qps`` (default: half the throughput our
    closed loop reached at the highest concurrency), then our open loop with
    Poisson arrivals at the same rate and as many requests.
 
-``agreement`` compares each tool's p50 with ours at the same load
-(perf_analyzer and LoadGen SingleStream with our closed loop, LoadGen Server
-with our Poisson open loop): within 10% or not, and where not, what differs
-between the two measurements. Each tool's own CPU per request is measured
-(this process's CPU time for ours and LoadGen's; perf_analyzer's rusage):
-on a 2-core machine the client shares the cores with the server.
+``agreement`` compares each tool's p50 and throughput with ours at the same
+load (perf_analyzer, wrk and LoadGen SingleStream with our closed loop, LoadGen
+Server with our Poisson open loop): within 10% or not, and where not, what
+differs between the two measurements. Each tool's own CPU per request is
+measured (this process's CPU time during the pass for ours and LoadGen's,
+answers checked after it; perf_analyzer's and wrk's rusage): on a 2-core
+machine the client shares the cores with the server. ``client_share`` is the
+harness's own error at concurrency 1: our p50 minus perf_analyzer's on the same
+path in the same run.
 
 Writes ``results/<run-id>/`` (``results/latest`` points at it): ``summary.json``
 (a run record, kind ``crosscheck``, study ``saturation``: ``tools``,
-``agreement``, ``steps``, ``notes``), ``requests.csv`` (every request our
+``agreement``, ``client_share``, ``steps``, ``notes``), ``requests.csv`` (every request our
 harness and LoadGen's SUT sent; ``repeat`` is the step number),
-``perf_analyzer/`` (its input data, CSVs and console output) and
+``perf_analyzer/`` (its input data, CSVs and console output), ``wrk/`` (its
+console output; the bodies it posted are removed at the end) and
 ``loadgen-singlestream/``, ``loadgen-server/`` (LoadGen's logs).
 """
 from __future__ import annotations
@@ -46,6 +52,7 @@ from pydantic import field_validator
 from tqdm import tqdm
 
 from bench import client, loadgen, perf_analyzer, results, shapes, target
+from bench import wrk as wrk_tool
 from bench import options as opts
 from bench.formats import fmt
 from bench.options import option
@@ -56,7 +63,7 @@ from servebench import data, registry
 from servebench.settings import Settings, from_environment
 
 TOLERANCE_PCT = 10.0  # the agreement rows' within_10pct
-OURS, PERF, LOADGEN = "servebench", "perf_analyzer", "loadgen"  # the tools, as their rows name them
+OURS, PERF, LOADGEN, WRK = "servebench", "perf_analyzer", "loadgen", "wrk"  # the tools, as their rows name them
 
 
 class CrosscheckOptions(opts.Options):
@@ -74,6 +81,8 @@ class CrosscheckOptions(opts.Options):
     perf_interval_ms: int = option(3000, "perf_analyzer's measurement window (ms)", ge=100)
     perf_max_trials: int = option(10, "perf_analyzer's most windows per level before it gives up on stability",
                                   ge=3)
+    wrk: bool = option(True, "wrk at the same levels (Debian's wrk; `make setup` installs it)")
+    wrk_duration_s: float = option(8.0, "wrk's run length at each level (s)", ge=1)
     loadgen: bool = option(True, "the MLPerf LoadGen scenarios")
     direct: bool = option(True, "also our closed loop and perf_analyzer straight at the model server's own "
                                 "port (Flask, FastAPI, Triton: they speak KServe v2), without nginx and Django")
@@ -104,6 +113,7 @@ class CrosscheckOptions(opts.Options):
             "concurrency_levels": list(self.concurrency), "warmup": self.warmup,
             "perf_analyzer": self.perf_analyzer, "perf_interval_ms": self.perf_interval_ms,
             "perf_max_trials": self.perf_max_trials, "perf_stability_pct": 10.0,
+            "wrk": self.wrk, "wrk_duration_s": self.wrk_duration_s, "wrk_threads": 1,
             "loadgen": self.loadgen, "direct": self.direct, "loadgen_min_duration_s": self.loadgen_min_duration,
             "loadgen_qps": self.loadgen_qps, "loadgen_latency_ms": self.loadgen_latency_ms,
             "connections": self.connections, "seed": self.seed, "mode": "crosscheck",
@@ -125,14 +135,19 @@ def agreement_row(ours: dict, theirs: dict, *, cores: int | None = None) -> dict
     a, b = ours.get("p50_ms"), theirs.get("p50_ms")
     diff = results.rounded((b - a) / a * 100.0, 1) if a and b is not None else None
     within = diff is not None and abs(diff) <= TOLERANCE_PCT
+    ta, tb = ours.get("throughput"), theirs.get("throughput")
+    tdiff = results.rounded((tb - ta) / ta * 100.0, 1) if ta and tb is not None else None
     explanation = "" if within else explain(ours, theirs, diff, cores)
     return {"concurrency": theirs.get("concurrency"), "tool": theirs["tool"], "ours_p50_ms": a, "tool_p50_ms": b,
-            "diff_pct": diff, "within_10pct": within, "explanation": explanation}
+            "diff_pct": diff, "within_10pct": within, "ours_throughput": ta, "tool_throughput": tb,
+            "throughput_diff_pct": tdiff,
+            "throughput_within_10pct": tdiff is not None and abs(tdiff) <= TOLERANCE_PCT,
+            "explanation": explanation}
 
 
 def agreements(tools: list[dict], *, cores: int | None = None) -> list[dict]:
-    """Each other tool's row against ours at the same load, in the order they ran: perf_analyzer against our
-    closed loop at its concurrency on the same path, LoadGen SingleStream against our closed loop at
+    """Each other tool's row against ours at the same load, in the order they ran: perf_analyzer and wrk against
+    our closed loop at their concurrency on the same path, LoadGen SingleStream against our closed loop at
     concurrency 1, our Poisson open loop against LoadGen Server at its rate."""
     rows: list[dict] = []
     ours: dict[tuple[str, int | None], dict] = {}  # our closed loops by (scenario, concurrency)
@@ -143,13 +158,29 @@ def agreements(tools: list[dict], *, cores: int | None = None) -> list[dict]:
                 rows.append(agreement_row(t, server, cores=cores))
         elif t["tool"] == OURS:
             ours[(t["scenario"], t["concurrency"])] = t
-        elif t["tool"] == PERF and (t["scenario"], t["concurrency"]) in ours:
+        elif t["tool"] in (PERF, WRK) and (t["scenario"], t["concurrency"]) in ours:
             row = agreement_row(ours[(t["scenario"], t["concurrency"])], t, cores=cores)
             rows.append(row if t["scenario"] == "closed-loop" else {**row, "tool": f"{row['tool']}, {t['scenario']}"})
         elif t["tool"] == LOADGEN and t["scenario"] == shapes.SERVER:
             server = t
         elif t["tool"] == LOADGEN and ("closed-loop", 1) in ours:
             rows.append(agreement_row(ours[("closed-loop", 1)], t, cores=cores))
+    return rows
+
+
+def client_share(tools: list[dict]) -> list[dict]:
+    """The harness's own error at concurrency 1, per path: our p50 minus perf_analyzer's, in the same run."""
+    ours = {t["scenario"]: t for t in tools if t["tool"] == OURS and t["concurrency"] == 1}
+    rows = []
+    for t in tools:
+        mine = ours.get(t["scenario"])
+        if t["tool"] != PERF or t["concurrency"] != 1 or mine is None:
+            continue
+        a, b = mine.get("p50_ms"), t.get("p50_ms")
+        if a is None or b is None:
+            continue
+        rows.append({"scenario": t["scenario"], "ours_p50_ms": a, "perf_analyzer_p50_ms": b,
+                     "share_ms": results.rounded(a - b, 3), "share_pct": results.rounded((a - b) / a * 100.0, 1)})
     return rows
 
 
@@ -169,6 +200,10 @@ def explain(ours: dict, theirs: dict, diff: float | None, cores: int | None) -> 
         else:
             parts.append("perf_analyzer reports its last stable measurement windows, "
                          f"ours the whole pass of {ours.get('requests')} requests")
+    if tool == WRK:
+        parts.append("wrk times each request on its side of the socket over a fixed duration from one event loop, "
+                     f"ours over the pass of {ours.get('requests')} requests from a thread per connection; "
+                     "wrk checks no answer")
     if tool == "loadgen":
         parts.append("LoadGen times each query from its own issue time (its callback into Python and the hand-off "
                      "to a connection thread included), ours from just before the send")
@@ -204,9 +239,9 @@ class Crosscheck:
         self.client = client.Client(self.st.url)
 
     # ---------------------------------------------------------- the plan
-    def plan(self, use_perf: bool) -> Generator[Level, dict, None]:
+    def plan(self, use_perf: bool, use_wrk: bool = False) -> Generator[Level, dict, None]:
         """The steps as levels, each answered with its tool's row (``label`` names the tool, LoadGen's are its
-        scenarios): at each concurrency our closed loop then perf_analyzer; LoadGen SingleStream; LoadGen Server
+        scenarios): at each concurrency our closed loop, perf_analyzer, wrk; LoadGen SingleStream; LoadGen Server
         at ``--loadgen-qps`` or half our throughput at the highest concurrency, then our Poisson open loop at that
         rate with as many requests as LoadGen sent; then the closed-loop levels again straight at the model
         server."""
@@ -216,6 +251,8 @@ class Crosscheck:
             ours_by_c[c] = yield Level(shapes.CLOSED, concurrency=c, count=len(self.requests), label=OURS)
             if use_perf:
                 yield self._perf_level(c)
+            if use_wrk:
+                yield Level(shapes.CLOSED, concurrency=c, seconds=o.wrk_duration_s, label=WRK)
         if o.loadgen:
             lg = {"connections": o.connections, "min_queries": o.n, "min_duration_s": o.loadgen_min_duration,
                   "target_latency_ms": o.loadgen_latency_ms}
@@ -239,6 +276,8 @@ class Crosscheck:
                 yield Level(shapes.CLOSED, concurrency=c, count=len(self.requests), label=OURS, extra=to)
                 if use_perf:
                     yield self._perf_level(c, to)
+                if use_wrk:
+                    yield Level(shapes.CLOSED, concurrency=c, seconds=o.wrk_duration_s, label=WRK, extra=to)
 
     def _perf_level(self, concurrency: int, to: dict | None = None) -> Level:
         """perf_analyzer's level: its windows under its own stability rule (10%, at most ``--perf-max-trials``)."""
@@ -257,6 +296,9 @@ class Crosscheck:
         if level.label == PERF:
             self.log(f"concurrency {level.concurrency}: perf_analyzer{where} ...")
             return self.perf_analyzer(level, url, scenario)
+        if level.label == WRK:
+            self.log(f"concurrency {level.concurrency}: wrk{where} for {level.seconds:g} s ...")
+            return self.wrk(level, url, scenario)
         if level.kind == shapes.OPEN:
             self.log(f"our Poisson open loop at {level.rate:g} requests/s ...")
             return self.open_loop(level.rate, level.count)
@@ -362,6 +404,26 @@ class Crosscheck:
         self.tools.append(row)
         return row
 
+    # ---------------------------------------------------------- wrk
+    def wrk(self, level: Level, url: str | None = None, scenario: str = "closed-loop") -> dict:
+        concurrency = level.concurrency
+        step = self._step(WRK, scenario, concurrency=concurrency)
+        try:
+            out = wrk_tool.run(url or self.st.url, self.requests, concurrency=concurrency, duration_s=level.seconds,
+                               work_dir=self.run_dir / "wrk")
+        except wrk_tool.WrkError as exc:
+            row = tool_row(WRK, scenario, concurrency=concurrency, note=f"failed: {exc}"[:500])
+        else:
+            errors = f", {out['errors']} errors {out['errors_by_kind']}" if out["errors"] else ""
+            row = tool_row(WRK, scenario, concurrency=concurrency, requests=out["requests"],
+                           throughput=out["throughput"], p50_ms=out["p50_ms"], p90_ms=out["p90_ms"],
+                           p99_ms=out["p99_ms"], client_cpu_ms_per_request=out["client_cpu_ms_per_request"],
+                           note=f"{out['duration_s']:g} s, 1 thread, {concurrency} connections, no answer check"
+                                + errors)
+        step["end_s"] = results.rounded(time.perf_counter() - self.origin, 3)
+        self.tools.append(row)
+        return row
+
     # ---------------------------------------------------------- LoadGen
     def loadgen(self, level: Level) -> dict:
         scenario, qps = level.kind, level.rate
@@ -394,7 +456,9 @@ class Crosscheck:
         o, self.run_dir = self.o, run_dir
         self.stack = target.stack_record(self.st)
         session = RunSession(run_dir, header=self._header, table=print_table, requests_csv=True, summary=lambda _: {
-            "tools": self.tools, "agreement": agreements(self.tools, cores=os.cpu_count()), "steps": self.steps,
+            "tools": self.tools, "agreement": agreements(self.tools, cores=os.cpu_count()),
+            "client_share": client_share(self.tools),
+            "wrk": {"available": wrk_tool.missing() is None, "version": wrk_tool.version()}, "steps": self.steps,
             "notes": self.notes, "perf_analyzer": self._perf_analyzer_info(), "loadgen": self.loadgen_outcomes,
             "data": {"source": "CIFAR-10 test set", "images": len(self.requests)}})
         with session:
@@ -410,8 +474,13 @@ class Crosscheck:
             if o.perf_analyzer and perf_analyzer.missing():
                 self.notes.append(f"perf_analyzer left out: {perf_analyzer.missing()}")
             use_perf = o.perf_analyzer and not perf_analyzer.missing()
+            if o.wrk and wrk_tool.missing():
+                self.notes.append(f"wrk left out: {wrk_tool.missing()}")
+            use_wrk = o.wrk and not wrk_tool.missing()
+            # wrk's copy of the encoded bodies (MBs): the dataset is where they come from.
+            session.on_close(lambda: [(run_dir / "wrk" / f).unlink(missing_ok=True) for f in ("bodies.bin", "index.txt")])
             try:
-                shapes.drive(shapes.Scripted(lambda: self.plan(use_perf)), self.step)
+                shapes.drive(shapes.Scripted(lambda: self.plan(use_perf, use_wrk)), self.step)
             except loadgen.Interrupted as exc:
                 self.loadgen_outcomes[exc.outcome.get("settings", {}).get("scenario", "?")] = exc.outcome
                 raise
@@ -453,8 +522,13 @@ def print_table(doc: dict, run_dir: Path) -> None:
               f"{fmt(t['client_cpu_ms_per_request'], 3):>11}  {t['note']}")
     for a in doc["agreement"]:
         verdict = "within 10%" if a["within_10pct"] else f"NOT within 10%: {a['explanation']}"
+        rate = (f"; images/s {a['tool_throughput']} vs {a['ours_throughput']} ({a['throughput_diff_pct']}%)"
+                if a.get("throughput_diff_pct") is not None else "")
         print(f"  {a['tool']} vs ours at {'c' + str(a['concurrency']) if a['concurrency'] else 'the same rate'}: "
-              f"p50 {a['tool_p50_ms']} vs {a['ours_p50_ms']} ms ({a['diff_pct']}%), {verdict}")
+              f"p50 {a['tool_p50_ms']} vs {a['ours_p50_ms']} ms ({a['diff_pct']}%){rate}, {verdict}")
+    for c in doc.get("client_share") or []:
+        print(f"  client share at c1, {c['scenario']}: ours {c['ours_p50_ms']} - perf_analyzer "
+              f"{c['perf_analyzer_p50_ms']} = {c['share_ms']} ms ({c['share_pct']}% of our p50)")
     for note in doc.get("notes") or []:
         print(f"  note: {note}")
     print(f"  results in {run_dir}")

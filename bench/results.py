@@ -12,6 +12,7 @@ import csv
 import math
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +64,25 @@ def point_latest(path: Path) -> None:
 
 
 class CsvLog:
-    """A CSV file written one flushed row at a time; safe to call from several threads."""
+    """A CSV file written one row at a time; safe to call from several threads.
 
-    def __init__(self, path: Path, columns: list[str]):
+    ``flush_s``: rows reach the file at least this often (0: every row). A
+    recorder of answers batches its flushes (one write a second, not one a
+    request: a load generator's CPU per request is the harness's error);
+    :meth:`close` writes the rest, also at an interrupt.
+    """
+
+    def __init__(self, path: Path, columns: list[str], flush_s: float = 0.0):
         self.path = Path(path)
         self.columns = columns
+        self.flush_s = flush_s
         self._file = self.path.open("w", newline="")
         self._writer = csv.writer(self._file)
         self._lock = threading.Lock()
+        self._flushed = time.monotonic()
         self.rows = 0
         self.row(columns)
+        self._file.flush()
         self.rows = 0
 
     def row(self, values) -> None:
@@ -80,8 +90,12 @@ class CsvLog:
             if self._file.closed:  # a straggler after the run was stopped
                 return
             self._writer.writerow(values)
-            self._file.flush()
             self.rows += 1
+            if not self.flush_s:
+                self._file.flush()
+            elif (now := time.monotonic()) - self._flushed >= self.flush_s:
+                self._file.flush()
+                self._flushed = now
 
     def close(self) -> None:
         with self._lock:

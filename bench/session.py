@@ -53,29 +53,37 @@ from typing import Any, Callable
 from bench import client, distributions, provenance, records, resources, results
 from bench.records import RunRecord
 from servebench import interrupts
+from servebench.settings import HarnessSettings
 
 REQUESTS_FILE = "requests.csv"
+REQUESTS_FLUSH_S = 1.0  # written rows reach requests.csv at least this often, and all of them at the close
+RECORDER_BATCH = 20000  # answers held before their rows are written (SB_ROWS_BATCH for a run session)
 RESOURCES_FILE = "resources.csv"
 
 
 class Recorder:
-    """Collects answers as they come: a flushed CSV row each, counted under one lock.
+    """Collects answers as they come, and writes them as CSV rows in batches, counted under one lock.
 
-    An answer is counted exactly when its row is written; once :meth:`close`
-    has run, answers still arriving (in flight at an interrupt) are neither
-    written nor counted (``late`` says how many), so the summary and the CSV
-    always agree. ``repeat`` is the pass a row belongs to (set by the command
-    between passes), or ``repeat_of(result)`` computes it per answer.
-    ``keep``: the ``(repeat, result)`` pairs are kept in :attr:`results` (a
-    long soak keeps aggregates instead, in its ``tally``: called under the lock
-    with ``(repeat, result)`` for every answer written; its ``close()``, if
-    any, is called as the recorder closes). ``latencies`` tallies the latency of every
+    An answer is counted exactly when its row is written. Rows are written when
+    ``batch`` answers wait, at :meth:`flush`, and at :meth:`close` (also at an
+    interrupt): checking an answer and formatting its row cost a Python client
+    about as much CPU as the request itself, so a pass of up to ``batch``
+    answers pays it after its clock has stopped. Once :meth:`close` has run,
+    answers still arriving (in flight at an interrupt) are neither written nor
+    counted (``late`` says how many), so the summary and the CSV always agree.
+    ``repeat`` is the pass a row belongs to (set by the command between passes),
+    or ``repeat_of(result)`` computes it per answer. ``keep``: the
+    ``(repeat, result)`` pairs are kept in :attr:`results` (a long soak keeps
+    aggregates instead, in its ``tally``: called under the lock with
+    ``(repeat, result)`` for every answer written; its ``close()``, if any, is
+    called as the recorder closes). ``latencies`` tallies the latency of every
     answer written that succeeded, per repeat (the session writes it to ``latency.hdr``).
     """
 
     def __init__(self, log: results.CsvLog, origin: float, bar=None, *, keep: bool = True,
                  repeat_of: Callable[[Any], int] | None = None, tally=None,
-                 row: Callable[[int, Any, float], list] = results.request_row, bar_counts: str = "images"):
+                 row: Callable[[int, Any, float], list] = results.request_row, bar_counts: str = "images",
+                 batch: int = RECORDER_BATCH):
         self.log = log
         self.origin = origin
         self.bar = bar
@@ -84,22 +92,33 @@ class Recorder:
         self.tally = tally
         self.row = row
         self.bar_counts = bar_counts  # "images" or "requests": what one answer advances the bar by
+        self.batch = max(1, batch)
         self.repeat = 0
         self.results: list[tuple[int, Any]] = []
         self.latencies = distributions.LatencyTally()
         self.count = 0
         self.late = 0
         self.closed = False
+        self._waiting: list[tuple[int, Any]] = []
         self._lock = threading.Lock()
 
     def __call__(self, r) -> None:
         repeat = self.repeat if self.repeat_of is None else self.repeat_of(r)
-        row = self.row(repeat, r, self.origin)
         with self._lock:
             if self.closed:
                 self.late += 1
                 return
-            self.log.row(row)
+            self._waiting.append((repeat, r))
+            if len(self._waiting) >= self.batch:
+                self._write()
+        if self.bar is not None:
+            self.bar.update(r.request.images if self.bar_counts == "images" else 1)
+
+    def _write(self) -> None:
+        """Check, write and count the waiting answers (the lock held)."""
+        waiting, self._waiting = self._waiting, []
+        for repeat, r in waiting:
+            self.log.row(self.row(repeat, r, self.origin))
             self.count += 1
             if r.ok:
                 self.latencies.record(repeat, r.latency_ms)
@@ -107,14 +126,20 @@ class Recorder:
                 self.results.append((repeat, r))
             if self.tally is not None:
                 self.tally(repeat, r)
-        if self.bar is not None:
-            self.bar.update(r.request.images if self.bar_counts == "images" else 1)
+
+    def flush(self) -> None:
+        """Write the answers that wait (between passes, or before reading :attr:`results`)."""
+        with self._lock:
+            if not self.closed:
+                self._write()
 
     def close(self) -> list[tuple[int, Any]]:
-        """Stop recording, close the CSV, and return exactly the results it holds."""
+        """Write what waits, stop recording, close the CSV, and return exactly the results it holds."""
         with self._lock:
-            if not self.closed and self.tally is not None and hasattr(self.tally, "close"):
-                self.tally.close()
+            if not self.closed:
+                self._write()
+                if self.tally is not None and hasattr(self.tally, "close"):
+                    self.tally.close()
             self.closed = True
             self.log.close()
             return list(self.results)
@@ -177,7 +202,7 @@ class RunSession:
         # Replaced at the end: a run killed outright still says it did not finish.
         records.write(self.run_dir, {**self.header(interrupted=True), "running": True})
         if self._want_requests:
-            self.requests_log = results.CsvLog(self.run_dir / REQUESTS_FILE, self.request_columns)
+            self.requests_log = results.CsvLog(self.run_dir / REQUESTS_FILE, self.request_columns, flush_s=REQUESTS_FLUSH_S)
         if self._want_resources:
             self.resources_log = results.CsvLog(self.run_dir / RESOURCES_FILE, self.resource_columns)
         return self
@@ -191,7 +216,8 @@ class RunSession:
         if self.rec is not None:
             raise RuntimeError("a run session has one recorder")
         if self.requests_log is None:
-            self.requests_log = results.CsvLog(self.run_dir / REQUESTS_FILE, self.request_columns)
+            self.requests_log = results.CsvLog(self.run_dir / REQUESTS_FILE, self.request_columns, flush_s=REQUESTS_FLUSH_S)
+        kw.setdefault("batch", HarnessSettings().rows_batch)
         self.rec = Recorder(self.requests_log, origin, bar, **kw)
         if bar is not None:
             self.on_close(bar.close)

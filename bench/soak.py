@@ -231,10 +231,13 @@ class Bins:
         self._announced = max(self.bins, default=-1) + 1
 
 
+SOAK_BATCH = 256  # answers written at a time: bins are announced within a second of closing, memory stays flat
+
+
 def recording(origin: float, rate: float, passes_of: int, bin_s: float, say=print) -> dict:
     """A soak's options of :class:`bench.session.Recorder`: the pass over the images from each answer's
     scheduled position (constant arrivals: request i is due at i / rate), aggregates per bin (:class:`Bins`)."""
-    return {"keep": False, "tally": Bins(origin, bin_s, say), "bar_counts": "requests",
+    return {"keep": False, "tally": Bins(origin, bin_s, say), "bar_counts": "requests", "batch": SOAK_BATCH,
             "repeat_of": lambda r: int(round((r.scheduled - origin) * rate)) // passes_of}
 
 

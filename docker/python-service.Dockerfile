@@ -17,3 +17,5 @@ RUN pip install -q -r /tmp/requirements.txt
 WORKDIR /app
 ENV PYTHONPATH=/app
 COPY . /app
+# The object store's data folder under compose (SB_OBJECTSTORE_DATA), which weed expects to exist.
+RUN mkdir -p /data

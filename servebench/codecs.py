@@ -354,5 +354,10 @@ def decode_predictions(body: bytes | str) -> Prediction:
     )
 
 
+def decode_classes(body: bytes | str) -> np.ndarray:
+    """Client side: only the predicted classes of a response body (what an answer check needs)."""
+    return np.array([p["class_id"] for p in json.loads(body)["predictions"]], dtype=np.int64)
+
+
 def error_body(message: str, **extra) -> bytes:
     return json.dumps({"error": message, **extra}).encode()

@@ -50,7 +50,8 @@ from servebench.registry import Service
 from servebench.runtime import Runtime, StackError, StackState, secret_of, service_healthy
 from servebench.settings import REPO_ROOT, HarnessSettings, Settings, client_env, from_environment
 
-__all__ = ["StackError", "ComposeState", "DockerRuntime", "engine_answers", "project_containers", "built"]
+__all__ = ["StackError", "ImageMissing", "ComposeState", "DockerRuntime", "engine_answers", "project_containers",
+           "built", "profiles"]
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 STOP_GRACE_S = 10
@@ -59,6 +60,29 @@ PUBLIC_BASE = "python:3.11-slim-bookworm"
 OFFLINE_BASE = "servebench/base:bookworm"  # docker/base-image.sh (make base-image)
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+
+
+class ImageMissing(StackError):
+    """An official image (never built here) is not present and cannot be pulled: nothing is substituted."""
+
+
+def profiles() -> tuple[str, ...]:
+    """Every profile of the compose file: the architectures', then those of a study's own services."""
+    return tuple(dict.fromkeys([*registry.profiles(), *(p for name in registry.services()
+                                                         for p in registry.profiles_of(name))]))
+
+
+def stack_profiles(name: str, services: list[Service]) -> tuple[str, ...]:
+    """The profiles that enable a stack: an architecture's own, else its services' (a study's object store)."""
+    if name in registry.names():
+        return (registry.get(name).profile,)
+    return tuple(dict.fromkeys(p for svc in services for p in registry.profiles_of(svc.name)))
+
+
+def absent_official_images(arch: str) -> list[str]:
+    """The official images (never built here) ``arch`` runs that are not present locally."""
+    return [svc.image for svc in registry.services_for(arch) if svc.image and not svc.dockerfile
+            and not _image_present(svc.image)]
 
 
 def built() -> tuple[str, ...]:
@@ -197,7 +221,12 @@ class DockerRuntime(Runtime):
         settings = settings if settings is not None else Settings.from_env({})
         arch = arch or registry.names()[0]
         subst = {k: v.docker(settings) for svc in registry.services().values() for k, v in svc.runtime_vars.items()}
-        subst.update(topology.compose_substitutions(arch, settings, secret_key))
+        if arch in registry.names():
+            subst.update(topology.compose_substitutions(arch, settings, secret_key))
+        else:  # a stack of a study's services (no architecture): every knob and each service's limits
+            subst.update(topology.substitutions(arch, settings, secret_key))
+            for svc in registry.services().values():
+                subst.update(topology.limit_values(svc, settings))
         return {**client_env(), **self.harness.compose_env(),
                 "BASE_IMAGE": base_image or self.harness.base_image or PUBLIC_BASE, **subst}
 
@@ -228,7 +257,7 @@ class DockerRuntime(Runtime):
                              f"`make base-image` and set BASE_IMAGE={OFFLINE_BASE}")
         copy_certs(log)
         log(f"building {', '.join(services)} on {base} ...")
-        argv = [*self._compose(registry.profiles()), "build", *services]
+        argv = [*self._compose(profiles()), "build", *services]
         res = _run(argv, env=self.compose_env(base_image=base), timeout=timeout_s, capture=quiet)
         if res.returncode != 0:
             output = f":\n{res.stdout.strip()[-3000:]}" if quiet else "; see its output above"
@@ -236,7 +265,9 @@ class DockerRuntime(Runtime):
 
     def config(self, profile: str, settings: Settings | None = None) -> str:
         """docker-compose.yml as compose reads it for one profile; StackError when invalid."""
-        arch = next(a.name for a in registry.architectures() if a.profile == profile)
+        if profile not in profiles():
+            raise StackError(f"no compose profile {profile!r}: choose from {', '.join(profiles())}")
+        arch = next((a.name for a in registry.architectures() if a.profile == profile), profile)
         argv = [*self._compose((profile,)), "config"]
         res = _run(argv, env=self.compose_env(arch, settings), timeout=60)
         if res.returncode != 0:
@@ -255,7 +286,7 @@ class DockerRuntime(Runtime):
                              "project with SB_COMPOSE_PROJECT=...")
         for svc in services:  # before any build: refuse early when it cannot run
             if svc.image and not svc.dockerfile:
-                _ensure_official_image(arch, svc, log)
+                _ensure_official_image(registry.get(arch).title if arch in registry.names() else arch, svc, log)
         to_build = [svc.name for svc in services if svc.dockerfile]
         images = _images()
         missing = [n for n in to_build if not _image_present(images[n])]
@@ -265,9 +296,11 @@ class DockerRuntime(Runtime):
     def _start(self, st: ComposeState, services: list[Service], timeout_s: float, log) -> None:
         settings = st.knob_settings()
         base = self.base_image()
-        profile = registry.get(st.arch).profile
-        argv = [*self._compose((profile,)), "up", "-d", "--no-build"]
-        st.doc.update(project=self.project, profile=profile, compose=self.compose_command(), base_image=base)
+        enabled = stack_profiles(st.arch, services)
+        # The stack's services by name: a profile may hold more (a study's, an architecture's sibling).
+        argv = [*self._compose(enabled), "up", "-d", "--no-build", *(svc.name for svc in services)]
+        st.doc.update(project=self.project, profile=",".join(enabled), compose=self.compose_command(),
+                      base_image=base)
         started = time.monotonic()
         # v1 and v2 both wait here for depends_on health (nginx on the front end); the rest is awaited below.
         res = _run(argv, env=self.compose_env(st.arch, settings, secret_of(settings), base), timeout=timeout_s + 60)
@@ -290,7 +323,7 @@ class DockerRuntime(Runtime):
                 "log": f"docker logs {c['Id'][:12]}",
             }
         self._write_state(st)
-        front = next(svc for svc in services if svc.port_field == "port")
+        front = next((svc for svc in services if svc.port_field == "port"), services[-1])
         if not service_healthy(front, settings):
             raise StackError(f"{front.name} is healthy in its container but {st.url}{front.health_path} does not "
                              "answer from here: check SB_LISTEN")
@@ -347,7 +380,7 @@ class DockerRuntime(Runtime):
             (rdir / self.state_file).unlink(missing_ok=True)
             return False
         before = project_containers(project)
-        argv = [*self._compose(registry.profiles(), project), "down", "--remove-orphans", "-t", str(STOP_GRACE_S)]
+        argv = [*self._compose(profiles(), project), "down", "--remove-orphans", "-t", str(STOP_GRACE_S)]
         res = _run(argv, env=self.compose_env(), timeout=120)
         leftover = project_containers(project)
         if leftover:  # compose failed, or containers it no longer knows: remove them by label
@@ -373,7 +406,7 @@ def copy_certs(log=print) -> None:
         log(res.stdout.strip())
 
 
-def _ensure_official_image(arch: str, svc: Service, log) -> None:
+def _ensure_official_image(title: str, svc: Service, log) -> None:
     if _image_present(svc.image):
         return
     log(f"pulling {svc.image} ...")
@@ -382,8 +415,8 @@ def _ensure_official_image(arch: str, svc: Service, log) -> None:
         detail = (res.stdout.strip().splitlines() or ["(no output)"])[-1]
         readme = REPO_ROOT / "services" / svc.name / "README.md"
         see = f" See {readme.relative_to(REPO_ROOT)}." if readme.is_file() else ""
-        raise StackError(
-            f"{registry.get(arch).title} needs the official image {svc.image}, which is not present locally and "
+        raise ImageMissing(
+            f"{title} needs the official image {svc.image}, which is not present locally and "
             f"cannot be pulled here ({detail}). On a host with a registry: `docker pull {svc.image}`; or bring it "
             f"in with `docker load`. Nothing is substituted for it.{see}"
         )
@@ -395,7 +428,7 @@ def main(argv=None) -> int:
     b = sub.add_parser("build")
     b.add_argument("services", nargs="*", help=f"default: all of {', '.join(built())}")
     c = sub.add_parser("config")
-    c.add_argument("profile", nargs="?", choices=registry.profiles())
+    c.add_argument("profile", nargs="?", choices=profiles())
     args = p.parse_args(argv)
     rt = DockerRuntime(HarnessSettings())
     try:
@@ -403,7 +436,7 @@ def main(argv=None) -> int:
             rt.build(args.services or None)
         else:
             settings = from_environment()
-            for profile in [args.profile] if args.profile else registry.profiles():
+            for profile in [args.profile] if args.profile else profiles():
                 rt.config(profile, settings)
                 print(f"docker-compose.yml is valid for profile {profile}")
     except StackError as exc:

@@ -1,29 +1,45 @@
-"""A shaped link between network namespaces: veth pair, link-local addresses, ``tc tbf`` on both ends.
+"""A shaped link between network namespaces: link-local addresses, ``tc tbf`` on both ends, optional delay.
 
-    with ShapedLink("stream", rate_mbit=20) as link:
+    with ShapedLink("stream", rate_mbit=20, delay_ms=50, jitter_ms=0) as link:
         server listens on link.server_addr (root namespace, or its own with server_ns=True)
         client = link.popen("client", [python, "-m", ...])     # runs inside the client's namespace
         link.measure_mbit()                                    # the rate a TCP transfer really gets
+        link.measure_rtt_ms()                                  # the round trip a TCP connect really pays
+        link.set_delay(80)                                     # another round trip, same devices and addresses
 
 The client always gets a namespace of its own (``sb-<name>-c``); the server side
 stays in the root namespace unless ``server_ns`` asks for one (``sb-<name>-s``).
 Addresses are link-local (169.254.<k>.1 server, .2 client, a /30 per link): no
 private-range or public address is used. The token bucket shapes each end's
-egress, so both directions get the rate. This kernel has no netem, so no delay
-or loss can be added; :meth:`ShapedLink.recorded` says so when it is absent.
+egress, so both directions get the rate.
 
-Everything is removed on ``close()`` (also when set-up fails half-way), and
-:func:`remove_stale` removes what a killed run left (namespaces named ``sb-*``).
+Without delay the link is a veth pair. This kernel has no netem (nor sch_fq or
+ETF), so a link with ``delay_ms`` (and ``jitter_ms``) is two point-to-point TUN
+devices instead, one in the client's namespace, bridged by a small userspace
+delay element (:mod:`servebench.delay_link`, a process the link starts) that
+holds each packet for half the round trip, in order; the TCP handshake pays
+the RTT as on a real path. Its accuracy is tested (median TCP connect time
+within 10% of the setting at 20, 50 and 80 ms). :meth:`ShapedLink.recorded`
+says which element a link had, its settings and what was measured.
+
+Everything is removed on ``close()`` (also when set-up fails half-way): the
+namespaces, the devices and the delay element's process (by its PID; its TUN
+devices vanish with it). :func:`remove_stale` removes what a killed run left
+(namespaces named ``sb-*`` and the delay elements their pid files name).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import os
+import select
 import shutil
+import signal
 import socket
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +48,8 @@ SERVER_OCTET, CLIENT_OCTET = 1, 2
 TBF_LATENCY_MS = 50  # the queue a bucket keeps before dropping: bounded, like a real access link's buffer
 MEASURE_PORT = 5599  # inside the link's own addresses only
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PIDFILES = Path(tempfile.gettempdir()) / "servebench-links"  # a delay element's pid, so remove_stale finds it
+DELAY_ELEMENT = "servebench.delay_link"
 
 
 class LinkError(RuntimeError):
@@ -78,10 +96,49 @@ def remove_stale(prefix: str = "") -> list[str]:
     if not shutil.which("ip"):
         return []
     gone = [ns for ns in namespaces() if ns.startswith(PREFIX + prefix) and ns[-2:] in ("-c", "-s")]
+    if PIDFILES.is_dir():
+        for pidfile in PIDFILES.glob(f"{prefix}*.pid"):
+            _stop_element(_pid_of(pidfile), pidfile)
     for ns in gone:
         _run(["ip", "netns", "del", ns], check=False)
         _run(["ip", "link", "del", _devices(ns[len(PREFIX):-2])[0]], check=False)
     return gone
+
+
+def _pid_of(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_element(pid: int) -> bool:
+    """Whether ``pid`` is still a delay element (a recycled PID is left alone)."""
+    try:
+        return DELAY_ELEMENT.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop_element(pid: int | None, pidfile: Path | None = None, proc: subprocess.Popen | None = None) -> None:
+    """Stop a delay element by its PID (SIGTERM, then SIGKILL); its TUN devices vanish with it."""
+    if proc is not None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    elif pid is not None and _is_element(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while _is_element(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _is_element(pid):
+            os.kill(pid, signal.SIGKILL)
+    if pidfile is not None:
+        pidfile.unlink(missing_ok=True)
 
 
 def _used_subnets() -> set[int]:
@@ -97,16 +154,28 @@ def _used_subnets() -> set[int]:
 
 
 class ShapedLink:
-    """Client namespace <-veth-> server side, shaped by a token bucket at ``rate_mbit`` each way."""
+    """Client namespace <-veth (or TUN + delay element)-> server side, shaped by a token bucket at ``rate_mbit``
+    each way, with ``delay_ms`` of round trip (``± jitter_ms``) added when asked."""
 
-    def __init__(self, name: str, rate_mbit: float | None, *, server_ns: bool = False):
+    def __init__(self, name: str, rate_mbit: float | None, delay_ms: float = 0, jitter_ms: float = 0, *,
+                 server_ns: bool = False, element: bool | None = None):
+        """``element``: the delay element even at no delay (so :meth:`set_delay` can change it in place); by
+        default only when ``delay_ms`` or ``jitter_ms`` is set."""
+        from servebench import delay_link
+
+        if rate_mbit is not None and rate_mbit <= 0:
+            raise ValueError(f"link rate must be positive, not {rate_mbit} Mbit/s")
+        delay_link.check(delay_ms, jitter_ms)
         why = unavailable()
         if why:
             raise LinkError(f"cannot make a shaped link: {why}")
-        if rate_mbit is not None and rate_mbit <= 0:
-            raise ValueError(f"link rate must be positive, not {rate_mbit} Mbit/s")
         self.name = name
         self.rate_mbit = rate_mbit
+        self.delay_ms, self.jitter_ms = float(delay_ms), float(jitter_ms)
+        self.delayed = bool(delay_ms or jitter_ms) if element is None else element
+        self.element: subprocess.Popen | None = None  # the delay element, when delay_ms or jitter_ms is set
+        self.pidfile = PIDFILES / f"{name}.pid"
+        self.measured_rtt: dict | None = None
         self.client_ns = f"{PREFIX}{name}-c"
         self.server_ns = f"{PREFIX}{name}-s" if server_ns else None
         self.server_dev, self.client_dev = _devices(name)
@@ -141,7 +210,10 @@ class ShapedLink:
                 _run(["ip", "netns", "add", ns])
                 self._ip(ns, "link", "set", "lo", "up")
         _run(["ip", "link", "del", self.server_dev], check=False)
-        _run(["ip", "link", "add", self.server_dev, "type", "veth", "peer", "name", self.client_dev])
+        if self.delayed:
+            self._start_element()
+        else:
+            _run(["ip", "link", "add", self.server_dev, "type", "veth", "peer", "name", self.client_dev])
         self._ip(None, "link", "set", self.client_dev, "netns", self.client_ns)
         if self.server_ns:
             self._ip(None, "link", "set", self.server_dev, "netns", self.server_ns)
@@ -155,6 +227,43 @@ class ShapedLink:
                               check=False).returncode == 0
         if self.netem:
             self._tc(self.client_ns, "qdisc", "del", "dev", "lo", "root", check=False)
+
+    def _start_element(self) -> None:
+        """The delay element makes both TUN devices (in the root namespace) and says ``ready``."""
+        from servebench import delay_link
+
+        if not os.path.exists("/dev/net/tun"):
+            raise LinkError("a delayed link needs TUN devices: no /dev/net/tun here")
+        if self.pidfile.is_file():  # a killed run's element for a link of the same name
+            _stop_element(_pid_of(self.pidfile), self.pidfile)
+        argv = [sys.executable, "-m", DELAY_ELEMENT, "--server-dev", self.server_dev, "--client-dev",
+                self.client_dev, "--delay-ms", f"{self.delay_ms:g}", "--jitter-ms", f"{self.jitter_ms:g}",
+                "--pidfile", str(self.pidfile), "--control"]
+        self.element = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        ready, _, _ = select.select([self.element.stdout], [], [], 10)
+        line = self.element.stdout.readline().strip() if ready else ""
+        if line != delay_link.READY:
+            _stop_element(None, self.pidfile, self.element)
+            err = self.element.stderr.read().strip()[-500:]
+            raise LinkError(f"the delay element did not start: {err or 'no answer in 10 s'}")
+
+    def set_delay(self, delay_ms: float, jitter_ms: float = 0) -> None:
+        """A new round trip (and jitter) on a link with the delay element, in place: devices, addresses and
+        the servers listening on them stay. What was measured of the old one is forgotten."""
+        from servebench import delay_link
+
+        delay_link.check(delay_ms, jitter_ms)
+        if self.element is None or self.element.poll() is not None:
+            raise LinkError("this link has no running delay element: make it with delay_ms or element=True")
+        self.element.stdin.write(f"{delay_ms:g} {jitter_ms:g}\n")
+        self.element.stdin.flush()
+        ready, _, _ = select.select([self.element.stdout], [], [], 5)
+        answer = self.element.stdout.readline().strip() if ready else "no answer in 5 s"
+        if answer != "ok":
+            raise LinkError(f"the delay element refused {delay_ms:g} ms ± {jitter_ms:g}: {answer}")
+        self.delay_ms, self.jitter_ms = float(delay_ms), float(jitter_ms)
+        self.measured_rtt = None
 
     def tbf_args(self) -> list[str]:
         rate_bytes = self.rate_mbit * 1e6 / 8
@@ -208,14 +317,40 @@ class ShapedLink:
         self.measured_mbit = int(got) * 8 / float(seconds) / 1e6
         return self.measured_mbit
 
+    def measure_rtt_ms(self, connects: int = 20) -> dict:
+        """Open ``connects`` TCP connections from the client side to the server side, one after another; each
+        connect returns after SYN and SYN-ACK, one round trip. Their median, min, max and spread in ms."""
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+        me = [sys.executable, "-m", "servebench.netns"]
+        listener = self.popen("server", [*me, "_listen", self.server_addr, str(MEASURE_PORT)],
+                              stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            if listener.stdout.readline().strip() != "listening":
+                raise LinkError("the round-trip measurement's listener did not start")
+            out = _run(self.argv("client", [*me, "_connect", self.server_addr, str(MEASURE_PORT), str(connects)]))
+        finally:
+            listener.kill()
+            listener.wait()
+        times = [float(x) for x in out.stdout.split()]
+        if len(times) != connects:
+            raise LinkError(f"round-trip measurement: {len(times)} of {connects} connects timed")
+        self.measured_rtt = {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
+                             "max": round(max(times), 3), "stdev": round(statistics.pstdev(times), 3),
+                             "n": connects, "how": "TCP connect time (SYN to SYN-ACK), client to server"}
+        return self.measured_rtt
+
     def recorded(self) -> dict:
         return {
-            "link": "veth between network namespaces, tc tbf on both ends",
+            "link": ("two TUN devices bridged by a userspace delay element (servebench/delay_link.py), "
+                     "tc tbf on both ends" if self.delayed else "veth between network namespaces, tc tbf on both ends"),
             "rate_mbit_set": self.rate_mbit,
+            "delay_ms_set": self.delay_ms, "jitter_ms_set": self.jitter_ms,
+            "rtt_ms_measured": self.measured_rtt,
             "rate_mbit_measured": None if self.measured_mbit is None else round(self.measured_mbit, 2),
             "tbf_latency_ms": TBF_LATENCY_MS if self.rate_mbit is not None else None,
             "netem": ("available, not used" if self.netem else
-                      "not in this kernel: no added delay or loss (loopback-like propagation delay)"),
+                      "not in this kernel: " + ("delay added by the userspace element; no loss" if self.delayed else
+                                                "no added delay or loss (loopback-like propagation delay)")),
         }
 
     # -------------------------------------------------------------- teardown
@@ -224,6 +359,8 @@ class ShapedLink:
         if self._closed:
             return
         self._closed = True
+        if self.element is not None:
+            _stop_element(None, self.pidfile, self.element)
         for ns in (self.client_ns, self.server_ns):
             if ns:
                 _run(["ip", "netns", "del", ns], check=False)
@@ -265,9 +402,28 @@ def _send(addr: str, port: int, nbytes: int) -> None:
         s.recv(1)  # until the receiver closes: every byte arrived
 
 
+def _listen(addr: str, port: int) -> None:
+    """Accept connections and close them, until killed: the round-trip measurement's far end."""
+    with socket.create_server((addr, port), backlog=128) as srv:
+        print("listening", flush=True)
+        while True:
+            conn, _ = srv.accept()
+            conn.close()
+
+
+def _connect(addr: str, port: int, n: int) -> None:
+    for _ in range(n):
+        start = time.perf_counter()
+        s = socket.create_connection((addr, port), timeout=10)
+        took = time.perf_counter() - start
+        s.close()
+        print(f"{took * 1000:.3f}", flush=True)
+        time.sleep(0.02)  # one at a time: no queueing behind the last connection's packets
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="remove leftover namespaces (clean), or one end of a rate measurement")
-    p.add_argument("cmd", choices=("clean", "_receive", "_send", "_probe"))
+    p = argparse.ArgumentParser(description="remove leftover namespaces (clean), or one end of a measurement")
+    p.add_argument("cmd", choices=("clean", "_receive", "_send", "_probe", "_listen", "_connect"))
     p.add_argument("args", nargs="*")
     a = p.parse_args(argv)
     if a.cmd == "clean":
@@ -277,6 +433,10 @@ def main(argv=None) -> int:
         _receive(a.args[0], int(a.args[1]))
     elif a.cmd == "_send":
         _send(a.args[0], int(a.args[1]), int(a.args[2]))
+    elif a.cmd == "_listen":
+        _listen(a.args[0], int(a.args[1]))
+    elif a.cmd == "_connect":
+        _connect(a.args[0], int(a.args[1]), int(a.args[2]))
     else:
         try:
             socket.create_connection((a.args[0], int(a.args[1])), timeout=1).close()

@@ -168,9 +168,26 @@ def _group_alive(pid: int, reap: Callable[[], object]) -> bool:
     reap()  # our own child must not linger as a zombie (a zombie leader keeps the group "alive")
     try:
         os.killpg(pid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    # Another process's child (a service the ensemble coordinator stops, started by the harness) stays a
+    # zombie until its parent reaps it: the group has ended when nothing else in it runs.
+    return not _only_a_zombie_left(pid)
+
+
+def _only_a_zombie_left(pgid: int) -> bool:
+    try:
+        if psutil.Process(pgid).status() != psutil.STATUS_ZOMBIE:
+            return False
+    except psutil.NoSuchProcess:
+        return False
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.pid != pgid and os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return False
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return True
 
 
 def _reap_pid(pid: int) -> Callable[[], None]:

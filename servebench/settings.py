@@ -371,6 +371,8 @@ class HarnessSection(KnobSection):
     base_image: str = Field("", validation_alias=AliasChoices("BASE_IMAGE", "SB_BASE_IMAGE"),
                             description="base image of the Python services (default: found)")
     docker_build: bool = Field(True, description="rebuild images before `up` (false: use them as they are)")
+    rows_batch: int = Field(20000, ge=1, description="answers a run holds before writing their requests.csv rows "
+                                                     "(checked after the clock; 1: each as it arrives, to watch live)")
 
     @field_validator("ci", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ __all__ = ["NativeRuntime", "NativeState", "StackError", "StackState", "group_pr
            "up", "down", "state", "restart_service", "stop_service"]
 
 STOP_GRACE_S = processes.STOP_GRACE_S
+_LAUNCH_LOCK = threading.Lock()
 STACK_MARKER = topology.STACK_MARKER
 
 
@@ -89,7 +91,9 @@ class NativeRuntime(Runtime):
                                            inherited_env(topology.PLATFORM_ENV), secret_of(settings))
         logfile = st.run_dir / "logs" / f"{svc.name}.log"
         netns = st.doc.get("netns")
-        with interrupts.shielded():  # a process that is started is also recorded, so `down` finds it
+        # Shielded: a process that is started is also recorded, so `down` finds it. Locked: threads may start
+        # services of one stack at once (the ensemble coordinator's members), and each writes the state file.
+        with interrupts.shielded(), _LAUNCH_LOCK:
             try:
                 proc = processes.launch(argv, env=env, cwd=REPO_ROOT, log_path=logfile, netns=netns,
                                         limits=svc.limits_in(settings), cgroup=cgroup_name(st.run_dir, svc.name))

@@ -16,7 +16,7 @@ TESTS = Path(__file__).resolve().parent
 CONFORMANCE_MODULES = [
     "services/test_architectures.py", "services/test_faults.py", "services/test_http_fuzz.py",
     "services/test_surface.py", "services/test_protocols.py", "services/test_stream_stack.py",
-    "services/test_stream_server.py", "servebench/test_compose.py",
+    "services/test_stream_server.py", "servebench/test_compose.py", "servebench/test_compose_services.py",
 ]
 
 

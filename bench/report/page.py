@@ -19,7 +19,7 @@ from pathlib import Path
 from django.template import Context as TemplateContext
 from django.template import Engine
 
-from bench.report import tables
+from bench.report import client_cost, tables
 from bench.report.runs import absent_labels, labels, load_sweep_runs
 from bench.report.sections import Context, Figure, Section
 from servebench import registry
@@ -58,6 +58,7 @@ def answers(sections: list[Section]) -> list[dict]:
 def context(ctx: Context, rows: list[dict], sections: list[Section], figures: list[Figure]) -> dict:
     names = labels(ctx.selected)
     load_used = load_sweep_runs(ctx.runs)
+    distribution_used = [r.run_id for run in ctx.drawn for r in ctx.latency_runs.get(run.run_id, [run])]
     return {
         "answers": answers(sections),
         "contents": [(s.anchor, s.title) for s in sections] + PAGE_PARTS,
@@ -67,14 +68,17 @@ def context(ctx: Context, rows: list[dict], sections: list[Section], figures: li
         "chosen": [(names[r.run_id], r.run_id) for r in ctx.selected],
         "settings_table": tables.settings_table(ctx.selected),
         "load_used": load_used,
+        "distribution_used": distribution_used,
         "notes": ctx.notes,
         "interrupted": [r.run_id for r in ctx.runs if r.interrupted],
         "call_path_table": tables.call_path_table(ctx.runs, ctx.selected),
         "sections": sections,
         "figures": figures,
         "reference": tables.reference_tables(ctx.reference),
-        "runs_table": tables.runs_table(rows, {r.run_id for r in ctx.selected} | set(load_used)),
+        "runs_table": tables.runs_table(rows, {r.run_id for r in ctx.selected} | set(load_used)
+                                        | set(distribution_used)),
         "machines": tables.machine_tables(ctx.runs),
+        "client_cost": {"text": client_cost.text(ctx.runs), "flagged": bool(client_cost.summary(ctx.runs)["flagged"])},
     }
 
 

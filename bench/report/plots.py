@@ -76,11 +76,14 @@ def reference_label(ref: float) -> str:
 
 
 def latency_gaps(ctx: Context) -> list[tuple[str, str]]:
-    """(label, why) for what the latency distribution cannot draw: comparison runs without a committed
-    distribution, and the architectures with no comparison run (measured elsewhere, or not at all)."""
-    names = labels(ctx.selected)
-    return [(names[r.run_id], NO_HDR) for r in ctx.selected if ctx.latencies.get(r.run_id) is None] + \
-        absent_labels(ctx.selected, ctx.runs)
+    """(label, why) for what the latency distribution cannot draw: the architectures whose comparison runs
+    have no committed distribution, and those with no comparison run (measured elsewhere, or not at all).
+    An architecture drawn from one codec or runtime is not listed again for another (the page's notes name
+    every run left out)."""
+    drawn = {r.arch for r in ctx.drawn}
+    lacking = [r for r in ctx.selected if r.arch not in drawn]
+    names = labels(lacking)
+    return [(names[r.run_id], NO_HDR) for r in lacking] + absent_labels(ctx.drawn + lacking, ctx.runs)
 
 
 def hop_gaps(ctx: Context, measured: list[Run]) -> list[tuple[str, str]]:
@@ -97,22 +100,23 @@ def gap_lines(gaps: list[tuple[str, str]]) -> str:
 # --------------------------------------------------------------------------- the general plots
 
 def plot_latency(ctx: Context, path: Path) -> Path:
-    fig, (cdf, tail) = plt.subplots(1, 2, figsize=(15, 5.4), layout="constrained")
-    names = labels(ctx.selected)
+    gaps = latency_gaps(ctx)
+    legend_rows = math.ceil((len(ctx.drawn) + len(gaps) + 1) / 2)
+    fig, (cdf, tail) = plt.subplots(1, 2, figsize=(15, 4.2 + 0.2 * legend_rows), layout="constrained")
+    names = labels(ctx.drawn)
     drawn = []
-    for run in ctx.selected:
-        lat = ctx.latencies.get(run.run_id)
-        if lat is None:
-            continue
+    for run in ctx.drawn:
+        lat = ctx.latencies[run.run_id]
         lat = np.sort(lat)
         share = np.arange(1, lat.size + 1) / lat.size * 100
         p50, p99 = np.percentile(lat, [50, 99])
-        label = f"{names[run.run_id]}: p50 {significant(p50, ' ms')}, p99 {significant(p99, ' ms')}, n={lat.size:,}"
+        repeats = len(ctx.latency_runs.get(run.run_id) or [run])
+        label = (f"{names[run.run_id]}: p50 {significant(p50, ' ms')}, p99 {significant(p99, ' ms')}, "
+                 f"n={lat.size:,} requests, " + (f"{repeats} repeats pooled" if repeats > 1 else "one run"))
         color = archs.color(run.arch)
         cdf.step(lat, share, where="post", color=color, label=label)
         tail.step(lat, 100 - share + 100 / lat.size, where="post", color=color, label=label)
         drawn.append(run)
-    gaps = latency_gaps(ctx)
     if not drawn:
         cdf.remove()
         tail.remove()
@@ -138,12 +142,16 @@ def plot_latency(ctx: Context, path: Path) -> Path:
         tail.set_ylabel("requests at or above this latency (%, log scale)")
         tail.axhline(1, color="#999999", lw=0.6)
         tail.set_title("The slow tail (1 % line = p99)", fontsize=11)
-        fig.legend(*cdf.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=9)
-        if gaps:
-            tail.text(0.98, 0.98, "not drawn:\n" + gap_lines(gaps), transform=tail.transAxes,
-                      ha="right", va="top", fontsize=8, color=GREY_TEXT)
-    fig.suptitle("Per-request latency, newest default-workload run per architecture (batch 1, concurrency 1)",
-                 fontsize=13)
+        handles, texts = cdf.get_legend_handles_labels()
+        # What is not drawn goes in the legend, without a line: over the plot it would hide the tails.
+        for label, why in gaps:
+            handles.append(Line2D([], [], color="none"))
+            texts.append(f"not drawn: {label}: {'no latency.hdr committed' if why == NO_HDR else why}")
+        legend = fig.legend(handles, texts, loc="outside lower center", ncol=2, fontsize=9)
+        for text in legend.get_texts()[len(texts) - len(gaps):]:
+            text.set_color(GREY_TEXT)
+    fig.suptitle("Per-request latency at concurrency 1, batch 1: per architecture, runtime and codec, the "
+                 "run with a committed distribution and the most images, its repeats pooled", fontsize=12)
     return save(fig, path)
 
 
@@ -200,8 +208,8 @@ def plot_load(ctx: Context, path: Path) -> Path:
             style.append(Line2D([], [], color="black", ls=":", label=reference_label(ref)))
         handles = list(legend.values()) + style
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), fontsize=9)
-    fig.suptitle("Latency under load, one image a request: newest complete run per architecture and load level",
-                 fontsize=13)
+    fig.suptitle("Latency under load, one image a request: the newest complete run per architecture and load level "
+                 "(one run per point)", fontsize=13)
     return save(fig, path)
 
 
@@ -248,8 +256,8 @@ def plot_hops(ctx: Context, path: Path) -> Path:
     if ref:
         handles.append(Line2D([], [], color="black", ls=":", label=reference_label(ref)))
     fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=9)
-    ax.set_title("Where the time goes: median per hop, stacked (medians need not add up to the p50)",
-                 fontsize=11)
+    ax.set_title("Where the time goes: median per hop over one run's requests, stacked (one run per row; "
+                 "medians need not add up to the p50)", fontsize=11)
     return save(fig, path)
 
 
@@ -257,7 +265,8 @@ def figures(ctx: Context) -> list[Figure]:
     """The general plots, in page order."""
     return [
         Figure("latency", "latency_distribution.png",
-               "Per-request latency distribution of the comparison runs, with the in-process reference.",
+               "Per-request latency distribution (from each run's committed latency.hdr; a run's repeats pooled, "
+               "their count in the legend), with the in-process reference.",
                lambda path: plot_latency(ctx, path)),
         Figure("load", "latency_vs_load.png", "p50 and p99 latency versus concurrency and versus offered rate.",
                lambda path: plot_load(ctx, path)),

@@ -135,9 +135,31 @@ class Run:
         return f"ensemble member {member} (alone)" if member else self.arch
 
     @property
+    def server_batching(self) -> bool:
+        """Server-side batching was on in its stack (SB_BATCH_MAX_SIZE above 1; older records: off)."""
+        size = number(self.get("stack", "knobs", "SB_BATCH_MAX_SIZE"))
+        return bool(size and size > 1)
+
+    @property
     def stands_for_arch(self) -> bool:
-        # keras-predict runs measure a pitfall, a member alone is not the ensemble: neither stands for its arch.
-        return self.call_path == "signature" and self.member_alone is None
+        # keras-predict runs measure a pitfall, a member alone is not the ensemble, batching on is a variant
+        # the saturation study compares: none of them stands for its arch in the comparison plots.
+        return self.call_path == "signature" and self.member_alone is None and not self.server_batching
+
+    @property
+    def has_distribution(self) -> bool:
+        """It holds its requests' latencies: latency.hdr (committed), or requests.csv (a local run's rows)."""
+        from bench import distributions
+
+        return any((self.path / f).is_file() for f in (distributions.FILE, distributions.REQUESTS_FILE))
+
+    @property
+    def setup(self) -> tuple:
+        """What repeats of one measurement share: kind, architecture, runtime, workload, knobs, study, commit."""
+        knobs = self.get("stack", "knobs") or {}
+        return (self.kind, self.arch, self.runtime, self.codec, self.batch, self.concurrency, self.rate, self.n,
+                self.get("study"), tuple(sorted((k, str(v)) for k, v in knobs.items())),
+                self.record.provenance.git_commit)
 
     @property
     def default_workload(self) -> bool:
@@ -205,6 +227,17 @@ def comparison_runs(runs: list[Run]) -> list[Run]:
             if key not in best or (run.n, run.newest_key) > (best[key].n, best[key].newest_key):
                 best[key] = run
     return sorted(best.values(), key=run_order)
+
+
+def distribution_runs(runs: list[Run]) -> list[Run]:
+    """The latency distribution's runs: as :func:`comparison_runs`, among the runs that hold their latencies
+    (a committed latency.hdr: a clone redraws the same plot)."""
+    return comparison_runs([r for r in runs if r.has_distribution])
+
+
+def repeats_of(run: Run, runs: list[Run]) -> list[Run]:
+    """The complete runs that repeat ``run``'s measurement (its own included), oldest first."""
+    return [r for r in runs if not r.interrupted and r.setup == run.setup]
 
 
 def labels(runs: list[Run], fields=("runtime", "codec", "batch"), titled: bool = False) -> dict[str, str]:

@@ -26,7 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from bench.report.runs import NO_HDR, Run, comparison_runs, load_reference, request_latencies, scan
+from bench.report.runs import (NO_HDR, Run, comparison_runs, distribution_runs, load_reference, repeats_of,
+                               request_latencies, scan)
 from servebench import registry
 
 
@@ -98,16 +99,26 @@ class Context:
     notes: list[str]  # what was skipped or left out, shown on the page: each cites a run that exists
     selected: list[Run] = field(default_factory=list)  # the comparison runs (runs.comparison_runs)
     reference: Run | None = None  # the in-process baseline
-    latencies: dict[str, np.ndarray | None] = field(default_factory=dict)  # selected run -> its latencies (ms)
+    drawn: list[Run] = field(default_factory=list)  # the latency distribution's runs (runs.distribution_runs)
+    latencies: dict[str, np.ndarray] = field(default_factory=dict)  # drawn run -> its repeats' latencies (ms)
+    latency_runs: dict[str, list[Run]] = field(default_factory=dict)  # drawn run -> the repeats pooled in them
     not_runs: list[str] = field(default_factory=list)  # folders holding no run: printed, never on the page
 
     @classmethod
     def read(cls, results: Path) -> Context:
         runs, notes, not_runs = scan(results)
         ctx = cls(results, runs, notes, comparison_runs(runs), load_reference(results, runs), not_runs=not_runs)
+        for run in distribution_runs(runs):
+            # Repeats of the same measurement are drawn as one distribution: every answer of every repeat.
+            found = [(r, distributions_of(r)) for r in repeats_of(run, runs) if r.has_distribution]
+            found = [(r, lat) for r, lat in found if lat is not None]
+            if found:
+                ctx.drawn.append(run)
+                ctx.latency_runs[run.run_id] = [r for r, _ in found]
+                ctx.latencies[run.run_id] = np.concatenate([lat for _, lat in found])
+        drawn = {(r.arch, r.runtime, r.codec) for r in ctx.drawn}
         for run in ctx.selected:
-            ctx.latencies[run.run_id] = request_latencies(run)
-            if ctx.latencies[run.run_id] is None:
+            if (run.arch, run.runtime, run.codec) not in drawn:
                 notes.append(f"{run.run_id}: {NO_HDR}, left out of the latency distribution")
         return ctx
 
@@ -119,6 +130,12 @@ class Context:
         """The comparison runs of the architectures that belong to ``study``."""
         names = {a.name for a in registry.in_study(study)}
         return [r for r in self.selected if r.arch in names]
+
+
+def distributions_of(run: Run) -> np.ndarray | None:
+    """A run's successful answers' latency (ms) from its committed latency.hdr; None when it holds none."""
+    lat = request_latencies(run)
+    return lat if lat is not None and lat.size else None
 
 
 def _optional_module(name: str):

@@ -8,6 +8,9 @@ as everywhere; what differs is ``infer``: the members are called serially or
 in parallel (:mod:`services.ensemble.combine`) over KServe v2 binary
 (:mod:`services.ensemble.remote`). The v1 body says which members answered and
 each one's time; ``Server-Timing`` has one ``member-<name>`` entry per member.
+With ``SB_ENSEMBLE_IDLE_S`` set, idle members are scaled to zero
+(:mod:`services.ensemble.scaling`) and a request that starts one also has a
+``start-<name>`` entry and the member's ``start_ms``.
 
     GET /healthz   200 while at least one member answers its health check
     GET /v1/info   the settings in force and each member's health
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 import anyio
 import numpy as np
@@ -29,6 +32,7 @@ from servebench.endpoint import InferenceFailed, Inferred
 from servebench.settings import Settings
 from services.ensemble.combine import Ensemble, Member, NoMemberAnswered
 from services.ensemble.remote import RemoteMember
+from services.ensemble.scaling import Lifecycle, ScaledMember, ScaleToZero, StackLifecycle
 from services.fastapi_backend.routes import add_protocol_routes, response
 
 SERVICE = "ensemble"
@@ -45,13 +49,22 @@ class Coordinator:
 
     speaks: frozenset[str] = frozenset()
 
-    def __init__(self, settings: Settings, members: Mapping[str, Member] | None = None):
-        """``members``: the member functions by name (default: the remote functions the settings name)."""
+    def __init__(self, settings: Settings, members: Mapping[str, Member] | None = None,
+                 lifecycle: Lifecycle | None = None):
+        """``members``: the member functions by name (default: the remote functions the settings name);
+        ``lifecycle``: how members are stopped and started when ``ensemble_idle_s`` scales them to zero
+        (default: the native stack this coordinator runs in)."""
         # Clients address the stack's model name, whatever the architecture behind it.
         self.model_name = settings.model_name
         self.max_batch = settings.max_batch
         self.members = dict(members) if members is not None else {
             name: RemoteMember(name, settings) for name in settings.ensemble_members}
+        self.scaler: ScaleToZero | None = None
+        if settings.ensemble_idle_s:
+            self.scaler = ScaleToZero(self.members, settings.ensemble_idle_s,
+                                      lifecycle or StackLifecycle.of_this_stack())
+            self.members = {name: ScaledMember(name, m, self.scaler) for name, m in self.members.items()}
+            self.scaler.start_reaper()
         self.ensemble = Ensemble(self.members, mode_of(settings), settings.ensemble_deadline_ms)
 
     def model_version(self) -> int:
@@ -68,7 +81,8 @@ class Coordinator:
 
     def infer(self, images: np.ndarray) -> Inferred:
         try:
-            result = self.ensemble(images)
+            with self.scaler.request() if self.scaler else nullcontext():
+                result = self.ensemble(images)
         except NoMemberAnswered as exc:
             raise InferenceFailed(exc.status, exc.message,
                                   ensemble={"members": {n: o.doc() for n, o in exc.outcomes.items()}}) from None
@@ -82,11 +96,15 @@ class Coordinator:
         raise NotImplementedError("the coordinator answers every request itself")
 
     def info(self) -> dict:
+        scaled = self.scaler.info() if self.scaler else {}
         return {"mode": self.ensemble.mode, "deadline_ms": self.ensemble.deadline_ms,
-                "members": {name: {"model": m.model, "healthy": ok} for (name, m), ok
+                "idle_s": self.scaler.idle_s if self.scaler else None,
+                "members": {name: {"model": getattr(m, "model", name), "healthy": ok, **scaled.get(name, {})} for (name, m), ok
                             in zip(self.members.items(), self.health().values())}}
 
     def close(self) -> None:
+        if self.scaler:
+            self.scaler.close()
         self.ensemble.close()
         for m in self.members.values():
             if hasattr(m, "close"):

@@ -14,7 +14,8 @@ A member is a name and a callable ``images -> Prediction`` that raises on failur
 
 A member that fails or times out is left out; only when none answered is the
 request failed (:class:`NoMemberAnswered`: 504 when every member timed out or
-was late, else 502).
+was late, else 502). A member scaled to zero (:mod:`services.ensemble.scaling`)
+answers a :class:`Started`: its prediction and the start this call paid.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ MODES = ("serial", "parallel")
 
 ANSWERED, FAILED, TIMED_OUT, LATE, SKIPPED = "answered", "failed", "timed out", "late", "skipped"
 
-Member = Callable[[np.ndarray], Prediction]
+Member = Callable[[np.ndarray], "Prediction | Started"]
 
 
 class MemberTimedOut(Exception):
@@ -39,14 +40,25 @@ class MemberTimedOut(Exception):
 
 
 @dataclass
+class Started:
+    """A member's answer when the call first waited for the member to start (it had been scaled to zero)."""
+
+    prediction: Prediction
+    start_ms: float
+
+
+@dataclass
 class MemberOutcome:
     status: str  # ANSWERED, FAILED, TIMED_OUT, LATE (deadline passed first), SKIPPED (serial, after the deadline)
-    ms: float | None = None  # the call's time; None when it was not called or had not finished
+    ms: float | None = None  # the call's time (a start included); None when it was not called or had not finished
     error: str = ""
     prediction: Prediction | None = field(default=None, repr=False)
+    start_ms: float | None = None  # the part of ``ms`` spent waiting for the member to start (a cold start)
 
     def doc(self) -> dict:
         out = {"status": self.status, "ms": None if self.ms is None else round(self.ms, 3)}
+        if self.start_ms is not None:
+            out["start_ms"] = round(self.start_ms, 3)
         if self.error:
             out["error"] = self.error
         return out
@@ -70,8 +82,11 @@ class EnsembleResult:
                 "members": {name: o.doc() for name, o in self.outcomes.items()}, "ms": round(self.total_ms, 3)}
 
     def timing(self) -> list[tuple[str, float, str]]:
-        """One Server-Timing entry per member: (name, ms, outcome)."""
-        return [(f"member-{name}", o.ms or 0.0, o.status) for name, o in self.outcomes.items()]
+        """One Server-Timing entry per member: (name, ms, outcome); and one per member this request started
+        (``start-<name>``, the start's part of its ms)."""
+        out = [(f"member-{name}", o.ms or 0.0, o.status) for name, o in self.outcomes.items()]
+        return out + [(f"start-{name}", o.start_ms, "cold start") for name, o in self.outcomes.items()
+                      if o.start_ms is not None]
 
 
 class NoMemberAnswered(Exception):
@@ -94,6 +109,9 @@ def _call(member: Member, images: np.ndarray) -> MemberOutcome:
     start = time.perf_counter()
     try:
         pred = member(images)
+        if isinstance(pred, Started):
+            return MemberOutcome(ANSWERED, (time.perf_counter() - start) * 1000.0, prediction=pred.prediction,
+                                 start_ms=pred.start_ms)
     except MemberTimedOut as exc:
         return MemberOutcome(TIMED_OUT, (time.perf_counter() - start) * 1000.0, str(exc))
     except Exception as exc:  # a member's failure is an outcome, never the request's failure

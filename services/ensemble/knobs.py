@@ -1,4 +1,5 @@
 """The ensemble's knobs (a section of servebench.settings.Settings): the coordinator's and its members'."""
+import math
 from typing import Annotated, Literal
 
 from pydantic import field_validator
@@ -31,6 +32,20 @@ class Knobs(KnobSection):
         ("ensemble",), ge=0)
     ensemble_member_timeout_s: float = knob(
         10.0, "seconds the coordinator waits for one member before leaving it out", ("ensemble",), gt=0)
+    ensemble_idle_s: float = knob(
+        0.0, "scale a member function to zero after this many idle seconds (its process stopped); the next "
+             "request that needs it starts it and pays the start (0: never; native runtime only)", ("ensemble",))
+
+    @field_validator("ensemble_idle_s", mode="before")
+    @classmethod
+    def _idle_seconds(cls, v):
+        try:
+            seconds = float(v if v not in (None, "") else 0.0)
+        except (TypeError, ValueError):
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"SB_ENSEMBLE_IDLE_S must be idle seconds >= 0 (0: never scale to zero), not {v!r}")
+        return seconds
 
     @field_validator("ensemble_members", mode="before")
     @classmethod

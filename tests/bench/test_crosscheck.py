@@ -15,14 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench import client, crosscheck, loadgen, perf_analyzer, records, shapes
+from bench import client, crosscheck, loadgen, perf_analyzer, records, shapes, wrk
 from bench import options as opts
 
 pytestmark = pytest.mark.unit
 
 TOOL_FIELDS = ["tool", "scenario", "concurrency", "target_qps", "requests", "throughput", "p50_ms", "p90_ms",
                "p99_ms", "valid", "stable", "client_cpu_ms_per_request", "note"]
-AGREEMENT_FIELDS = ["concurrency", "tool", "ours_p50_ms", "tool_p50_ms", "diff_pct", "within_10pct", "explanation"]
+AGREEMENT_FIELDS = ["concurrency", "tool", "ours_p50_ms", "tool_p50_ms", "diff_pct", "within_10pct", "ours_throughput",
+                    "tool_throughput", "throughput_diff_pct", "throughput_within_10pct", "explanation"]
 
 
 def ours(p50: float, **kw) -> dict:
@@ -38,10 +39,28 @@ def test_rows_carry_exactly_the_fields_the_report_reads():
 
 
 def test_within_ten_percent_needs_no_explanation():
-    theirs = crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=4, p50_ms=5.45, stable=True)
+    theirs = crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=4, p50_ms=5.45, stable=True,
+                                 throughput=270.0)
     row = crosscheck.agreement_row(ours(5.0), theirs)
     assert row == {"concurrency": 4, "tool": "perf_analyzer", "ours_p50_ms": 5.0, "tool_p50_ms": 5.45,
-                   "diff_pct": 9.0, "within_10pct": True, "explanation": ""}
+                   "diff_pct": 9.0, "within_10pct": True, "ours_throughput": 300.0, "tool_throughput": 270.0,
+                   "throughput_diff_pct": -10.0, "throughput_within_10pct": True, "explanation": ""}
+
+
+def test_wrk_is_compared_like_perf_analyzer_and_the_client_share_is_ours_minus_perf_analyzers():
+    tools = [ours(5.0) | {"concurrency": 1}, crosscheck.tool_row("perf_analyzer", "closed-loop", concurrency=1,
+                                                                 p50_ms=4.0, throughput=310.0),
+             crosscheck.tool_row("wrk", "closed-loop", concurrency=1, p50_ms=4.6, throughput=290.0),
+             ours(3.0) | {"concurrency": 1, "scenario": "closed-loop direct to fastapi"},
+             crosscheck.tool_row("perf_analyzer", "closed-loop direct to fastapi", concurrency=1, p50_ms=2.7)]
+    rows = crosscheck.agreements(tools)
+    assert [(a["tool"], a["within_10pct"]) for a in rows] == [
+        ("perf_analyzer", False), ("wrk", True), ("perf_analyzer, closed-loop direct to fastapi", True)]
+    assert "event loop" in crosscheck.agreement_row(tools[0], crosscheck.tool_row(
+        "wrk", "closed-loop", concurrency=1, p50_ms=2.0))["explanation"]
+    share = crosscheck.client_share(tools)
+    assert [(c["scenario"], c["share_ms"], c["share_pct"]) for c in share] == [
+        ("closed-loop", 1.0, 20.0), ("closed-loop direct to fastapi", 0.3, 10.0)]
 
 
 def test_a_disagreement_says_what_differs():
@@ -88,6 +107,7 @@ class FakeStack:
 
 def test_record_without_perf_analyzer(tmp_path, monkeypatch):
     monkeypatch.setattr(perf_analyzer, "missing", lambda venv=perf_analyzer.VENV: perf_analyzer.MISSING)
+    monkeypatch.setattr(wrk, "missing", lambda: wrk.MISSING)
     options = crosscheck.CrosscheckOptions(arch="embedded", concurrency=(1, 2), n=80, warmup=0,
                                            loadgen_min_duration=0.0, progress=False)
     reqs = [client.Request(i, b"x", "application/octet-stream", np.array([i % 10]), path=client.V2_INFER_PATH,
@@ -111,7 +131,7 @@ def test_record_without_perf_analyzer(tmp_path, monkeypatch):
     assert server[1]["requests"] == server[0]["requests"]  # ours sent as many as LoadGen did
     assert [(a["tool"], a["concurrency"]) for a in doc["agreement"]] == [("loadgen", 1), ("loadgen", None)]
     assert all(list(a) == AGREEMENT_FIELDS for a in doc["agreement"])
-    assert any("make setup-perf" in n for n in doc["notes"])
+    assert any("make setup-perf" in n for n in doc["notes"]) and any("apt-get install wrk" in n for n in doc["notes"])
     assert doc["perf_analyzer"]["available"] is False
     assert set(doc["loadgen"]) == {"singlestream", "server"}
     assert (tmp_path / "run" / "loadgen-singlestream" / "mlperf_log_summary.txt").is_file()

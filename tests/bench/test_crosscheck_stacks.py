@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from bench import client, crosscheck, perf_analyzer, run
+from bench import client, crosscheck, perf_analyzer, run, wrk
 from servebench import data
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cifar_dir")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NO_PERF = perf_analyzer.missing()
+NO_WRK = wrk.missing()
 needs_perf = pytest.mark.skipif(NO_PERF is not None, reason="no .venv-perf: create it with `make setup-perf`")
 
 
@@ -84,7 +86,8 @@ def test_bench_with_loadgen_singlestream(embedded, tmp_path):
 def test_crosscheck_end_to_end(embedded, tmp_path):
     rc = crosscheck.main(["--arch", "embedded", "--run-dir", str(embedded.run_dir), "--out", str(tmp_path),
                           "--no-progress", "--n", "60", "--warmup", "5", "--concurrency", "1 2",
-                          "--perf-interval-ms", "500", "--perf-max-trials", "3", "--loadgen-min-duration", "0.5"])
+                          "--perf-interval-ms", "500", "--perf-max-trials", "3", "--loadgen-min-duration", "0.5",
+                          "--wrk-duration-s", "1"])
     assert rc == 0
     run_dir = (tmp_path / "latest").resolve()
     doc = json.loads((run_dir / "summary.json").read_text())
@@ -99,7 +102,9 @@ def test_crosscheck_end_to_end(embedded, tmp_path):
         assert not (run_dir / "perf_analyzer" / "input-data.json").exists()  # megabytes of images, not kept
     for t in doc["tools"]:
         assert t["p50_ms"] and t["p50_ms"] > 0, t
-    assert len(doc["agreement"]) == (4 if NO_PERF is None else 2)
+    if NO_WRK is None:
+        assert {("wrk", "closed-loop", 1), ("wrk", "closed-loop", 2)} <= tools
+    assert len(doc["agreement"]) == 2 + (2 if NO_PERF is None else 0) + (2 if NO_WRK is None else 0)
     for a in doc["agreement"]:
         assert a["within_10pct"] or a["explanation"]
 
@@ -109,7 +114,8 @@ def test_sigterm_during_a_loadgen_bench_keeps_every_row(embedded, tmp_path):
     cmd = [sys.executable, "-m", "bench.run", "--arch", "embedded", "--run-dir", str(embedded.run_dir),
            "--out", str(tmp_path), "--no-progress", "--overhead-requests", "50", "--n", "2000", "--codec", "raw",
            "--warmup", "0", "--loadgen", "singlestream", "--loadgen-min-duration", "60"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "SB_ROWS_BATCH": "1"})  # rows as answers arrive: the signal waits for them
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -136,11 +142,12 @@ def test_crosscheck_measures_the_model_server_directly_too(start_stack, tmp_path
     st = start_stack("fastapi", SB_FRONTEND_WORKERS="1", SB_BACKEND_WORKERS="1")
     rc = crosscheck.main(["--arch", "fastapi", "--run-dir", str(st.run_dir), "--out", str(tmp_path), "--no-progress",
                           "--n", "40", "--warmup", "5", "--concurrency", "1", "--no-loadgen",
-                          "--perf-interval-ms", "500", "--perf-max-trials", "3"])
+                          "--perf-interval-ms", "500", "--perf-max-trials", "3", "--wrk-duration-s", "1"])
     assert rc == 0
     doc = json.loads(((tmp_path / "latest").resolve() / "summary.json").read_text())
     direct = [t for t in doc["tools"] if t["scenario"] == "closed-loop direct to fastapi"]
-    assert [t["tool"] for t in direct] == ["servebench"] + ([] if NO_PERF else ["perf_analyzer"])
+    assert [t["tool"] for t in direct] == (["servebench"] + ([] if NO_PERF else ["perf_analyzer"])
+                                           + ([] if NO_WRK else ["wrk"]))
     assert all(t["p50_ms"] > 0 and t["note"].startswith("accuracy") for t in direct if t["tool"] == "servebench")
     # nginx and Django in front cost something: straight at the server is faster at the median
     through = next(t for t in doc["tools"] if t["tool"] == "servebench" and t["scenario"] == "closed-loop")

@@ -1,6 +1,7 @@
 """The ensemble study's plug-in: its plan, its published numbers, and its report section from records."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,53 @@ def test_the_section_renders_with_no_runs(tmp_path):
     assert "not measured" in _text(section) or "no ensemble" in _text(section)
     for fig in section.figures:
         assert fig.draw(tmp_path / fig.file).is_file()
+
+
+def test_a_run_of_several_passes_gives_the_median_and_range_of_their_p50(results):
+    from bench import distributions
+
+    newest_serial = sorted(p for p in results.iterdir() if p.is_dir())[12 + 3]  # serial, batch 1,000
+    tally = distributions.LatencyTally()
+    for repeat, ms in enumerate((2000.0, 1900.0, 2300.0)):
+        for _ in range(10):
+            tally.record(repeat, ms)
+    distributions.write(newest_serial, tally)
+    runs, _ = load_runs(results)
+    ctx = Context(results, runs, [])
+    s = report.bench_spreads(ctx)["serial"][1000]
+    assert [s["median"], s["min"], s["max"]] == pytest.approx([2000.0, 1900.0, 2300.0], rel=1e-3)  # HDR buckets
+    assert s["n"] == 3 and s["requests_per_pass"] is None
+    shown = r"2,00\d \(1,90\d–2,30\d\)"  # median (min–max), at the histogram's resolution
+    assert re.search(shown, _text(report.section(ctx)))
+    assert "median of 3 passes" in report.answer(ctx).text
+    assert re.search(shown, report.readme(ctx)["ensemble-table"])
+
+
+def test_cold_starts_are_reported_with_their_sample_counts(results):
+    def samples(ms: list[float], starts: dict | None = None) -> list[dict]:
+        return [{"latency_ms": v, "status": 200, "correct": 1, "error": None, "start_ms": starts or {}}
+                for v in ms]
+
+    for n, (mode, cold_ms) in enumerate((("serial", [9000.0, 9500.0, 8800.0]), ("parallel", [6000.0, 6100.0,
+                                                                                            5900.0])), 201):
+        starts = {m: 2800.0 for m in MEMBERS}
+        _write(results, "ensemble-coldstart", n, arch=f"ensemble-{mode}", label=mode, idle_s=2.0, batch=1,
+               cold={"latency_ms": {"median": cold_ms[0], "min": min(cold_ms), "max": max(cold_ms), "n": 3},
+                     "ok": 3, "correct": 3,
+                     "start_ms": {m: {"median": 2800.0, "min": 2700.0, "max": 2900.0, "n": 3} for m in MEMBERS},
+                     "start_sum_ms": {"median": 8400.0, "min": 8300.0, "max": 8500.0, "n": 3},
+                     "start_max_ms": {"median": 2900.0, "min": 2800.0, "max": 3000.0, "n": 3}},
+               warm={"latency_ms": {"median": 15.0, "min": 14.0, "max": 17.0, "n": 10}, "ok": 10, "correct": 10},
+               samples={"cold": samples(cold_ms, starts), "warm": samples([15.0] * 10)})
+    runs, _ = load_runs(results)
+    ctx = Context(results, runs, [])
+    section = report.section(ctx)
+    text = _text(section)
+    assert "9,000 (8,800–9,500) | 3 | 15.0 (14.0–17.0) | 10" in text
+    assert "prints no cold-start figures" in text
+    answer = report.answer(ctx).text
+    assert "median of 3 cold requests" in answer and "median of 10 warm ones" in answer
+    block = report.readme(ctx)["ensemble-coldstart"]
+    assert "SB_ENSEMBLE_IDLE_S=2" in block and "8,400 ms (median of 3 cold requests" in block
+    for fig in section.figures:
+        assert fig.draw(results / fig.file).is_file()

@@ -34,7 +34,8 @@ def make_bench(arch: str, tmp_path: Path):
     """`make bench` in its own process group, like a shell's foreground job, sending by the time it is
     yielded as ``(proc, run, out)``; whatever the test asserts, nothing of it is left running."""
     run, out = tmp_path / "run", tmp_path / "results"
-    env = stack_env(SB_RUN_DIR=str(run), PYTHONUNBUFFERED="1", **QUIET_WORKERS)
+    # Rows written as answers arrive (not after the pass): the test signals once it sees them.
+    env = stack_env(SB_RUN_DIR=str(run), PYTHONUNBUFFERED="1", SB_ROWS_BATCH="1", **QUIET_WORKERS)
     cmd = ["make", "--no-print-directory", "bench", f"ARCH={arch}", "N=2000", "WARMUP=0", f"RESULTS={out}"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

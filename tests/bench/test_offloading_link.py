@@ -53,7 +53,7 @@ def test_the_shaped_link_gets_its_rate_within_ten_percent():
 
 def tiny(monkeypatch, tmp_path) -> opts.StudyOptions:
     for k, v in {"SB_OFFLOAD_MODELS": "cifar10_cnn", "SB_OFFLOAD_REPEATS": "1", "SB_OFFLOAD_QUERIES_AFTER": "2",
-                 "SB_OFFLOAD_LINK_MBIT": "80", "SB_OFFLOAD_RATE_MEASURE_MB": "1"}.items():
+                 "SB_OFFLOAD_LINK_MBIT": "80", "SB_OFFLOAD_RATE_MEASURE_MB": "1", "SB_OFFLOAD_CLIENT_CPUS": "0.5"}.items():
         monkeypatch.setenv(k, v)
     return opts.StudyOptions(study="offloading", out=tmp_path / "results", run_dir=tmp_path / "run")
 

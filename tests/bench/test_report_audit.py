@@ -92,11 +92,25 @@ def test_a_study_run_measures_the_architectures_of_its_rows(tmp_path):
 
 def test_comparison_runs_without_latency_hdr_say_so(ctx):
     gaps = dict(plots.latency_gaps(ctx))
-    names = runs.labels(ctx.selected)
-    for run in ctx.selected:
-        if ctx.latencies[run.run_id] is None:
-            assert gaps[names[run.run_id]] == runs.NO_HDR
+    drawn = {r.arch for r in ctx.drawn}
+    lacking = [r for r in ctx.selected if r.arch not in drawn]
+    names = runs.labels(lacking)
+    for run in lacking:
+        assert gaps[names[run.run_id]] == runs.NO_HDR
+    noted = " ".join(ctx.notes)
+    keys = {(r.arch, r.runtime, r.codec) for r in ctx.drawn}
+    for run in ctx.selected:  # every run left out is named in the page's notes
+        if (run.arch, run.runtime, run.codec) not in keys:
+            assert f"{run.run_id}: {runs.NO_HDR}" in noted
     assert all(why != runs.NOT_MEASURED for label, why in gaps.items() if label in runs.measured_by(ctx.runs))
+
+
+def test_the_saturation_architectures_are_drawn_from_committed_distributions(ctx):
+    drawn = {r.arch: r for r in ctx.drawn}
+    assert {"embedded", "flask", "fastapi", "triton"} <= set(drawn)
+    for run in drawn.values():
+        assert all((r.path / distributions.FILE).is_file() for r in ctx.latency_runs[run.run_id])
+    assert not [label for label, _ in plots.latency_gaps(ctx) if label.split(" ")[0] in drawn]
 
 
 def test_a_committed_latency_hdr_is_drawn_without_requests_csv(tmp_path):

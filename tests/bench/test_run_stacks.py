@@ -181,7 +181,7 @@ def test_open_loop_keeps_its_schedule(embedded, tmp_path):
 def test_interrupted_run_keeps_its_rows(embedded, tmp_path):
     cmd = [sys.executable, "-m", "bench.run", "--arch", "embedded", "--run-dir", str(embedded.run_dir),
            "--out", str(tmp_path), "--n", "2000", "--warmup", "0", *QUICK]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SB_ROWS_BATCH": "1"}  # rows as answers arrive
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         requests_csv = tmp_path / "latest" / "requests.csv"

@@ -87,7 +87,7 @@ def test_report_section_from_a_record(tmp_path):
                             "settings": {"window": 8, "drop": "keep", "jpeg_quality": 90}})
     section = report.section(Context.read(tmp_path))
     texts = " ".join(getattr(b, "text", "") for b in section.blocks)
-    assert "Goal met." in texts  # throughput ratio 0.95, p99 +1.0 ms
+    assert "Goal met (judged on the medians)." in texts  # throughput ratio 0.95, p99 +1.0 ms
     goal_rows, verdict = report.goal(report.latest(Context.read(tmp_path)))
     assert verdict == "met" and [r[-1] for r in goal_rows] == ["met", "met"]
     cells = [[c.text for c in row] for b in section.blocks if hasattr(b, "rows") for row in b.rows]

@@ -38,14 +38,17 @@ def test_the_registry_finds_the_study_package():
 def test_quick_plan():
     arches = [a.name for a in registry.architectures() if a.study == STUDY]
     plan = study.load(STUDY).experiments(quick(n=20))
-    per_arch = 1 + 3 + len(plan_mod.CONCURRENCY) + len(plan_mod.RATES) + 1  # reference, 9 workloads, slow path
+    # reference, 9 workloads, slow path, the Table 3 protocol under docker
+    per_arch = 1 + 3 + len(plan_mod.CONCURRENCY) + len(plan_mod.RATES) + 1 + 1
     assert len(plan) == per_arch * len(arches)
     assert list(dict.fromkeys(e.arch for e in plan)) == arches
     for arch in arches:
         mine = [e for e in plan if e.arch == arch]
         assert [e.kind for e in mine] == ["reference"] + ["bench"] * (per_arch - 1)  # a fresh baseline first
-        assert [e.settings["call_path"] for e in mine] == ["signature"] * (per_arch - 1) + ["keras-predict"]
-        benches = [e.options for e in mine if e.kind == "bench"]
+        assert [e.settings["call_path"] for e in mine] == ["signature"] * (per_arch - 2) + ["keras-predict",
+                                                                                          "signature"]
+        assert [e.options.runtime for e in mine[1:]] == ["native"] * (per_arch - 2) + ["docker"]
+        benches = [e.options for e in mine if e.kind == "bench" and e.options.runtime == "native"]
         assert all(o.arch == arch and o.n <= 20 and o.overhead_requests == plan_mod.QUICK_OVERHEAD_REQUESTS
                    and not o.progress for o in benches)
         assert [o.repeats for o in benches][:2] == [1, 3]
@@ -62,10 +65,12 @@ def test_plan_follows_the_options(tmp_path):
     plan = study.load(STUDY).experiments(quick(arches=("flask",), reference=False, out=tmp_path,
                                                  runtime="docker", slow_path_n=7))
     assert {e.arch for e in plan} == {"flask"} and all(e.kind == "bench" for e in plan)
-    assert all(e.options.out == tmp_path and e.options.runtime == "docker" for e in plan)
-    assert plan[-1].options.n == 7
+    assert all(e.options.out == tmp_path for e in plan)
+    # the study's runtime first, then the protocol on the other one
+    assert [e.options.runtime for e in plan] == ["docker"] * (len(plan) - 1) + ["native"]
+    assert plan[-2].options.n == 7 and plan[-1].options.repeats == 3
     full = study.load(STUDY).experiments(opts.StudyOptions(study=STUDY, arches=("embedded",)))
-    assert [e.options.n for e in full if e.kind == "bench"][:3] == [10000, 1000, 2000]
+    assert [e.options.n for e in full if e.kind == "bench"][:3] == [10000, plan_mod.PROTOCOL_N, 2000]
 
 
 def test_an_experiment_is_checked_when_planned():
@@ -106,11 +111,17 @@ class FakeRuntime:
     def __init__(self):
         self.calls: list[tuple] = []
         self.up_arch = None
+        self.name = "native"  # which runtime the study asked for last (runtimes.get)
+
+    def named(self, name: str) -> "FakeRuntime":
+        self.name = name
+        return self
 
     def up(self, arch, settings=None, run_dir=None, log=print):
         assert self.up_arch is None, "one stack at a time"
         self.up_arch = arch
-        self.calls.append(("up", arch, settings.call_path))
+        self.calls.append(("up", arch, settings.call_path) if self.name == "native" else
+                          ("up", arch, settings.call_path, self.name))
 
     def down(self, run_dir=None, log=print):
         self.calls.append(("down", self.up_arch))
@@ -138,7 +149,7 @@ def doubles(monkeypatch):
         seen.append(("reference", settings.call_path))
         return record("reference", options)
 
-    monkeypatch.setattr(runtimes, "get", lambda name, *a: rt)
+    monkeypatch.setattr(runtimes, "get", lambda name, *a: rt.named(name))
     monkeypatch.setattr(target, "running", lambda runtime, run_dir=None: None)
     monkeypatch.setattr(target, "runnable_arches", lambda runtime, arches: (list(arches), {}))
     monkeypatch.setattr(run, "bench", bench)
@@ -153,15 +164,17 @@ def test_execute_runs_the_plan_in_order_in_the_stacks_it_needs(doubles):
     done = study.load(STUDY).run(options, settings, log=lambda *a: None)
     plan = study.load(STUDY).experiments(options)
     assert len(done) == len(plan) and all(r.study == STUDY for r in done)
-    n = len(plan) // 2 - 2  # signature runs per arch
+    n = len(plan) // 2 - 2  # signature runs per arch (the docker protocol among them)
     for arch in ("embedded", "flask"):
         assert rt.calls.count(("up", arch, "signature")) == 1
         assert rt.calls.count(("up", arch, "keras-predict")) == 1
         assert seen.count(("bench", arch, "signature")) == n and seen.count(("bench", arch, "keras-predict")) == 1
     assert rt.calls == [("up", "embedded", "signature"), ("down", "embedded"),
                         ("up", "embedded", "keras-predict"), ("down", "embedded"),
+                        ("up", "embedded", "signature", "docker"), ("down", "embedded"),
                         ("up", "flask", "signature"), ("down", "flask"),
-                        ("up", "flask", "keras-predict"), ("down", "flask")]
+                        ("up", "flask", "keras-predict"), ("down", "flask"),
+                        ("up", "flask", "signature", "docker"), ("down", "flask")]
     assert seen[0] == ("reference", "signature")
 
 
@@ -199,7 +212,7 @@ def test_execute_skips_what_cannot_run_here_and_refuses_a_running_stack(doubles,
     said = []
     monkeypatch.setattr(target, "runnable_arches", lambda runtime, arches: ([], {a: "no binary" for a in arches}))
     assert study.load(STUDY).run(quick(arches=("flask",)), Settings(), log=said.append) == []
-    assert said == ["skipping flask: no binary"] and rt.calls == [] and seen == []
+    assert said == ["skipping flask: no binary"] * 2 and rt.calls == [] and seen == []  # native, then docker
 
     class Running:
         arch = "flask"

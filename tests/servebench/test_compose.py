@@ -72,6 +72,11 @@ ARCHES = [p.values[0] for p in ARCH_PARAMS if not p.marks]
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
+    return pick_base_image()
+
+
+def pick_base_image() -> str:
+    """BASE_IMAGE, else the offline base (built when missing and possible), else the public one; else a skip."""
     if HarnessSettings().base_image:
         return HarnessSettings().base_image
     if _have(OFFLINE_BASE):
@@ -192,6 +197,15 @@ def test_down_leaves_nothing_running(docker_stack):
     assert compose.project_containers(PROJECT) == {}
     assert docker().state(docker_stack.run_dir) is None
     assert docker_stack.processes() == {name: [] for name in docker_stack.doc["services"]}
+
+
+@pytest.mark.parametrize("profile", compose.profiles())
+def test_every_profile_of_the_compose_file_is_valid(profile):
+    """Triton's among them: its 2 GB image is not built by a test run, its profile is checked here."""
+    seen = docker().config(profile, stack_settings())
+    services = [name for name in registry.services() if profile in registry.profiles_of(name)]
+    assert services and all(f"servebench/{name}:latest" in seen or registry.service(name).image in seen
+                            for name in services)
 
 
 def test_tfserving_profile_is_valid():

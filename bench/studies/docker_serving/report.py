@@ -7,7 +7,6 @@ either side has no number, the tables and plots say so; nothing is filled in.
 """
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,12 +19,13 @@ from bench.report.runs import SERVER_SERVICES, Run, dig, labels, missing_archs, 
     table3_of
 from bench.report.sections import Answer, Context, Figure, Heading, Section, Text
 from bench.report.tables import NOT_MEASURED, Cell, Table, missing, published as as_printed, table
-from bench.studies.docker_serving import published
+from bench.studies.docker_serving import protocol, published
 from servebench import registry
 
 NOT_IN_STUDY = "not measured in the study"
 TABLE3_N = 10000  # the size their per-image times and ratios are taken at
-PLOTS = {"table3": "table3_time_per_image.png", "resources": "resources_cpu_ram.png"}
+PLOTS = {"table3": "table3_time_per_image.png", "resources": "resources_cpu_ram.png",
+         "native_docker": "docker_vs_native.png"}
 
 
 def study_archs() -> list[str]:
@@ -35,6 +35,7 @@ def study_archs() -> list[str]:
 
 def section(ctx: Context) -> Section:
     selected = ctx.selected_in(published.STUDY)
+    found = protocol.protocol_runs(ctx.runs)
     hw = published.HARDWARE
     return Section("Our numbers beside the study's", [
         Text(f"Source: {published.SOURCE}. Their machine: {hw['cpu']}, {hw['ram']} RAM, {hw['gpu']}; "
@@ -48,6 +49,18 @@ def section(ctx: Context) -> Section:
         per_image_table(selected),
         Heading("Ratios between architectures"),
         ratio_table(selected),
+        Heading("Native against docker compose (the Table 3 protocol)"),
+        Text("The headline numbers: per architecture and runtime, the first 1,000 test images sent one per "
+             "request, sequentially, in several passes, each pass one repeat (the newest such run of each). Native "
+             "and docker compose (the same images, containers on host networking) ran minutes apart. Medians with "
+             "min-max over the passes; a ratio is the ratio of the medians, its range that of the extreme passes. "
+             "The study's ratios are taken from its Table 3 at the same N. TF Serving cannot run here: no "
+             "tensorflow_model_server binary from any registry, and its official image cannot be pulled."),
+        protocol.native_docker_table(found),
+        protocol_ratio_table(found),
+        Figure("native_docker", PLOTS["native_docker"], "Native against docker compose per architecture (left) "
+               "and the ratios between architectures beside the study's (right), Table 3 protocol.",
+               lambda path: protocol.plot(found, path)),
         Heading("CPU and RAM (Table 4 / Figure 11)"),
         Text(f"The study's CPU % is {published.CPU_PERCENT_BASIS}; ours is % of one core (100 % = one core "
              "busy), summed over nginx, the front end and the model server. The ×8 column puts theirs on our "
@@ -63,6 +76,9 @@ def section(ctx: Context) -> Section:
 
 def answer(ctx: Context) -> Answer | None:
     """Time per image per architecture, and our ratios beside the study's."""
+    found = protocol.protocol_runs(ctx.runs)
+    if found:
+        return Answer(protocol_answer(found), PLOTS["native_docker"])
     selected = ctx.selected_in(published.STUDY)
     per_image: dict[str, tuple[float, int]] = {}  # arch -> (ms per image, N) of its run with the most images
     for run in selected:
@@ -72,13 +88,45 @@ def answer(ctx: Context) -> Answer | None:
     if not per_image:
         return None
     ranked = sorted(per_image.items(), key=lambda kv: kv[1][0])
-    text = ("One image per request, sequentially, time per image here: "
+    text = ("One image per request, sequentially, time per image here (one run each): "
             + ", ".join(f"{archs.title(a)} {significant(ms, ' ms')}" for a, (ms, _) in ranked) + ".")
     ratios = [f"{r['label']} {r['ours'][0]['ratio']:.2f}× (study {r['study']:.2f}×)"
               for r in ratio_rows(selected) if r["ours"] and r["study"]]
     if ratios:
         text += " Ratios between architectures, ours beside the study's: " + "; ".join(ratios) + "."
     return Answer(text, PLOTS["table3"])
+
+
+def protocol_answer(found: dict[tuple[str, str], protocol.Protocol]) -> str:
+    """The Table 3 protocol's numbers per runtime, docker against native, and our ratios beside the study's."""
+    images = sorted({p.images for p in found.values()})
+    text = (f"{' / '.join(f'{n:,}' for n in images)} images one per request, sequentially, time per image "
+            "(median, min–max over n passes): ")
+    text += "; ".join(f"{runtime}: " + ", ".join(f"{archs.title(p.arch)} {p.shown()}" for p in found.values()
+                                                 if p.runtime == runtime)
+                      for runtime in protocol.RUNTIMES if any(p.runtime == runtime for p in found.values())) + "."
+    both = [(found[(a, "native")], found[(a, "docker")]) for a in protocol.study_archs()
+            if (a, "native") in found and (a, "docker") in found]
+    if both:
+        text += " Docker ÷ native: " + ", ".join(f"{archs.title(n.arch)} {protocol.Ratio.of(d, n).shown()}"
+                                                  for n, d in both) + "."
+    rows = [r for r in protocol.ratios(found) if r["runtime"] == "native"]  # docker's: in the section
+    if rows:
+        text += " Ratios between architectures (native), ours beside the study's at the same N: " + "; ".join(
+            f"{r['label']} {r['ours'].shown()}" + (f", study {r['study']:.2f}x" if r["study"] else "")
+            for r in rows) + "."
+    return text
+
+
+def protocol_ratio_table(found: dict[tuple[str, str], protocol.Protocol]) -> Table:
+    rows = []
+    for r in protocol.ratios(found):
+        at_10k = protocol.study_ratio(r["slow"], r["fast"], TABLE3_N)
+        rows.append([r["label"], r["runtime"], Cell(r["ours"].shown()), f"{r['images']:,}",
+                     Cell(f"{r['study']:.2f}×") if r["study"] else missing(NOT_IN_STUDY),
+                     f"{at_10k:.2f}×" if at_10k else None])
+    return table(["ratio of time per image (Table 3 protocol)", "runtime", "ours: ratio of medians (range, n passes)",
+                  "N per pass", "study at the same N", f"study at {TABLE3_N:,}"], rows)
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -106,8 +154,11 @@ def ratio_rows(selected: list[Run]) -> list[dict]:
                 common = set(ta) & set(tb)
                 if common:
                     n = max(common)
+                    passes = min(int(dig(a.get("table3"), str(n), "repeats") or 1),
+                                 int(dig(b.get("table3"), str(n), "repeats") or 1))
                     ours.append({"ratio": ta[n][0] / tb[n][0], "n": n, "runs": (a.run_id, b.run_id),
-                                 "variant": f"{a.runtime}, {a.codec}"})
+                                 "variant": f"{a.runtime}, {a.codec}, "
+                                            + ("one run" if passes == 1 else f"mean of {passes} passes")})
         rows.append({"slow": slow, "fast": fast, "label": f"{archs.title(slow)} / {archs.title(fast)}",
                      "study": study, "ours": ours})
     return rows
@@ -131,15 +182,19 @@ def per_image_table(selected: list[Run]) -> Table:
         theirs = [as_printed(total), per * 1000] if total else [missing(NOT_IN_STUDY), None]
         ours = [r for r in selected if r.arch == arch]
         if not ours:
-            rows.append([archs.title(arch), *theirs, missing(), missing(), None, None, None])
+            rows.append([archs.title(arch), *theirs, missing(protocol.absent(arch)), missing(), None, None, None,
+                         None])
             continue
         for run in ours:
             largest = table3_largest(run)
             n, mean = largest if largest else (None, None)
-            rows.append([names[run.run_id], *theirs, run.run_id, n, mean,
+            passes = int(dig(run.get("table3"), str(n), "repeats") or 1) if largest else None
+            rows.append([names[run.run_id], *theirs, run.run_id, n,
+                         None if passes is None else "one run" if passes == 1 else f"mean of {passes} passes", mean,
                          mean / n * 1000 if largest else None, number(run.get("latency_ms", "p50"))])
     return table(["architecture", "study: 10,000 images (s)", "study: per image (ms)", "our run",
-                  "our N", "ours: N images (s)", "ours: per image (ms)", "ours: p50 latency (ms)"], rows)
+                  "our N", "our passes", "ours: N images (s)", "ours: per image (ms)", "ours: p50 latency (ms)"],
+                 rows)
 
 
 def ratio_table(selected: list[Run]) -> Table:
@@ -219,12 +274,12 @@ def plot_table3(selected: list[Run], path: Path) -> Path:
         else:
             ours.set_ylim(0, hi * 1.1)
             ours.set_ylabel("time per image (ms)")
-        ours.legend(fontsize=9, title="architecture", title_fontsize=9)
+        ours.legend(fontsize=8, title="architecture", title_fontsize=8, loc="upper right")
         ours.grid(True, which="both", alpha=0.3)
         absent = missing_archs(selected, study_archs())
         if absent:
-            ours.text(0.98, 0.02, NOT_MEASURED + ": " + ", ".join(absent), transform=ours.transAxes,
-                      ha="right", fontsize=8, color=plots.GREY_TEXT)
+            ours.text(0.02, 0.02, "; ".join(f"{a}: {protocol.absent(a)}" for a in absent), transform=ours.transAxes,
+                      ha="left", fontsize=8, color=plots.GREY_TEXT)
     else:
         plots.placeholder(ours, "no complete bench run with Table 3 timings yet\n(make bench ARCH=...)")
     ours.set_title("Ours: mean time per image (error bars: stdev over repeats)", fontsize=11)
@@ -249,13 +304,16 @@ def plot_table3(selected: list[Run], path: Path) -> Path:
     h = 0.38
     study_vals = [r["study"] for r in rows]
     our_vals = [r["ours"][0]["ratio"] if r["ours"] else None for r in rows]
+    passes = [r["ours"][0]["variant"].rsplit(", ", 1)[-1] if r["ours"] else "" for r in rows]
+    why_not = [protocol.CANNOT_RUN if any(protocol.absent(a) == protocol.CANNOT_RUN for a in (r["slow"], r["fast"]))
+               else NOT_MEASURED for r in rows]
     known = [v for v in study_vals + our_vals if v]
     left, right = min(known + [1.0]) / 2, max(known + [2.0]) * 4
     ratios.barh(y - h / 2, [v or 0 for v in study_vals], h, color=plots.STUDY_COLOR, label="study (N = 10,000)")
     ratios.barh(y + h / 2, [v or 0 for v in our_vals], h, color="tab:blue", label="ours (largest N measured)")
     for i, (sv, ov) in enumerate(zip(study_vals, our_vals)):
-        for offset, v, absent in ((-h / 2, sv, NOT_IN_STUDY), (h / 2, ov, NOT_MEASURED)):
-            text, x = (f" {v:.2g}×", v) if v else (" " + absent, left)
+        for offset, v, absent, note in ((-h / 2, sv, NOT_IN_STUDY, ""), (h / 2, ov, why_not[i], passes[i])):
+            text, x = (f" {v:.2g}×" + (f" ({note})" if note else ""), v) if v else (" " + absent, left)
             ratios.text(x, i + offset, text, va="center", fontsize=8, color="black" if v else plots.GREY_TEXT)
     ratios.axvline(1.0, color="black", lw=0.8)
     ratios.set_xscale("log")
@@ -362,80 +420,7 @@ def plot_resources(selected: list[Run], path: Path) -> Path:
 # --------------------------------------------------------------------------- the README's blocks
 
 def readme(ctx: Context) -> dict[str, str]:
-    """The README's "What we found" numbers (:mod:`bench.report.docs`), from the same runs as the section."""
-    from bench.report.docs import md_table, median_of
+    """The README's "What we found" blocks (:mod:`bench.studies.docker_serving.findings`)."""
+    from bench.studies.docker_serving import findings
 
-    json_runs = {r.arch: r for r in ctx.selected_in(published.STUDY) if r.codec == "json" and r.runtime == "native"
-                 and table3_largest(r) and table3_largest(r)[0] == TABLE3_N}
-    cols = study_archs()
-    per = {a: table3_largest(json_runs[a])[1] / TABLE3_N * 1000 if a in json_runs else None for a in cols}
-    study = [published.seconds_per_image(a, TABLE3_N) for a in cols]
-    table_md = md_table(
-        ["sequential, one image per request, JSON", *[archs.title(a) for a in cols]],
-        [[f"ours: time per image over {TABLE3_N:,} images (one run each)",
-          *[f"{per[a]:.2f} ms" if per[a] else "not measured here" for a in cols]],
-         [f"study (Table 3, {TABLE3_N:,} images)", *[significant(s * 1000, " ms") if s else "not measured" for s in study]],
-         ["ours: p50 / p99 latency", *[f"{json_runs[a].get('latency_ms', 'p50'):.1f} / "
-                                       f"{json_runs[a].get('latency_ms', 'p99'):.1f} ms" if a in json_runs else ""
-                                       for a in cols]]])
-    out = {"found-table": table_md}
-
-    def ratio(slow: str, fast: str) -> str | None:
-        return f"{per[slow] / per[fast]:.2f}x" if per.get(slow) and per.get(fast) else None
-
-    # The Table 3 protocol's repeats: 1,000 images, three passes each, one run per architecture.
-    protocol = {}
-    for run in ctx.runs:
-        if (run.kind == "bench" and run.arch in cols and run.codec == "json" and run.complete_bench
-                and (run.get("settings", "repeats") or 1) >= 3 and run.get("settings", "concurrency") == 1):
-            walls = [p["wall_s"] / p["requests"] * 1000 for p in run.get("passes", default=[]) or []
-                     if p.get("complete") and p.get("requests")]
-            if walls:
-                protocol[run.arch] = (run, walls)
-    text = []
-    flask_fastapi = ratio("flask", "fastapi")
-    if flask_fastapi:
-        theirs = published.table3_seconds("flask")[TABLE3_N] / published.table3_seconds("fastapi")[TABLE3_N]
-        text.append(f"- **Flask is not {theirs:.0f}x slower than FastAPI** (the study): here Flask/FastAPI is "
-                    f"{flask_fastapi} over "
-                    f"{TABLE3_N:,} images (one run each; which one is ahead changes from run to run). The study's "
-                    "2 s per Flask request is a setup cost, not Flask's. It matches the well-known delay of a Windows "
-                    "client that tries `localhost` over IPv6 before falling back to IPv4 (we cannot run Windows here "
-                    "to confirm it); a pooled keep-alive connection to 127.0.0.1, as the front end uses, does not pay "
-                    "it.")
-    emb = ratio("fastapi", "embedded")
-    if emb:
-        line = (f"- **Embedded is faster than FastAPI** one image at a time: FastAPI/embedded {emb} over "
-                f"{TABLE3_N:,} images (one run each)")
-        if "embedded" in protocol and "fastapi" in protocol:
-            (_, e), (_, f) = protocol["embedded"], protocol["fastapi"]
-            n = protocol["embedded"][0].n
-            line += (f", {statistics.median(f) / statistics.median(e):.2f}x in the Table 3 protocol runs "
-                     f"({n:,} images; per image embedded {median_of(e, lambda x: f'{x:.2f} ms')}, FastAPI "
-                     f"{median_of(f, lambda x: f'{x:.2f} ms')})")
-        study_ratio = published.table3_seconds("fastapi")[TABLE3_N] / published.table3_seconds("embedded")[TABLE3_N]
-        line += f"; the study: {study_ratio:.2f}x."
-        at8 = {}
-        for run in ctx.runs:
-            if (run.kind == "bench" and run.arch in cols and run.codec == "json" and run.complete_bench
-                    and run.get("settings", "concurrency") == 8 and run.get("settings", "rate") is None):
-                at8[run.arch] = number(run.get("throughput_images_per_s"))
-        if at8:
-            line += (" Under concurrency it pulls ahead on 2 cores (8 in flight, one run each: "
-                     + ", ".join(f"{archs.title(a)} {significant(v)} images/s" for a, v in at8.items())
-                     + "), because the extra hop costs CPU that the model needs.")
-        text.append(line)
-    slow = {}
-    for run in ctx.runs:
-        if run.kind == "bench" and run.arch in cols and run.get("stack", "knobs", "SB_CALL_PATH") == "keras-predict":
-            largest = table3_largest(run)
-            if largest:
-                slow[run.arch] = largest[1] / largest[0] * 1000
-    if slow and any(per.values()):
-        text.append(f"- **How the server calls the model matters more than the framework**: the same stacks with "
-                    f"`SB_CALL_PATH=keras-predict` (Keras `model.predict` per request, as the study's numbers suggest "
-                    f"it did) take {min(slow.values()):.0f}-{max(slow.values()):.0f} ms per image instead of "
-                    f"{min(v for v in per.values() if v):.1f}-{max(v for v in per.values() if v):.1f} ms "
-                    "(one run each).")
-    out["found-findings"] = "\n".join(text)
-    return out
+    return findings.readme(ctx)

@@ -61,11 +61,17 @@ class Upload:
     server: dict = field(default_factory=dict)  # the server's state at completion
     drops: list[str] = field(default_factory=list)
     queries: list[Query] = field(default_factory=list)
+    # On time.perf_counter (CLOCK_MONOTONIC, the server's clock too): the upload's start, and from it when
+    # the first piece's bytes went to the kernel and when the last piece's had (what the link had yet to carry).
+    clock_start: float | None = None
+    first_send_s: float | None = None
+    sent_end_s: float | None = None
 
     def doc(self) -> dict:
         return {"mode": self.mode, "session": self.session, "upload_s": self.upload_s,
                 "sent_bytes": self.sent_bytes, "piece_bytes": self.piece_bytes, "server": self.server,
-                "drops": self.drops, "queries": [q.__dict__ for q in self.queries]}
+                "drops": self.drops, "clock_start": self.clock_start, "first_send_s": self.first_send_s,
+                "sent_end_s": self.sent_end_s, "queries": [q.__dict__ for q in self.queries]}
 
 
 def _address(server: str) -> tuple[str, int]:
@@ -103,7 +109,7 @@ class Client:
         """
         up = result or Upload(mode, session)
         up.piece_bytes = sum(map(len, self.blobs))
-        start = time.perf_counter()
+        start = up.clock_start = time.perf_counter()
         self.server_built = 0
         for attempt in range(RECONNECTS + 1):
             sock = self._connect()
@@ -131,7 +137,10 @@ class Client:
                         drop_after_bytes = None
                         sock.shutdown(socket.SHUT_RDWR)  # the link goes down mid-piece
                         raise proto.Dropped(f"connection dropped during piece {k + 1}/{self.count}")
+                    if up.first_send_s is None:
+                        up.first_send_s = round(time.perf_counter() - start, 4)
                     up.sent_bytes += proto.send(sock, proto.PIECE, blob)
+                up.sent_end_s = round(time.perf_counter() - start, 4)
                 if "error" not in outcome:
                     proto.send(sock, proto.DONE)
                 done.wait()

@@ -16,6 +16,14 @@ Build modes (per upload, ``mode`` in its ``HELO``; the server's default otherwis
   pieces; a build thread builds them, and when several have arrived while it
   was busy it builds them together as one unit (:func:`bench.studies.offloading.builder.build`).
 
+How much of each build overlaps the transfer: at each build's start and end the server reads
+its upload connection's ``TCP_INFO`` (bytes received by the kernel, read or not, and the time since the
+last data arrived), so it knows how many of the upload's bytes arrived while it built (socket buffers and
+the link's queue keep the transfer going while the upload thread builds, until they fill) and when the
+transfer's last byte arrived.
+Times are ``time.perf_counter`` (CLOCK_MONOTONIC: one clock for the client and the server on one machine);
+``clock_origin`` in the state is the session's time 0 on it.
+
 One upload session at a time: a ``HELO`` with a new session id replaces the
 old one; the same id resumes it from its last complete piece (a piece is
 complete when all its bytes arrived and its checksum matched). A connection
@@ -30,6 +38,7 @@ import importlib
 import os
 import queue
 import socket
+import struct
 import sys
 import threading
 import time
@@ -38,6 +47,36 @@ from bench.studies.offloading import pieces as wire
 from bench.studies.offloading import protocol as proto
 
 MODES = ("baseline", "proposed")
+# struct tcp_info (linux/tcp.h): tcpi_last_data_recv (ms, kernel-tick resolution) and tcpi_bytes_received.
+_LAST_DATA_RECV = struct.Struct("=I"), 52
+_BYTES_RECEIVED = struct.Struct("=Q"), 128
+
+
+def arrivals(sock: socket.socket | None) -> tuple[int, float] | None:
+    """(bytes the kernel received on ``sock``, seconds since its last data arrived), read and unread alike;
+    None where TCP_INFO does not say (not Linux, or no connection)."""
+    if sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (OSError, AttributeError):
+        return None
+    if len(info) < _BYTES_RECEIVED[1] + 8:
+        return None
+    return (_BYTES_RECEIVED[0].unpack_from(info, _BYTES_RECEIVED[1])[0],
+            _LAST_DATA_RECV[0].unpack_from(info, _LAST_DATA_RECV[1])[0] / 1000)
+
+
+def overlap_of(start: float, end: float, before: tuple | None, after: tuple | None) -> dict:
+    """What arrived of the upload during a build from ``start`` to ``end`` (``before`` and ``after``:
+    :func:`arrivals` then): its bytes, and how long bytes kept arriving (from the build's start to the last
+    arrival before its end; a trickle through a nearly closed window counts, so the bytes are the measure
+    of the transfer's progress, :mod:`bench.studies.offloading.timeline`)."""
+    if before is None or after is None:
+        return {}
+    bytes_in = after[0] - before[0]
+    arriving = min(max(end - after[1] - start, 0.0), end - start) if bytes_in > 0 else 0.0
+    return {"bytes_in": bytes_in, "arriving_s": round(arriving, 4)}
 
 
 def log(msg: str) -> None:
@@ -59,6 +98,7 @@ class Session:
         self.changed = threading.Condition()
         self.closed = False
         self.notify = None  # sends BULT on the current upload connection
+        self.upload_sock: socket.socket | None = None  # the current upload connection, for its TCP_INFO
         # One upload connection at a time: a resumed one waits until the dropped one's thread has seen the drop
         # (in baseline mode it may still be building the piece before it).
         self.uploading = threading.Lock()
@@ -97,12 +137,15 @@ class Session:
                 self._build(batch)
 
     def _build(self, batch: list[wire.Piece]) -> None:
-        start = time.perf_counter() - self.origin
+        sock = self.upload_sock
+        before, start = arrivals(sock), time.perf_counter()
         unit = self.builder.build(batch)
+        end = time.perf_counter()
+        overlap = overlap_of(start, end, before, arrivals(sock) if sock is self.upload_sock else None)
         with self.changed:
             self.units.append(unit)
-            self.event("built", first=unit.first, last=unit.last, start_s=round(start, 4),
-                       build_s=round(unit.build_s, 4))
+            self.event("built", first=unit.first, last=unit.last, start_s=round(start - self.origin, 4),
+                       end_s=round(end - self.origin, 4), build_s=round(unit.build_s, 4), **overlap)
             self.changed.notify_all()
         if self.notify is not None:
             try:
@@ -116,7 +159,7 @@ class Session:
 
     def state(self) -> dict:
         return {"session": self.id, "model": self.model, "mode": self.mode, **self.progress(),
-                "units_pieces": [u.pieces for u in self.units], "events": self.events}
+                "units_pieces": [u.pieces for u in self.units], "clock_origin": self.origin, "events": self.events}
 
     def wait_built(self, timeout: float = 600.0) -> bool:
         with self.changed:
@@ -232,9 +275,11 @@ class EdgeServer:
                 proto.send_json(conn, proto.BUILT, progress)
 
         session.notify = notify
+        session.upload_sock = conn
         with send_lock:
             proto.send_json(conn, proto.READY, {"resume_from": len(session.received), **session.progress(),
                                                 "mode": session.mode})
+            session.event("ready", resume_from=len(session.received))
         try:
             while True:
                 try:
@@ -268,6 +313,9 @@ class EdgeServer:
                 elif kind == proto.DONE:
                     if len(session.received) != session.count:
                         raise proto.ProtocolError(f"DONE after {len(session.received)} of {session.count} pieces")
+                    seen = arrivals(conn)  # DONE follows the last piece: its arrival ends the transfer
+                    if seen is not None:
+                        session.event("transfer_end", at_s=round(time.perf_counter() - session.origin - seen[1], 4))
                     session.wait_built()
                     with send_lock:
                         proto.send_json(conn, proto.COMPLETE, session.state())
@@ -277,6 +325,8 @@ class EdgeServer:
         finally:
             if session.notify is notify:
                 session.notify = None
+            if session.upload_sock is conn:
+                session.upload_sock = None
 
     # -------------------------------------------------------------- queries
     def _query(self, conn: socket.socket, payload: bytes) -> None:

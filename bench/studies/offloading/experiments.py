@@ -22,10 +22,12 @@ One run folder per model: ``summary.json`` (kind ``offloading``), ``uploads.csv`
 veths, qdiscs, cgroup and processes are removed after every run, a failed or
 interrupted one too. Random-weight models are labelled "timing only".
 
-Scale: the default (four models, two repeats) takes about 10-12 minutes on 2
-cores, most of it ResNet-152's and AlexNet's uploads (about 25 s each at 80
-Mbit/s) and the client building its own copies under its quota.
-``SB_OFFLOAD_REPEATS=5`` gives tighter spreads (about 2.5x the time);
+Each upload row also has its timeline (:mod:`bench.studies.offloading.timeline`): the transfer's and the
+builds' start and end on one clock, and how much of the building overlapped the transfer.
+
+Scale: the default (four models, five repeats, the client at 0.2 core) takes about 20 minutes on 2 cores,
+most of it ResNet-152's and AlexNet's uploads (about 30 s each at 80 Mbit/s) and the client building its
+own copies under its quota; ``SB_OFFLOAD_QUERIES_AFTER`` shortens each upload's tail of queries.
 ``--quick`` uploads only MobileNet and the Table 1 CNN once per mode.
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ from bench import results
 from bench.options import StudyOptions
 from bench.records import RunRecord
 from bench.session import RunSession
+from bench.studies.offloading import timeline
 from bench.studies.offloading.knobs import EDGE_SERVER
 from servebench import interrupts, processes, registry
 from servebench import runtime as runtimes
@@ -62,7 +65,9 @@ QUICK = {"models": ("mobilenet", "cifar10_cnn"), "repeats": 1, "queries_after": 
 START_TIMEOUT_S = 180  # TensorFlow's import and the client's own copy of the model, on a busy machine
 UPLOAD_TIMEOUT_S = 600
 UPLOAD_COLUMNS = ["model", "mode", "repeat", "upload_s", "expected_s", "rate_mbit_measured", "sent_bytes",
-                  "piece_bytes", "build_s_total", "units", "queries", "drops"]
+                  "piece_bytes", "build_s_total", "units", "queries", "drops", *timeline.COLUMNS]
+# Per mode in the summary: the median of the repeats with its min and max.
+SPREAD = ("upload_s", "build_s", "overlap_s", "overlap_frac", "stall_s", "tail_s", "build_s_total")
 QUERY_COLUMNS = ["model", "mode", "repeat", "index", "start_s", "duration_s", "server_pieces", "remote_s",
                  "server_s", "local_s", "after_upload", "upload_done_s"]
 
@@ -209,10 +214,13 @@ def measure_model(info: dict, link, k: SectionValues, options: StudyOptions, log
                  "input_shape", "prepare_s")},
              "client_limits": (limits or cgroups.Limits()).recorded(), "link": link.recorded(), "uploads": []}
     uploads: list[dict] = []
+    began = time.perf_counter()
 
     def measured(interrupted: bool) -> dict:
-        # the link with the rate measured before the last upload
-        return {**extra, "uploads": uploads, "summary": summarise(uploads), "link": link.recorded()}
+        # the link with the rate measured before the last upload; the wall time so far (the client's start,
+        # every upload and its queries)
+        return {**extra, "uploads": uploads, "summary": summarise(uploads), "link": link.recorded(),
+                "wall_s": round(time.perf_counter() - began, 1)}
 
     session = RunSession(label=f"offloading-{info['model']}", root=options.out, summary=measured,
                          header={"kind": "offloading", "study": STUDY,
@@ -254,7 +262,9 @@ def measure_model(info: dict, link, k: SectionValues, options: StudyOptions, log
                                    q["remote_s"], q["server_s"], q["local_s"], q["after_upload"], row["upload_s"]])
                 log(f"{info['title']} {mode} #{repeat}: upload {row['upload_s']:.2f} s (expected "
                     f"{row['expected_s']:.2f} s at {rate:.1f} Mbit/s), build {row['build_s_total']:.2f} s in "
-                    f"{row['units']} units, {row['queries']} queries")
+                    f"{row['units']} units, {row['queries']} queries; overlapping the transfer "
+                    f"{row['overlap_s']} s, transfer stood still {row['stall_s']} s, after the last byte "
+                    f"{row['tail_s']} s")
     return session.record
 
 
@@ -279,27 +289,46 @@ def summarise_upload(info: dict, mode: str, repeat: int, rate: float, doc: dict)
             "expected_s": round(doc["sent_bytes"] * 8 / (rate * 1e6), 4), "rate_mbit_measured": round(rate, 2),
             "sent_bytes": doc["sent_bytes"], "piece_bytes": doc["piece_bytes"],
             "build_s_total": server.get("build_s_total"), "units": server.get("units"),
-            "queries": len(doc["queries"]), "drops": len(doc["drops"]), "units_pieces": server.get("units_pieces")}
+            "queries": len(doc["queries"]), "drops": len(doc["drops"]), "units_pieces": server.get("units_pieces"),
+            **timeline.of_upload(doc, rate)}
+
+
+def _min_max_key(key: str, end: str) -> str:
+    # upload_s -> upload_min_s; overlap_frac -> overlap_frac_min
+    return key[:-2] + f"_{end}_s" if key.endswith("_s") else f"{key}_{end}"
 
 
 def summarise(uploads: list[dict]) -> dict:
-    """Per mode: median upload, build and expected times with their spread; the proposed mode's saving."""
+    """Per mode: the median of the repeats of the upload, build, overlap, stall and tail times with their min
+    and max, the expected time and the link's rate; the proposed mode's saving (of the medians, and the range of
+    each repeat's saving: a repeat's two uploads ran one after the other)."""
     out: dict = {}
     for mode in MODES:
         mine = [u for u in uploads if u["mode"] == mode]
         if not mine:
             continue
         ups = [u["upload_s"] for u in mine]
-        out[mode] = {"upload_s": round(statistics.median(ups), 3), "upload_min_s": min(ups),
-                     "upload_max_s": max(ups), "spread_s": round(max(ups) - min(ups), 3),
+        out[mode] = {"spread_s": round(max(ups) - min(ups), 3),
                      "expected_s": round(statistics.median(u["expected_s"] for u in mine), 3),
-                     "build_s_total": round(statistics.median(u["build_s_total"] for u in mine), 3),
                      "rate_mbit_measured": round(statistics.median(u["rate_mbit_measured"] for u in mine), 2),
                      "repeats": len(mine)}
+        for key in SPREAD:
+            values = [u[key] for u in mine if u.get(key) is not None]
+            if values:
+                out[mode].update({key: round(statistics.median(values), 4), _min_max_key(key, "min"): min(values),
+                                  _min_max_key(key, "max"): max(values)})
     if "baseline" in out and "proposed" in out:
         saving = out["baseline"]["upload_s"] - out["proposed"]["upload_s"]
         out["saving_s"] = round(saving, 3)
         out["saving_pct"] = round(100 * saving / out["baseline"]["upload_s"], 1)
+        by_repeat = {(u["mode"], u.get("repeat")): u["upload_s"] for u in uploads}
+        paired = [by_repeat[("baseline", r)] - by_repeat[("proposed", r)]
+                  for (mode, r) in by_repeat if mode == "baseline" and ("proposed", r) in by_repeat]
+        if paired and None not in {u.get("repeat") for u in uploads}:
+            out["saving_min_s"], out["saving_max_s"] = round(min(paired), 4), round(max(paired), 4)
+        if "stall_s" in out["baseline"] and "stall_s" in out["proposed"]:
+            # what the build thread can save: the time the baseline's transfer stood still for building
+            out["stall_saved_s"] = round(out["baseline"]["stall_s"] - out["proposed"]["stall_s"], 4)
     return out
 
 

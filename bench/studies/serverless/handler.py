@@ -5,7 +5,9 @@ One code path for every place a function runs: a local worker process
 (:func:`lambda_handler`, where the store comes from the function's
 environment and role). A first stage reads a TFRecord record; the others read
 the previous stage's ``.npy`` output; the last writes the predictions
-(``.npz``: probabilities, classes, labels, indices).
+(``.npz``: probabilities, classes, labels, indices). The event's ``chunk``
+(SB_SERVERLESS_CHUNK) makes a function compute that many images at a time
+(:func:`_compute`), so its memory is bounded by the chunk, not the record.
 
 Failures are answers, not crashes: ``{"ok": false, "kind": ..., "error": ...}``
 with a kind the orchestrator acts on (see :data:`KINDS`). Running out of memory
@@ -51,14 +53,76 @@ def _fail(kind: str, error: str, **extra) -> dict:
     return {"ok": False, "kind": kind, "error": error, **extra}
 
 
+def _compute(model, pending: list[bytes], first: bool, chunk: int, timing: dict,
+             last: bool = False) -> tuple[np.ndarray, dict]:
+    """The stage's output and the record's labels and indices. With ``chunk`` images (> 0) at a time, a first
+    stage decodes its record chunk by chunk, and it and the middle stages hold one chunk's activations, so
+    their memory is bounded by the chunk (plus input and output), not by the record; the output is bit for bit
+    the same (tested). A last stage (dense layers) runs whole: its memory is its weights, and a matmul over
+    fewer rows may round differently.
+    Decoding counts in read_s, forward passes in compute_s. ``pending`` holds the input's bytes: taken from it,
+    so they are freed as soon as they are decoded."""
+    body = pending.pop()
+    timing.setdefault("compute_s", 0.0)
+    if first:
+        if not chunk:
+            t = time.perf_counter()
+            images, labels, indices = records.decode(body)
+            del body
+            timing["read_s"] += time.perf_counter() - t
+            t = time.perf_counter()
+            y = stages.run(model, images.astype(np.float32))
+            timing["compute_s"] += time.perf_counter() - t
+            return y, {"labels": labels, "indices": indices}
+        total = records.count(body)
+        parts = records.decode_chunks(body, chunk)
+        del body  # the decoder keeps its own copy
+        labels, indices = [], []
+
+        def floats():
+            while True:
+                t = time.perf_counter()
+                part = next(parts, None)
+                timing["read_s"] += time.perf_counter() - t
+                if part is None:
+                    return
+                labels.append(part[1])
+                indices.append(part[2])
+                yield part[0].astype(np.float32)
+
+        t = time.perf_counter()
+        read0 = timing["read_s"]
+        y = stages.run_chunks(model, floats(), total)
+        timing["compute_s"] += time.perf_counter() - t - (timing["read_s"] - read0)
+        return y, {"labels": np.concatenate(labels), "indices": np.concatenate(indices)}
+    t = time.perf_counter()
+    with np.load(io.BytesIO(body), allow_pickle=False) as z:
+        x = z["x"]
+        meta = {"labels": z["labels"], "indices": z["indices"]}
+    del body
+    timing["read_s"] += time.perf_counter() - t
+    t = time.perf_counter()
+    if chunk and len(x) > chunk and not last:
+        y = stages.run_chunks(model, (x[i:i + chunk] for i in range(0, len(x), chunk)), len(x))
+    else:
+        y = stages.run(model, x)
+    timing["compute_s"] += time.perf_counter() - t
+    return y, meta
+
+
 def handle(event: dict, store_config: StoreConfig | None = None) -> dict:
     """Run one invocation; the result says what was read, written and how long each step took."""
     try:
         stage = event["stage"]
         input_key, output_key, weights_key = event["input_key"], event["output_key"], event["weights_key"]
         first, last = bool(event.get("first")), bool(event.get("last"))
+        chunk = int(event.get("chunk") or 0)
     except (KeyError, TypeError) as exc:
         return _fail("bad_event", f"event lacks {exc}")
+    except ValueError as exc:
+        return _fail("bad_event", f"chunk is not a whole number of images: {exc}")
+    if chunk < 0:
+        return _fail("bad_event", f"chunk must be 0 (the whole record) or more images, not {chunk}")
     config = store_config or StoreConfig.from_event(event.get("store", {}))
     store = _store(config)
     read0, written0 = store.bytes_read, store.bytes_written
@@ -78,26 +142,11 @@ def handle(event: dict, store_config: StoreConfig | None = None) -> dict:
 
         t = time.perf_counter()
         try:
-            body = store.get(input_key)
+            pending = [store.get(input_key)]
         except MissingObject as exc:
             return _fail("missing_input", f"{stage}: input {input_key} not in the store ({exc})")
-        meta = {}
-        if first:
-            images, labels, indices = records.decode(body)
-            x = images.astype(np.float32)
-            meta = {"labels": labels, "indices": indices}
-        else:
-            with np.load(io.BytesIO(body), allow_pickle=False) as z:
-                x = z["x"]
-                meta = {"labels": z["labels"], "indices": z["indices"]}
-        del body
         timing["read_s"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        y = stages.run(model, x)
-        del x
-        timing["compute_s"] = time.perf_counter() - t
-
+        y, meta = _compute(model, pending, first, chunk, timing, last)
         t = time.perf_counter()
         buf = io.BytesIO()
         if last:

@@ -30,6 +30,15 @@ class Knobs(KnobSection):
         (100, 250), "images per record for Fig. 3 (the study: 100 250 500 1000)", (STUDY_RUN,))
     serverless_table_sizes: Annotated[tuple[int, ...], NoDecode] = knob(
         (100,), "record sizes of Tables 1 and 2 (the study: 1000 500)", (STUDY_RUN,))
+    serverless_fig4_sizes: Annotated[tuple[int, ...], NoDecode] = knob(
+        (100,), "record sizes of Fig. 4: the split functions against one process (the study: 100 500 1000)",
+        (STUDY_RUN,))
+    serverless_repeats: int = knob(3, "repeats of Tables 1 and 2, Fig. 4, the warm pipeline and the one process",
+                                   (STUDY_RUN,), ge=1)
+    serverless_chunk: int = knob(
+        100, "images a function computes at once (Conv_1 also decodes its record chunk by chunk), so its memory "
+             "is bounded by the chunk, not the record; 0: the whole record at once, as the study (Fig. 3 always)",
+        (STUDY_RUN,), ge=0)
     serverless_parallelism: Annotated[tuple[int, ...], NoDecode] = knob(
         (1, 2, 4), "records in flight for Fig. 5 (the study: 1 2 4 8 16 32 64)", (STUDY_RUN,))
     serverless_fig5_records: int = knob(4, "records of Fig. 5's fixed set", (STUDY_RUN,), ge=1)
@@ -59,7 +68,8 @@ class Knobs(KnobSection):
     def _split_serverless_models(cls, v):
         return split_list(v)
 
-    @field_validator("serverless_record_sizes", "serverless_table_sizes", "serverless_parallelism",
+    @field_validator("serverless_record_sizes", "serverless_table_sizes", "serverless_fig4_sizes",
+                     "serverless_parallelism",
                      "serverless_stage_memory_mb", mode="before")
     @classmethod
     def _split_serverless_sizes(cls, v):

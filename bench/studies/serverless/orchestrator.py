@@ -116,20 +116,24 @@ class Orchestrator:
     parallelism: int = 1  # records in flight
     retries: int = 1
     retry_backoff_s: float = 0.5
+    chunk: int = 0  # images a function computes at once (0: the whole record), passed in every event
     log: Callable = print
 
     def __post_init__(self):
         if self.parallelism < 1:
             raise ValueError("parallelism must be at least 1")
+        if self.chunk < 0:
+            raise ValueError(f"chunk must be 0 (the whole record) or more images, not {self.chunk}")
         self._lock = threading.Lock()
 
-    def _event(self, pipeline: Pipeline, record: Record, i: int) -> dict:
+    def event(self, pipeline: Pipeline, record: Record, i: int) -> dict:
+        """The event of stage ``i`` of ``record``: its keys, the chunk and the store."""
         names = pipeline.stage_names
         stage = names[i]
         return {"stage": stage, "record": record.name, "first": i == 0, "last": i == len(names) - 1,
                 "input_key": record.key if i == 0 else output_key(pipeline.run, record.name, names[i - 1]),
                 "output_key": output_key(pipeline.run, record.name, stage),
-                "weights_key": weights_key(pipeline.model, stage),
+                "weights_key": weights_key(pipeline.model, stage), "chunk": self.chunk,
                 "store": self.store.config.as_event()}
 
     def _exists(self, key: str) -> bool:
@@ -148,7 +152,7 @@ class Orchestrator:
         for i, spec in enumerate(pipeline.functions):
             if i < len(names) - 1 and self._exists(output_key(pipeline.run, record.name, names[i])):
                 continue  # done by an earlier, interrupted run
-            event = self._event(pipeline, record, i)
+            event = self.event(pipeline, record, i)
             attempt = 0
             while True:
                 attempt += 1

@@ -9,7 +9,9 @@ feed garbage to the model.
 from __future__ import annotations
 
 import itertools
+import struct
 import uuid
+from typing import Iterator
 
 import numpy as np
 
@@ -56,33 +58,69 @@ def encode(images: np.ndarray, labels: np.ndarray, indices: np.ndarray) -> bytes
             tf.io.gfile.remove(path)
 
 
-def decode(body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The bytes of a record -> (images uint8 [N, H, W, C], labels, indices); CorruptRecord if unreadable."""
+def count(body: bytes) -> int:
+    """How many images a record holds, from the TFRecord framing alone (length, CRC, data, CRC per image)."""
+    n, pos = 0, 0
+    while pos < len(body):
+        if pos + 12 > len(body):
+            raise CorruptRecord(f"truncated record: {len(body) - pos} stray bytes after image {n}")
+        (length,) = struct.unpack_from("<Q", body, pos)
+        pos += 12 + length + 4
+        n += 1
+    if pos != len(body):
+        raise CorruptRecord(f"truncated record: image {n} runs past the end")
+    if not n:
+        raise CorruptRecord("empty record: no images")
+    return n
+
+
+def decode_chunks(body: bytes, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The record's (images uint8 [n, H, W, C], labels, indices), ``chunk`` images at a time (0: all at once),
+    so a function need never hold more decoded images than one chunk; CorruptRecord if unreadable."""
     import tensorflow as tf
 
+    if chunk < 0:
+        raise ValueError(f"a chunk holds 0 (the whole record) or more images, not {chunk}")
     path = f"ram://servebench-record-{uuid.uuid4().hex}"
     try:
         with tf.io.gfile.GFile(path, "wb") as f:
             f.write(body)
-        images, labels, indices = [], [], []
+        del body  # the in-memory file holds the bytes now
+        images, labels, indices, shapes, seen = [], [], [], set(), 0
         try:
             for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
                 ex = tf.train.Example.FromString(raw).features.feature
                 shape = tuple(ex["shape"].int64_list.value)
+                shapes.add(shape)
+                if len(shapes) > 1:
+                    raise CorruptRecord(f"images of different shapes in one record: {sorted(shapes)}")
                 images.append(np.frombuffer(ex["image"].bytes_list.value[0], np.uint8).reshape(shape))
                 labels.append(ex["label"].int64_list.value[0])
                 indices.append(ex["index"].int64_list.value[0])
+                if chunk and len(images) == chunk:
+                    seen += len(images)
+                    yield np.stack(images), np.asarray(labels, np.int64), np.asarray(indices, np.int64)
+                    images, labels, indices = [], [], []
+        except CorruptRecord:
+            raise
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError, KeyError, IndexError, ValueError) as exc:
             raise CorruptRecord(f"unreadable record: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-        if not images:
+        if images:
+            yield np.stack(images), np.asarray(labels, np.int64), np.asarray(indices, np.int64)
+        elif not seen:
             raise CorruptRecord("empty record: no images")
-        try:
-            return np.stack(images), np.asarray(labels, np.int64), np.asarray(indices, np.int64)
-        except ValueError as exc:
-            raise CorruptRecord(f"images of different shapes in one record: {exc}") from None
     finally:
         if tf.io.gfile.exists(path):
             tf.io.gfile.remove(path)
+
+
+def decode(body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bytes of a record -> (images uint8 [N, H, W, C], labels, indices); CorruptRecord if unreadable."""
+    parts = decode_chunks(body, 0)
+    try:
+        return next(parts)
+    finally:
+        parts.close()  # removes its in-memory file now
 
 
 def batches(n_images: int, size: int) -> list[tuple[int, int]]:

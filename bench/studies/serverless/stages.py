@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import Iterable
 
 import numpy as np
 
@@ -47,6 +48,23 @@ def split(model, last_layers: dict[str, str]) -> list[tuple[str, object]]:
 def run(model, x: np.ndarray) -> np.ndarray:
     """One forward pass over the whole batch, inference mode (the study's functions ran a record at once)."""
     return np.asarray(model(x, training=False))
+
+
+def run_chunks(model, chunks: Iterable[np.ndarray], total: int) -> np.ndarray:
+    """Forward passes chunk by chunk into one preallocated output of ``total`` rows: what :func:`run` gives on
+    the whole batch (a test checks it), holding one chunk's activations at a time instead of the batch's."""
+    out, start = None, 0
+    for x in chunks:
+        y = run(model, x)
+        if out is None:
+            out = np.empty((total, *y.shape[1:]), y.dtype)
+        if start + len(y) > total:
+            raise StageError(f"more than the {total} rows announced")
+        out[start:start + len(y)] = y
+        start += len(y)
+    if start != total:
+        raise StageError(f"{start} rows, not the {total} announced")
+    return out
 
 
 def pack(model) -> bytes:

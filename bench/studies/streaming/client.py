@@ -2,7 +2,7 @@
 
     python -m bench.studies.streaming.client --transport tcp|ws|grpc|http|http-new|inprocess --host H --port P
         [--rate 30 | (as fast as possible)] [--n 300] [--window 8] [--encoding raw|jpeg] [--quality 90]
-        [--model cifar|yolo-tiny] [--deadline-ms 100] [--json OUT]
+        [--model cifar|yolo-tiny] [--deadline-ms 100] [--repeats 1] [--json OUT]
 
 One sender thread takes frame i at its capture time (``start + i/rate``; as
 fast as possible: as soon as the window has room), waits for room in the
@@ -357,6 +357,7 @@ def main(argv=None) -> int:
     p.add_argument("--quality", type=int, default=90)
     p.add_argument("--model", choices=("cifar", "yolo-tiny"), default="cifar")
     p.add_argument("--deadline-ms", type=float, default=100.0)
+    p.add_argument("--repeats", type=int, default=1, help="measured passes after the warm-up (each summarized)")
     p.add_argument("--data-dir", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, help="write the summary (and per-frame rows) here")
     p.add_argument("--wire", action="store_true", help="bytes on the wire per frame from this network namespace's "
@@ -375,24 +376,31 @@ def main(argv=None) -> int:
     def make():
         return transport_for(args.transport, camera, args.host, args.port, args.window, model)
 
-    counted: list[tuple[int, int]] = []  # the interface counters as the measured pass starts
+    if args.repeats < 1:
+        p.error(f"--repeats is at least 1, not {args.repeats}")
+    counted: list[tuple[int, int]] = []  # the interface counters as each measured pass starts
 
     def wire_count(level: shapes.Level) -> None:
         if args.wire:
             counted.append(interface_bytes())
 
-    outcomes = shapes.drive(shapes.FrameStream(args.n, rate=args.rate, window=args.window, warmup=args.warmup),
-                            run_frames(make, before_pass=wire_count))
-    rs, start, end = (outcomes[-1][k] for k in ("results", "start", "end"))
-    summary = summarize(rs, start, end, args.rate, args.deadline_ms, args.model == "cifar")
-    if counted:
-        before, after = counted[0], interface_bytes()
-        frames_sent = max(1, summary["sent"])
-        summary["wire_up_bytes_per_frame"] = round((after[1] - before[1]) / frames_sent, 1)
-        summary["wire_down_bytes_per_frame"] = round((after[0] - before[0]) / frames_sent, 1)
-        summary["wire_bytes_per_frame"] = round(summary["wire_up_bytes_per_frame"]
-                                                + summary["wire_down_bytes_per_frame"], 1)
-    out = {"summary": summary, "rows": frame_rows(rs, start)}
+    def on_pass(level: shapes.Level, rs: list, start: float, end: float) -> dict:
+        summary = summarize(rs, start, end, args.rate, args.deadline_ms, args.model == "cifar")
+        if counted:
+            before, after = counted[-1], interface_bytes()
+            frames_sent = max(1, summary["sent"])
+            summary["wire_up_bytes_per_frame"] = round((after[1] - before[1]) / frames_sent, 1)
+            summary["wire_down_bytes_per_frame"] = round((after[0] - before[0]) / frames_sent, 1)
+            summary["wire_bytes_per_frame"] = round(summary["wire_up_bytes_per_frame"]
+                                                    + summary["wire_down_bytes_per_frame"], 1)
+        return {"summary": summary, "rows": frame_rows(rs, start)}
+
+    outcomes = shapes.drive(shapes.FrameStream(args.n, rate=args.rate, window=args.window, warmup=args.warmup,
+                                               repeats=args.repeats),
+                            run_frames(make, before_pass=wire_count, on_pass=on_pass))
+    passes = [o for o in outcomes if "summary" in o]
+    summary = passes[-1]["summary"]
+    out = {"summary": summary, "rows": passes[-1]["rows"], "passes": passes}
     if args.json:
         args.json.write_text(json.dumps(out))
     else:

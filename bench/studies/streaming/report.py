@@ -1,8 +1,13 @@
 """The streaming study's section: time per image beside the study's table, the goal, latency against offered
-frame rate per transport, where the per-request baseline loses its time, and a per-frame latency timeline."""
+frame rate per transport, where the per-request baseline loses its time, the round trips over a delayed link
+(:mod:`bench.studies.streaming.round_trips`), and a per-frame latency timeline.
+
+Repeated streams are one row per pass; a table cell or a sentence quotes their median with min-max and n
+(:mod:`bench.studies.streaming.passes`), or says "one run"."""
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +22,8 @@ from bench.report.docs import dataset_note  # noqa: E402
 from bench.report.runs import Run  # noqa: E402
 from bench.report.sections import Answer, Context, Figure, Heading, Section, Text  # noqa: E402
 from bench.report.tables import published as as_printed, table  # noqa: E402
-from bench.studies.streaming import published  # noqa: E402
+from bench.studies.streaming import published, round_trips  # noqa: E402
+from bench.studies.streaming.passes import Cell, cell, cells, rows_of, sample_note  # noqa: E402
 
 STUDY = "streaming"
 TRANSPORT_TITLES = {"inprocess": "in process (no server)", "tcp": "stream-tcp", "ws": "stream-ws",
@@ -31,42 +37,45 @@ def latest(ctx: Context) -> Run | None:
     return runs[-1] if runs else None
 
 
-def rows_of(run: Run, **match) -> list[dict]:
-    return [r for r in run.get("rows", default=[]) if all(r.get(k) == v for k, v in match.items())]
-
-
 def _f(v, digits=3):
     return "not measured" if v is None else significant(v) if isinstance(v, float) else str(v)
 
 
+def headline(run: Run, transport: str, rate) -> Cell | None:
+    """A headline stream's passes: CIFAR CNN, raw frames, in process or on loopback."""
+    group = "inprocess" if transport == "inprocess" else "loopback"
+    return cell(run, group=group, transport=transport, rate=rate, model="cifar", encoding="raw")
+
+
 def goal(run: Run) -> tuple[list[list], str]:
-    """Throughput as fast as possible and p99 at 30 fps: stream-tcp against in process, same run."""
-    ip_fast = next(iter(rows_of(run, transport="inprocess", rate=None)), None)
-    ip_30 = next(iter(rows_of(run, transport="inprocess", rate=30)), None)
-    tcp_fast = next(iter(rows_of(run, transport="tcp", group="loopback", model="cifar", encoding="raw", rate=None)), None)
-    tcp_30 = next(iter(rows_of(run, transport="tcp", group="loopback", model="cifar", encoding="raw", rate=30)), None)
+    """Throughput as fast as possible and p99 at 30 fps: stream-tcp against in process, same run, judged on the
+    medians of the passes."""
+    ip_fast, ip_30 = headline(run, "inprocess", None), headline(run, "inprocess", 30)
+    tcp_fast, tcp_30 = headline(run, "tcp", None), headline(run, "tcp", 30)
     out, verdicts = [], []
-    if ip_fast and tcp_fast and ip_fast.get("fps") and tcp_fast.get("fps"):
-        ratio = tcp_fast["fps"] / ip_fast["fps"]
+    if ip_fast and tcp_fast and ip_fast.values("fps") and tcp_fast.values("fps"):
+        ratio = tcp_fast.median("fps") / ip_fast.median("fps")
         ok = ratio >= 0.9
         verdicts.append(ok)
-        out.append(["throughput, batch 1, as fast as possible (frames/s)", _f(ip_fast["fps"], 4),
-                    _f(tcp_fast["fps"], 4), f"ratio {ratio:.3f} (goal >= 0.90)", "met" if ok else "NOT met"])
-    if ip_30 and tcp_30 and ip_30.get("p99_ms") is not None and tcp_30.get("p99_ms") is not None:
-        diff = tcp_30["p99_ms"] - ip_30["p99_ms"]
+        out.append(["throughput, batch 1, as fast as possible (frames/s)", ip_fast.shown("fps"),
+                    tcp_fast.shown("fps"), f"ratio of the medians {ratio:.3f} (goal >= 0.90)",
+                    "met" if ok else "NOT met"])
+    if ip_30 and tcp_30 and ip_30.values("p99_ms") and tcp_30.values("p99_ms"):
+        diff = tcp_30.median("p99_ms") - ip_30.median("p99_ms")
         ok = diff <= 2.0
         verdicts.append(ok)
-        out.append(["p99 latency at 30 frames/s (ms)", _f(ip_30["p99_ms"]), _f(tcp_30["p99_ms"]),
-                    f"{diff:+.2f} ms (goal <= +2 ms)", "met" if ok else "NOT met"])
+        out.append(["p99 latency at 30 frames/s (ms)", ip_30.shown("p99_ms"), tcp_30.shown("p99_ms"),
+                    f"medians {diff:+.2f} ms apart (goal <= +2 ms)", "met" if ok else "NOT met"])
     return out, ("met" if verdicts and all(verdicts) else "not met" if verdicts else "not measured")
 
 
 def draw_rates(run: Run, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for transport, title in TRANSPORT_TITLES.items():
-        pts = sorted((r["rate"], r["p50_ms"], r["p99_ms"]) for r in rows_of(run, transport=transport, model="cifar",
-                                                                              encoding="raw")
-                     if r.get("rate") and r.get("group") in ("loopback", "inprocess") and r.get("p50_ms") is not None)
+        pts = sorted((c.first["rate"], c.median("p50_ms"), c.median("p99_ms"))  # a repeated rate: its medians
+                     for c in cells(run, transport=transport, model="cifar", encoding="raw")
+                     if c.first.get("rate") and c.first.get("group") in ("loopback", "inprocess")
+                     and c.values("p50_ms") and c.values("p99_ms"))
         if pts:
             xs, p50, p99 = zip(*pts)
             line, = ax.plot(xs, p50, marker="o", label=f"{title} p50")
@@ -80,7 +89,8 @@ def draw_rates(run: Run, path: Path) -> Path:
                        if min(ys) / 1.5 <= t <= max(ys) * 1.5])
     ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_title("Latency against offered frame rate (CIFAR-10 CNN, raw frames, loopback)")
+    ax.set_title("Latency against offered frame rate (CIFAR-10 CNN, raw frames, loopback; repeated rates: "
+                 "medians)", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the lines, not over them
     return plots.save(fig, path, dpi=110, tight=True)
 
@@ -110,26 +120,25 @@ def answer(ctx: Context) -> Answer | None:
     run = latest(ctx)
     if run is None:
         return None
-    loopback = {"group": "loopback", "model": "cifar", "encoding": "raw"}
-
-    def one(transport: str, rate, **match) -> dict | None:
-        return next(iter(rows_of(run, transport=transport, rate=rate, **match)), None)
-
     parts = []
-    ip_fast, tcp_fast = one("inprocess", None), one("tcp", None, **loopback)
-    if ip_fast and tcp_fast and ip_fast.get("fps") and tcp_fast.get("fps"):
-        parts.append(f"Over loopback, stream-tcp serves {_f(tcp_fast['fps'])} frames/s against "
-                     f"{_f(ip_fast['fps'])} in process ({tcp_fast['fps'] / ip_fast['fps']:.2f} of it)")
-    ip_30, tcp_30, http_30 = one("inprocess", 30), one("tcp", 30, **loopback), one("http", 30, **loopback)
-    if tcp_30 and http_30 and tcp_30.get("p50_ms") is not None and http_30.get("p50_ms") is not None:
-        parts.append(f"at 30 frames/s its p50 is {_f(tcp_30['p50_ms'])} ms against {_f(http_30['p50_ms'])} ms for "
-                     "one HTTP request per frame")
-    if ip_30 and tcp_30 and ip_30.get("p99_ms") is not None and tcp_30.get("p99_ms") is not None:
-        parts.append(f"its p99 {_f(tcp_30['p99_ms'])} ms against {_f(ip_30['p99_ms'])} ms in process")
+    ip_fast, tcp_fast = headline(run, "inprocess", None), headline(run, "tcp", None)
+    if ip_fast and tcp_fast and ip_fast.values("fps") and tcp_fast.values("fps"):
+        parts.append(f"Over loopback, stream-tcp serves {_f(tcp_fast.median('fps'))} frames/s against "
+                     f"{_f(ip_fast.median('fps'))} in process ({tcp_fast.median('fps') / ip_fast.median('fps'):.2f} "
+                     f"of it; {sample_note(tcp_fast)})")
+    ip_30, tcp_30, http_30 = headline(run, "inprocess", 30), headline(run, "tcp", 30), headline(run, "http", 30)
+    if tcp_30 and http_30 and tcp_30.values("p50_ms") and http_30.values("p50_ms"):
+        parts.append(f"at 30 frames/s its p50 is {_f(tcp_30.median('p50_ms'))} ms against "
+                     f"{_f(http_30.median('p50_ms'))} ms for one HTTP request per frame")
+    if ip_30 and tcp_30 and ip_30.values("p99_ms") and tcp_30.values("p99_ms"):
+        parts.append(f"its p99 {_f(tcp_30.median('p99_ms'))} ms against {_f(ip_30.median('p99_ms'))} ms in process")
     if not parts:
         return None
-    return Answer("; ".join(parts) + f". Goal (≥ 0.90 of in process, p99 ≤ +2 ms): {goal(run)[1]}.",
-                  "streaming-rates.png")
+    text = "; ".join(parts) + f". Goal (≥ 0.90 of in process, p99 ≤ +2 ms): {goal(run)[1]}."
+    delayed = round_trips.answer_part(run)
+    if delayed:
+        text += f" {delayed[0].upper()}{delayed[1:]}."
+    return Answer(text, "streaming-rates.png")
 
 
 TITLE = "A streaming inference server: frames over one connection versus one request per image"
@@ -141,80 +150,99 @@ def section(ctx: Context) -> Section:
         return Section(TITLE, [Text("No streaming run yet: make study STUDY=streaming.")])
     s = Section(TITLE)
     prov = run.get("provenance", "machine", default={}) or {}
+    repeats = run.get("settings", "repeats")
     s.blocks.append(Text(
         f"Run {run.run_id} ({'quick' if run.get('settings', 'quick') else 'full'}): window "
         f"{run.get('settings', 'window')}, drop policy {run.get('settings', 'drop')}, JPEG quality "
         f"{run.get('settings', 'jpeg_quality')}, {run.get('settings', 'intra_op_threads')} intra-op thread(s). "
-        f"Machine: {prov.get('cpu_count', prov.get('logical_cpus', '?'))} CPUs. Latency runs from each frame's "
+        f"Machine: {prov.get('cpu_count', prov.get('logical_cpus', '?'))} CPUs"
+        + (f", load average {prov['load_average_1m']:g} as the run began" if prov.get("load_average_1m") is not None
+           else "") + ". Latency runs from each frame's "
         "capture time (its scheduled slot), so a frame that waited for the window counts that wait. "
-        "YOLO v3 tiny rows use its layer structure with random weights: timing only. netem is not in this "
-        "kernel: the shaped link limits the rate (tc tbf) and adds no delay."))
+        + (f"The headline streams ran {repeats} passes each: their cells give the median with min-max and n; a "
+           "cell that ran once says one run. " if repeats else "Every stream ran once (one run). ")
+        + "YOLO v3 tiny rows use its layer structure with random weights: timing only. netem is not in this "
+        "kernel: the shaped link of the link rows limits the rate (tc tbf) and adds no delay; the round-trip rows' "
+        "delay comes from a userspace delay element (below)."))
 
     s.blocks.append(Heading("Goal: stream-tcp against the model in process (same run)"))
     goal_rows, verdict = goal(run)
     if goal_rows:
         s.blocks.append(table(["measure", "in process", "stream-tcp", "difference", "verdict"], goal_rows))
-    s.blocks.append(Text(f"Goal {verdict}."))
+    s.blocks.append(Text(f"Goal {verdict} (judged on the medians)."))
 
     s.blocks.append(Heading("Time per image: the study's machines and ours"))
     tpi = [[f"{m} (published)", what, as_printed(sec), "", ""] for m, what, sec in published.TIME_PER_IMAGE_S]
-    for r in run.get("rows", default=[]):
-        if r.get("time_per_image_s") is None or r.get("link_mbit"):
+    for c in cells(run):
+        r = c.first
+        if not c.values("time_per_image_s") or r.get("link_mbit"):
             continue
         model = "YOLO v3 tiny layers" + TIMING_ONLY if r["model"] == "yolo-tiny" else "CIFAR-10 CNN"
         cpus = f"{r['cpus']:g} CPU quota" if r.get("cpus") else "no quota"
         tpi.append([f"here: {TRANSPORT_TITLES.get(r['transport'], r['transport'])}", f"{model}, {r['encoding']}",
-                    f"{r['time_per_image_s']:.4g}", cpus, _f(r.get("p50_ms"))])
+                    c.shown("time_per_image_s", lambda v: f"{v:.4g}"), cpus, c.shown("p50_ms")])
     s.blocks.append(table(["machine / transport", "model", "s per image", "model process CPU", "p50 ms"], tpi))
     s.blocks.append(Text("Source: " + published.SOURCE + ". Their t2.micro row is YOLO v3 tiny on a CPU; our "
                          "quota rows run the same layer structure under a cgroup CPU quota (timing only)."))
 
     s.blocks.append(Heading("Every stream"))
-    cols = ["transport", "model", "enc", "offered fps", "CPU quota", "link Mbit/s", "answered", "fps", "p50 ms",
+    cols = ["transport", "model", "enc", "offered fps", "CPU quota", "link", "passes", "answered", "fps", "p50 ms",
             "p90 ms", "p99 ms", "jitter ms", "missed interval", "missed 100 ms", "dropped", "B/frame up",
             "wire B/frame", "server decode ms", "server model ms", "accuracy"]
     body = []
-    for r in run.get("rows", default=[]):
-        lat = r.get("latency_ms") or {}
+    for c in cells(run):
+        r = c.first
+        link = (f"{r['link_mbit']:g} Mbit/s" + (f", {r['rtt_ms']:g} ms RTT" if r.get("rtt_ms") is not None else "")
+                if r.get("link_mbit") else "loopback")
+        med = c.median
         body.append([TRANSPORT_TITLES.get(r["transport"], r["transport"]),
                      r["model"] + (" (timing only)" if r.get("timing_only") else ""), r["encoding"],
                      _f(r.get("rate")) if r.get("rate") else "max", _f(r.get("cpus")) if r.get("cpus") else "-",
-                     _f(r.get("link_mbit")) if r.get("link_mbit") else "loopback",
-                     f"{r['answered']}/{r['frames']}", _f(r.get("fps"), 4), _f(lat.get("p50")), _f(lat.get("p90")),
-                     _f(lat.get("p99")), _f(r.get("jitter_ms")), _f(r.get("missed_interval")),
-                     _f(r.get("missed_deadline")), _f(r.get("dropped")), _f(r.get("bytes_up_per_frame")),
-                     _f(r.get("wire_bytes_per_frame")), _f((r.get("server_ms") or {}).get("decode")),
-                     _f((r.get("server_ms") or {}).get("model")), _f(r.get("accuracy"))])
+                     link, str(c.n), f"{sum(x['answered'] for x in c.rows)}/{sum(x['frames'] for x in c.rows)}",
+                     c.shown("fps", n=False), c.shown("p50_ms", n=False), _f(med("latency_ms.p90")),
+                     c.shown("p99_ms", n=False), _f(med("jitter_ms")), _f(med("missed_interval")),
+                     _f(med("missed_deadline")), _f(med("dropped")), _f(med("bytes_up_per_frame")),
+                     _f(med("wire_bytes_per_frame")), _f(med("server_ms.decode")), _f(med("server_ms.model")),
+                     _f(med("accuracy"))])
     s.blocks.append(table(cols, body))
-    s.blocks.append(Text(dataset_note()))
+    s.blocks.append(Text("A stream with several passes shows the median (min-max) of its fps, p50 and p99 and the "
+                         "median of the rest; answered counts every pass's frames. " + dataset_note()))
 
     s.blocks.append(Heading("Where the per-request baseline loses its time"))
     loss = []
     for transport in ("inprocess", "tcp", "http", "http-new"):
-        r = next(iter(rows_of(run, transport=transport, group="loopback" if transport != "inprocess" else "inprocess",
-                              model="cifar", encoding="raw", rate=30)), None)
-        if r is None:
+        c = headline(run, transport, 30)
+        if c is None:
             continue
-        model_ms = (r.get("server_ms") or {}).get("model")
-        p50 = r.get("p50_ms")
-        loss.append([TRANSPORT_TITLES[transport], _f(p50), _f(model_ms),
+        p50, model_ms = c.median("p50_ms"), c.median("server_ms.model")
+        loss.append([TRANSPORT_TITLES[transport], str(c.n), _f(p50), _f(model_ms),
                      _f(p50 - model_ms if p50 is not None and model_ms is not None else None),
-                     _f(((r.get("resources") or {}).get("nginx") or {}).get("cpu_seconds_per_image"), 4),
-                     _f(sum(v.get("cpu_seconds_per_image") or 0 for k, v in (r.get("resources") or {}).items()
-                            if k != "client") or None, 4)])
+                     _f(c.median("resources.nginx.cpu_seconds_per_image"), 4),
+                     _f(statistics.median(sums) if (sums := [sum(v.get("cpu_seconds_per_image") or 0 for k, v in
+                                                                 (r.get("resources") or {}).items() if k != "client")
+                                                             for r in c.rows]) and any(sums) else None, 4)])
     if loss:
-        s.blocks.append(table(["transport at 30 frames/s", "p50 ms", "model ms (server's)", "p50 outside the model",
-                               "nginx CPU-s per frame", "all services' CPU-s per frame"], loss))
-        s.blocks.append(Text("The per-request baselines pay, per frame, an HTTP request's parsing and routing in "
-                             "uvicorn/FastAPI (and, with a new connection each time, a TCP handshake and an accept "
-                             "in nginx and uvicorn); the stream pays its header parse and one decode."))
+        s.blocks.append(table(["transport at 30 frames/s", "passes", "p50 ms", "model ms (server's)",
+                               "p50 outside the model", "nginx CPU-s per frame", "all services' CPU-s per frame"],
+                              loss))
+        s.blocks.append(Text("Medians over the passes. The per-request baselines pay, per frame, an HTTP request's "
+                             "parsing and routing in nginx, Django and uvicorn/FastAPI (and, with a new connection "
+                             "each time, a TCP handshake and an accept in nginx); the stream pays its header parse "
+                             "and one decode."))
+    s.blocks.extend(round_trips.keepalive_blocks(run))
+    s.blocks.extend(round_trips.blocks(run))
 
     s.blocks.append(Figure("streaming-rates", "streaming-rates.png",
                            "Latency (p50, p99) against offered frame rate per transport.",
                            lambda p: draw_rates(run, p)))
     s.blocks.append(Figure("streaming-timeline", "streaming-timeline.png",
-                           "Per-frame latency over one 30 frames/s stream per transport.",
+                           "Per-frame latency over one 30 frames/s stream per transport (each one's first pass).",
                            lambda p: draw_timeline(run, p)))
+    stacks = run.get("stacks", default=[]) or []
+    if stacks:
+        s.blocks.append(Text("Server settings recorded for each stack: " + "; ".join(
+            f"{st['arch']} ({st['group']}): {(st.get('stack') or {}).get('info_source', 'not recorded')}"
+            for st in stacks) + "."))
     notes = run.get("notes", default=[])
     if notes:
         s.blocks.append(Text("Notes: " + "; ".join(notes)))
@@ -222,6 +250,9 @@ def section(ctx: Context) -> Section:
 
 
 # --------------------------------------------------------------------------- the README's blocks
+BLOCKS = ("streaming-table", "streaming-goal", "streaming-outside", "streaming-yolo", "streaming-link",
+          "streaming-rtt", "streaming-keepalive")
+
 
 def readme(ctx: Context) -> dict[str, str]:
     """The README's streaming numbers (:mod:`bench.report.docs`), from the same run and rows as the section."""
@@ -229,41 +260,47 @@ def readme(ctx: Context) -> dict[str, str]:
 
     run = latest(ctx)
     if run is None:
-        return {name: "Not measured yet: make study STUDY=streaming." for name in
-                ("streaming-table", "streaming-goal", "streaming-outside", "streaming-yolo", "streaming-link")}
-    loopback = {"model": "cifar", "encoding": "raw"}
-
-    def one(transport: str, rate) -> dict | None:
-        group = "inprocess" if transport == "inprocess" else "loopback"
-        return next(iter(rows_of(run, transport=transport, rate=rate, group=group, **loopback)), None)
-
+        return {name: "Not measured yet: make study STUDY=streaming." for name in BLOCKS}
     order = ("inprocess", "tcp", "ws", "grpc", "http", "http-new")
-    fast = [one(t, None) for t in order]
-    at30 = [one(t, 30) for t in order]
-    table_md = (f"Measured (`results/{run.run_id}`, one run; CIFAR CNN, raw frames, loopback):\n\n" + md_table(
+    fast = [headline(run, t, None) for t in order]
+    at30 = [headline(run, t, 30) for t in order]
+
+    def passes(c: Cell | None) -> str:
+        return "-" if c is None else str(c.n)
+
+    table_md = (f"Measured (`results/{run.run_id}`; CIFAR CNN, raw frames, loopback; each cell the median of its "
+                "passes with min–max, or one run):\n\n" + md_table(
         ["", "in process", "stream-tcp", "stream-ws", "stream-grpc", "HTTP keep-alive", "HTTP new conn."],
-        [["as fast as possible, frames/s", *[significant(r["fps"]) if r else None for r in fast]],
-         ["30 frames/s, p50 / p99 ms", *[f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}" if r else None for r in at30]]]))
+        [["as fast as possible, frames/s", *[c.shown("fps", n=False) if c else None for c in fast]],
+         ["passes", *[passes(c) for c in fast]],
+         ["30 frames/s, p50 ms", *[c.shown("p50_ms", one_decimal, n=False) if c else None for c in at30]],
+         ["30 frames/s, p99 ms", *[c.shown("p99_ms", one_decimal, n=False) if c else None for c in at30]],
+         ["passes", *[passes(c) for c in at30]]]))
     rows, verdict = goal(run)
-    goal_md = "- **Goal** (one run): not measured."
+    goal_md = "- **Goal**: not measured."
     if len(rows) == 2 and fast[0] and fast[1] and at30[0] and at30[1]:
-        ratio = fast[1]["fps"] / fast[0]["fps"]
-        diff = at30[1]["p99_ms"] - at30[0]["p99_ms"]
-        goal_md = (f"- **Goal** (one run): stream-tcp sustains {ratio:.2f} of the in-process throughput in the same "
-                   f"run: **{rows[0][-1]}** (goal 0.90). At 30 frames/s its p99 is {diff:.1f} ms above the "
-                   f"in-process p99: **{rows[1][-1]}** (goal within 2 ms). The ratio moves with the machine's load "
-                   "(earlier runs while other jobs ran, not committed, gave lower ratios): the model process and "
-                   "the client share the 2 cores, and the stream's extra cost per frame is the proxy hop, the "
-                   "framing and the socket I/O.")
+        ratio = fast[1].median("fps") / fast[0].median("fps")
+        diff = at30[1].median("p99_ms") - at30[0].median("p99_ms")
+        goal_md = (f"- **Goal** ({sample_note(fast[1])} of each, judged on the medians): stream-tcp sustains "
+                   f"{ratio:.3f} of the in-process throughput in the same run: **{rows[0][-1]}** (goal 0.90). At "
+                   f"30 frames/s its p99 is {diff:+.1f} ms against the in-process p99: **{rows[1][-1]}** (goal at "
+                   "most +2 ms). The ratio moves with the machine's load: the model process and the client share the 2 "
+                   "cores, and the stream's extra cost per frame is the proxy hop, the framing and the socket I/O.")
     return {"streaming-table": table_md, "streaming-goal": goal_md, "streaming-outside": outside_text(run),
-            "streaming-yolo": yolo_text(run), "streaming-link": link_text(run)}
+            "streaming-yolo": yolo_text(run), "streaming-link": link_text(run),
+            "streaming-rtt": round_trips.readme_rtt(run), "streaming-keepalive": round_trips.readme_keepalive(run)}
+
+
+def one_decimal(v: float) -> str:
+    return f"{v:.1f}"
 
 
 def _outside(run: Run, transport: str) -> list[float]:
-    """p50 minus the server's model time, at every offered rate (CIFAR, raw, loopback)."""
-    return [r["p50_ms"] - r["server_ms"]["model"] for r in rows_of(run, transport=transport, group="loopback",
-                                                                    model="cifar", encoding="raw")
-            if r.get("rate") and r.get("p50_ms") is not None and (r.get("server_ms") or {}).get("model") is not None]
+    """p50 minus the server's model time at every offered rate (CIFAR, raw, loopback; a repeated rate: the
+    medians of its passes)."""
+    return [c.median("p50_ms") - c.median("server_ms.model")
+            for c in cells(run, transport=transport, group="loopback", model="cifar", encoding="raw")
+            if c.first.get("rate") and c.values("p50_ms") and c.values("server_ms.model")]
 
 
 def _range(values: list[float]) -> str:
@@ -277,10 +314,12 @@ def outside_text(run: Run) -> str:
     if not base or not tcp:
         return "- **Where the per-request baseline loses its time**: not measured."
     rates = sorted({r["rate"] for r in rows_of(run, transport="tcp", group="loopback") if r.get("rate")})
-    return (f"- **Where the per-request baseline loses its time** (one run, offered "
-            f"{', '.join(str(r) for r in rates)} frames/s): outside the model, its p50 is {_range(base)} ms against "
-            f"{_range(tcp)} ms for stream-tcp: Django, the front end's forward and HTTP parsing per frame (a new "
-            "connection per frame adds the handshake but, on loopback, little else).")
+    at30 = headline(run, "tcp", 30)
+    return (f"- **Where the per-request baseline loses its time** (offered {', '.join(f'{r:g}' for r in rates)} "
+            f"frames/s, each rate one run but 30 frames/s, the median of {at30.n if at30 else 1} passes): outside "
+            f"the model, its p50 is {_range(base)} ms against {_range(tcp)} ms for stream-tcp: Django, the front "
+            "end's forward and HTTP parsing per frame (a new connection per frame adds the handshake but, on "
+            "loopback, little else).")
 
 
 def yolo_text(run: Run) -> str:

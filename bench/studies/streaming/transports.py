@@ -230,6 +230,9 @@ class HttpTransport(Transport):
                          for k in range(window)]
 
     def open(self) -> None:
+        if not self.new_connection:  # keep-alive connects before the clock starts, as a stream does
+            for k in range(self.window):
+                self.client.connection(k).connect()
         for t in self._threads:
             t.start()
 

@@ -209,9 +209,10 @@ def test_streaming_record_says_running_then_interrupted_with_the_timeline_writte
     options = StudyOptions(study="streaming", out=tmp_path / "results", run_dir=tmp_path / "run")
     where = {"out": options.out, "data_dir": None, "progress": False, "study": "streaming"}
     plan = [streaming._exp("stream-tcp", "tcp", "loopback", rate=30, frames=3, where=where) for _ in range(3)]
-    monkeypatch.setattr(streaming, "experiments", lambda o: plan)
+    monkeypatch.setattr(streaming, "experiments", lambda o, s=None: plan)
     monkeypatch.setattr(target, "running", lambda *a: None)
     monkeypatch.setattr(target, "runnable_arches", lambda runtime, arches: (arches, {}))
+    monkeypatch.setattr(target, "stack_record", lambda st: {})
     monkeypatch.setattr(sc, "load_camera", lambda *a: SimpleNamespace(images=[0] * 1000))
     stack = SimpleNamespace(downs=0)
     monkeypatch.setattr(runtimes, "get", lambda name: SimpleNamespace(
@@ -224,8 +225,8 @@ def test_streaming_record_says_running_then_interrupted_with_the_timeline_writte
         elif len(timeline) == 4:
             raise KeyboardInterrupt
         timeline += [[0, 1, 2]] * 2
-        return {"title": exp.title, "answered": 3, "frames": 3, "p50_ms": 1.0, "p99_ms": 2.0, "fps": 30.0,
-                "dropped": 0, "errors": 0, "bytes_up_per_frame": 3072}
+        return [{"title": exp.title, "answered": 3, "frames": 3, "p50_ms": 1.0, "p99_ms": 2.0, "fps": 30.0,
+                 "dropped": 0, "errors": 0, "bytes_up_per_frame": 3072}]  # one row per pass
 
     monkeypatch.setattr(streaming, "_measure", measure)
     record, = streaming.run(options, Settings(), log=quiet)
@@ -244,7 +245,7 @@ class FakeOrchestrator:
 
     runs = 0
 
-    def __init__(self, invoker, store, parallelism=1, retries=0, log=None):
+    def __init__(self, invoker, store, parallelism=1, retries=0, log=None, **kw):
         pass
 
     def run(self, pipeline, recs):
@@ -320,8 +321,9 @@ def test_a_stream_is_sampled_by_the_session_s_sampler_and_no_resources_csv_is_wr
     monkeypatch.setattr(streaming.sc, "frame_rows", lambda rs, start: [[0, 1]])
     stack = SimpleNamespace(processes=lambda: {})
     with RunSession(label="streaming", root=options.out, header={"kind": "streaming"}) as session:
-        row = streaming._measure(exp, sc.Camera, stack, Settings(), Settings(), session.sample)
-        sampler, = session.samplers
-        assert not sampler._thread.is_alive()  # stopped with its stream, before the next one
-    assert row["resources"] == sampler.summary(3) and "client" in row["resources"]
+        rows = streaming._measure(exp, sc.Camera, stack, Settings(), Settings(), session.sample)
+        assert len(rows) == exp.repeats and len(session.samplers) == exp.repeats  # a sampler per pass
+        assert not any(s._thread.is_alive() for s in session.samplers)  # each stopped with its stream
+    for row, sampler in zip(rows, session.samplers):
+        assert row["resources"] == sampler.summary(3) and "client" in row["resources"]
     assert not (session.run_dir / "resources.csv").exists()

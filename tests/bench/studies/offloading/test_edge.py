@@ -85,6 +85,18 @@ def test_upload_with_queries_from_time_zero(server, cnn_blobs, local_units, mode
     assert [q.after_upload for q in up.queries].count(True) == 3
     assert all(q.server_pieces == len(blobs) for q in up.queries if q.after_upload)
     assert up.server["build_s_total"] > 0
+    # The timeline (issue 20, audit item 8): every build says what arrived meanwhile, the transfer's end is
+    # known, and the parts are consistent on the client's clock (loopback: no shaped rate, any rate will do).
+    from bench.studies.offloading import timeline
+
+    builds = [e for e in up.server["events"] if e["event"] == "built"]
+    assert builds and all("bytes_in" in e and e["end_s"] >= e["start_s"] for e in builds)
+    row = timeline.of_upload(up.doc(), rate_mbit=10_000.0)
+    assert timeline.consistent(row) == []
+    tick = 0.011  # TCP_INFO's time since the last data is in kernel ticks (up to 10 ms)
+    assert 0 <= row["transfer_start_s"] <= row["sent_end_s"] <= row["transfer_end_s"] + tick
+    assert row["transfer_end_s"] <= up.upload_s
+    assert row["build_end_s"] <= up.upload_s
     if mode == "baseline":
         assert up.server["units_pieces"] == [1] * len(blobs)  # one piece at a time, in the upload thread
 

@@ -28,7 +28,7 @@ def specs(mem=MEM, timeout=300.0, model="cifar10_cnn"):
 def run(setup, name, recs=None, **kw):
     store, all_recs, inv = setup
     o = orch.Orchestrator(inv, kw.pop("store", store), parallelism=2, retry_backoff_s=0.1, log=lambda *a: None,
-                          **{k: kw.pop(k) for k in ("retries",) if k in kw})
+                          **{k: kw.pop(k) for k in ("retries", "chunk") if k in kw})
     return o.run(orch.Pipeline(kw.pop("model", "cifar10_cnn"), kw.pop("functions", specs()), name),
                  all_recs if recs is None else recs)
 
@@ -48,6 +48,17 @@ def test_records_through_the_functions_equal_the_whole_model_and_a_rerun_skips_t
     assert sorted(again.skipped) == sorted(out.done) and not again.done and not again.invocations and again.images_done == 0
     warm = run(setup, "ok-warm")
     assert not all(r["cold"] for r in warm.invocations)  # idle workers were reused
+
+
+def test_functions_computing_in_chunks_give_the_whole_models_predictions_bit_for_bit(setup, cnn, test_images):
+    store, recs, _ = setup
+    out = run(setup, "chunked", chunk=7)
+    assert not out.failed and out.images_done == 2 * N
+    whole = stages.run(cnn, test_images.images[:2 * N].astype(np.float32))
+    for r in recs:
+        res = orch.result(store, "chunked", r, "FC")
+        assert np.array_equal(res["probabilities"], whole[res["indices"]])
+        assert np.array_equal(res["indices"], np.arange(len(res["indices"])) + res["indices"][0])
 
 
 def test_a_corrupt_and_a_missing_record_fail_alone_without_retries(setup):
