@@ -124,7 +124,7 @@ def answer(ctx: Context) -> Answer | None:
     ip_fast, tcp_fast = headline(run, "inprocess", None), headline(run, "tcp", None)
     if ip_fast and tcp_fast and ip_fast.values("fps") and tcp_fast.values("fps"):
         parts.append(f"Over loopback, stream-tcp serves {_f(tcp_fast.median('fps'))} frames/s against "
-                     f"{_f(ip_fast.median('fps'))} in process ({tcp_fast.median('fps') / ip_fast.median('fps'):.2f} "
+                     f"{_f(ip_fast.median('fps'))} in process ({tcp_fast.median('fps') / ip_fast.median('fps'):.3f} "
                      f"of it; {sample_note(tcp_fast)})")
     ip_30, tcp_30, http_30 = headline(run, "inprocess", 30), headline(run, "tcp", 30), headline(run, "http", 30)
     if tcp_30 and http_30 and tcp_30.values("p50_ms") and http_30.values("p50_ms"):
