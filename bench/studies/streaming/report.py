@@ -124,7 +124,7 @@ def answer(ctx: Context) -> Answer | None:
     ip_fast, tcp_fast = headline(run, "inprocess", None), headline(run, "tcp", None)
     if ip_fast and tcp_fast and ip_fast.values("fps") and tcp_fast.values("fps"):
         parts.append(f"Over loopback, stream-tcp serves {_f(tcp_fast.median('fps'))} frames/s against "
-                     f"{_f(ip_fast.median('fps'))} in process ({tcp_fast.median('fps') / ip_fast.median('fps'):.3f} "
+                     f"{_f(ip_fast.median('fps'))} in process ({tcp_fast.median('fps') / ip_fast.median('fps'):.4f} "
                      f"of it; {sample_note(tcp_fast)})")
     ip_30, tcp_30, http_30 = headline(run, "inprocess", 30), headline(run, "tcp", 30), headline(run, "http", 30)
     if tcp_30 and http_30 and tcp_30.values("p50_ms") and http_30.values("p50_ms"):
@@ -282,7 +282,7 @@ def readme(ctx: Context) -> dict[str, str]:
         ratio = fast[1].median("fps") / fast[0].median("fps")
         diff = at30[1].median("p99_ms") - at30[0].median("p99_ms")
         goal_md = (f"- **Goal** ({sample_note(fast[1])} of each, judged on the medians): stream-tcp sustains "
-                   f"{ratio:.3f} of the in-process throughput in the same run: **{rows[0][-1]}** (goal 0.90). At "
+                   f"{ratio:.4f} of the in-process throughput in the same run: **{rows[0][-1]}** (goal 0.90). At "
                    f"30 frames/s its p99 is {diff:+.1f} ms against the in-process p99: **{rows[1][-1]}** (goal at "
                    "most +2 ms). The ratio moves with the machine's load: the model process and the client share the 2 "
                    "cores, and the stream's extra cost per frame is the proxy hop, the framing and the socket I/O.")
