@@ -43,6 +43,16 @@ STUDY_ARCHS ?=
 # training
 EPOCHS ?= 12
 export ARCH
+# The model (a SavedModel folder, a .keras or an .onnx file; default models/cifar10_cnn) and its inputs (a .npz
+# of arrays named after its input tensors, plus optional labels; default: the card's data): SB_MODEL, SB_DATA.
+MODEL ?=
+DATA ?=
+ifneq ($(MODEL),)
+export SB_MODEL := $(abspath $(MODEL))
+endif
+ifneq ($(DATA),)
+export SB_DATA := $(abspath $(DATA))
+endif
 
 .PHONY: help setup test test-unit test-integration train export evaluate bench-model \
         up down status bench bench-all study bench-study load load-ui soak report compose-file base-image images \
@@ -68,10 +78,13 @@ help:
 	@echo "make docs                     the README's generated numbers from results/ (bench/report/docs.py)"
 	@echo "make bench-model              in-process reference (the physical limit)"
 	@echo "make up|down|status ARCH=...  the stack alone (RUNTIME=native|docker)"
-	@echo "make train|export|evaluate    the model"
+	@echo "make card MODEL=path          a model's card as JSON: its tensors (read from the model) and card.json"
+	@echo "make engines MODEL=path       convert it for the engines (ENGINE=onnxruntime|openvino|litert; SB_ENGINE)"
+	@echo "make train|export|evaluate    the model (make evaluate MODEL=... ENGINE=...: accuracy and drift from TF)"
 	@echo "make bench ARCH=stream-tcp RATE=30  frames on one connection (stream-ws, stream-grpc too; issue 11)"
 	@echo "make stream-proto             regenerate the gRPC stream's code from services/stream/stream.proto"
 	@echo "make train-ensemble           the ensemble's ResNet-20 and MobileNetV2 (issue 12), then its accuracy"
+	@echo "make train-tabular            the bundled tabular model (models/breast_cancer_mlp, seconds), then its accuracy"
 	@echo "Knobs: ARCH RUNTIME N BATCH CODEC CONCURRENCY RATE ARRIVALS REPEATS WARMUP RESULTS USERS SPAWN_RATE"
 	@echo "       DURATION WORKERS WEB_PORT STUDY QUICK STUDY_ARCHS"
 	@echo "       and the serving knobs of '$(PY) -m servebench.topology knobs'"
@@ -158,8 +171,22 @@ train: $(VENV)/.installed
 export: $(VENV)/.installed
 	$(PY) -m models.export
 
+# make evaluate MODEL=path ENGINE=openvino [DATA=inputs.npz]: accuracy, and the largest difference and the share
+# of classes changed against TensorFlow's; results/<ts>-evaluate-<model>-<engine>/ (the default model: >= 70%)
 evaluate: $(VENV)/.installed
-	$(PY) -m models.evaluate --check 0.70
+	$(PY) -m models.evaluate $(if $(MODEL),--model $(MODEL),--check 0.70) $(if $(ENGINE),--engine $(ENGINE),) \
+	  $(if $(DATA),--data $(DATA),) --out $(RESULTS)
+
+# The card of MODEL (default: the CIFAR-10 CNN): what every layer asks instead of a constant (servebench/modelcard.py)
+.PHONY: card
+card: $(VENV)/.installed
+	$(PY) -m servebench.modelcard $(or $(MODEL),models/cifar10_cnn)
+
+# make engines MODEL=path [ENGINE=onnxruntime]: convert MODEL (default: the CNN) for ENGINE (default: every engine
+# that converts it), cached beside the model in .engines/<engine>/<hash>/ (servebench/engines/); first use converts too
+.PHONY: engines
+engines: $(VENV)/.installed
+	$(PY) -m servebench.engines --model $(or $(MODEL),models/cifar10_cnn) $(if $(ENGINE),--engine $(ENGINE),)
 
 bench-model: $(VENV)/.installed
 	$(PY) -m bench.reference --out $(RESULTS)
@@ -181,6 +208,13 @@ evaluate-ensemble: $(VENV)/.installed
 	$(PY) -m services.ensemble.accuracy --check
 # --- end ensemble (issue 12) ---
 
+# The bundled tabular model (models/tabular.py)
+# A model that is not an image model: scikit-learn's bundled breast cancer data (no download), trained in seconds;
+# exports models/breast_cancer_mlp/1 with its card.json and test.npz, and fails below 90% test accuracy.
+.PHONY: train-tabular
+train-tabular: $(VENV)/.installed
+	$(PY) -m models.tabular --check 0.90
+
 # --- streaming (issue 11) ---
 # The gRPC stream's generated code (committed) from services/stream/stream.proto, with the pinned grpcio-tools.
 .PHONY: stream-proto
@@ -200,7 +234,9 @@ down: $(VENV)/.installed
 status: $(VENV)/.installed
 	$(PY) -m servebench.runtime status --runtime $(RUNTIME)
 
-BENCH_ARGS = --runtime $(RUNTIME) --n $(N) --batch $(BATCH) --codec $(CODEC) --concurrency $(CONCURRENCY) \
+# PROTOCOL=v1|v2|tfserving (default: v1 for an image model, KServe v2 for any other; bench/workload.py)
+BENCH_ARGS = --runtime $(RUNTIME) --n $(N) --batch $(BATCH) --codec $(CODEC) $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
+             --concurrency $(CONCURRENCY) \
              $(if $(RATE),--rate $(RATE) --arrivals $(ARRIVALS),) --repeats $(REPEATS) --warmup $(WARMUP) \
              --out $(RESULTS) $(if $(DEADLINE_MS),--deadline-ms $(DEADLINE_MS),) $(if $(LOADGEN),--loadgen $(LOADGEN) --loadgen-min-duration $(LOADGEN_MIN_DURATION) \
              $(if $(LOADGEN_QPS),--loadgen-qps $(LOADGEN_QPS),),)

@@ -18,8 +18,12 @@ client's CPU per request is the harness's error, so it is kept small.
 
 A request says its own path, extra headers and protocol (:func:`prepare_v2`:
 KServe v2 infer requests with the binary tensor extension, what perf_analyzer
-sends), so the same client drives ``/v1/predict`` and ``/v2/models/.../infer``.
-Answers are checked against the labels after the clock has stopped.
+sends), so the same client drives ``/v1/predict``, ``/v2/models/.../infer`` and
+TF Serving's ``:predict``. A request may carry its own answer reader (any
+model's requests, built by :mod:`bench.workload`). Answers are read after the
+clock has stopped: the rows counted, and classes checked against the labels
+when the request has labels and the model is a classifier (else ``correct`` is
+None: not checked).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from servebench import codecs, kserve
 
 PREDICT_PATH = "/v1/predict"
 V2_INFER_PATH = "/v2/models/cifar10_cnn/infer"  # KServe v2 (Open Inference Protocol), what perf_analyzer sends
-PROTOCOLS = ("v1", "v2")
+PROTOCOLS = ("v1", "v2", "tfserving")
 TIMEOUT_S = 60.0
 JOIN_GRACE_S = TIMEOUT_S + 5.0  # an in-flight request ends by its own timeout
 RECV_BYTES = 65536
@@ -52,10 +56,12 @@ class Request:
     index: int
     body: bytes
     content_type: str
-    labels: np.ndarray  # the true class of each image in the body
+    labels: np.ndarray | None  # the true class of each row in the body; None: none to check
     path: str | None = None  # None: the client's path (/v1/predict)
     headers: tuple[tuple[str, str], ...] = ()  # sent after Content-Type and Content-Length
-    protocol: str = "v1"  # how the answer reads: v1 (/v1/predict JSON) or v2 (KServe v2 infer response)
+    protocol: str = "v1"  # how the answer reads: v1 (/v1/predict JSON), v2 (KServe v2), tfserving (REST)
+    rows: int | None = None  # rows in the body when there are no labels to count them
+    reader: Callable | None = None  # (body, headers) -> (rows, classes or None); None: the CNN's answers
     head: bytes = field(init=False, repr=False)  # its headers after the request line and Host, ready to send
 
     def __post_init__(self):
@@ -68,7 +74,8 @@ class Request:
 
     @property
     def images(self) -> int:
-        return len(self.labels)
+        """Rows (images, for an image model) in the body."""
+        return len(self.labels) if self.labels is not None else int(self.rows or 0)
 
 
 class Result:
@@ -85,7 +92,7 @@ class Result:
 
     def __init__(self, request: Request, scheduled: float, sent: float, end: float, status: int,
                  server_timing: dict | None = None, upstream_header_ms: float | None = None,
-                 predicted: np.ndarray | None = None, correct: int = 0, error: str = "",
+                 predicted: np.ndarray | None = None, correct: int | None = 0, error: str = "",
                  answer: Answer | None = None):
         self.request, self.scheduled, self.sent, self.end, self.status = request, scheduled, sent, end, status
         self.server_timing = {} if server_timing is None else server_timing
@@ -97,7 +104,7 @@ class Result:
         """Check the answer now, once; its bytes are dropped then."""
         answer, self._answer = self._answer, None
         if answer is not None:
-            check(self, answer.body, answer.headers() if self.request.protocol == "v2" else None)
+            check(self, answer.body, answer.headers() if self.request.protocol != "v1" else None)
         return self
 
     @property
@@ -109,11 +116,12 @@ class Result:
         self._predicted = value
 
     @property
-    def correct(self) -> int:
+    def correct(self) -> int | None:
+        """Rows whose class matched the label; None: not checked (no labels, or not a classifier)."""
         return self.settle()._correct
 
     @correct.setter
-    def correct(self, value: int) -> None:
+    def correct(self, value: int | None) -> None:
         self._correct = value
 
     @property
@@ -290,23 +298,36 @@ class Connection:
 _STALE_CONNECTION = (ConnectionClosed, BrokenPipeError, ConnectionResetError)
 
 
+def _cnn_classes(request: Request, body: bytes, headers) -> np.ndarray:
+    if request.protocol == "v2":
+        return kserve.decode_infer_response(body, headers or {}).classes
+    if request.protocol == "v1":
+        return codecs.decode_classes(body)
+    raise ValueError(f"a {request.protocol} request needs a reader (bench.workload builds one)")
+
+
 def check(result: Result, body: bytes, headers=None) -> Result:
-    """Compare the predictions with the labels (after the clock has stopped)."""
+    """Read the answer and compare its classes with the labels (after the clock has stopped)."""
     if result.status != 200:
         return result
+    req = result.request
     try:
-        if result.request.protocol == "v2":
-            classes = kserve.decode_infer_response(body, headers or {}).classes
+        if req.reader is not None:
+            rows, classes = req.reader(body, headers or {})
         else:
-            classes = codecs.decode_classes(body)
-    except (ValueError, KeyError, TypeError) as exc:
+            classes = _cnn_classes(req, body, headers)
+            rows = len(classes)
+    except Exception as exc:  # whatever a reader raises, the answer is invalid; the client thread goes on
         result._error = f"unreadable predictions: {exc}"[:200]
         return result
-    if len(classes) != result.request.images:
-        result._error = f"{len(classes)} predictions for {result.request.images} images"
+    if rows != req.images:
+        result._error = f"{rows} predictions for {req.images} images"
         return result
     result._predicted = classes
-    result._correct = int(np.count_nonzero(classes == result.request.labels))
+    if classes is None or req.labels is None:
+        result._correct = None  # not checked: no labels, or no classes to check
+    else:
+        result._correct = int(np.count_nonzero(np.asarray(classes) == req.labels))
     return result
 
 

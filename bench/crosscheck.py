@@ -51,7 +51,7 @@ import numpy as np
 from pydantic import field_validator
 from tqdm import tqdm
 
-from bench import client, loadgen, perf_analyzer, results, shapes, target
+from bench import client, loadgen, perf_analyzer, results, shapes, target, workload
 from bench import wrk as wrk_tool
 from bench import options as opts
 from bench.formats import fmt
@@ -500,6 +500,10 @@ class CrosscheckFailed(RuntimeError):
 
 
 def crosscheck(options: CrosscheckOptions, settings: Settings, log: Callable = print) -> RunRecord:
+    card = workload.read_model(settings)  # a bad MODEL or DATA fails here, before anything starts
+    if card.name != perf_analyzer.MODEL or workload.data_of(settings):
+        raise workload.WorkloadError(f"the crosscheck's tools send CIFAR-10 test images to {perf_analyzer.MODEL}; "
+                                     f"for {card.name} on its own inputs use make bench (bench/workload.py)")
     split = data.load_test(options.data_dir, limit=options.n)
     requests = client.prepare_v2(split.images, split.labels)
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):

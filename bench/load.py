@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from bench import options as opts
-from bench import results, target
+from bench import results, target, workload
 from bench.records import RunRecord
 from bench.session import RunSession
 from servebench import data, processes
@@ -109,7 +109,7 @@ def locust_numbers(run_dir: Path, batch: int) -> dict | None:
     return doc
 
 
-def run(args: opts.LoadOptions, st, run_dir: Path) -> RunRecord:
+def run(args: opts.LoadOptions, st, run_dir: Path, card=None) -> RunRecord:
     """locust against ``st`` in a run session on ``run_dir``; the record it wrote (the table printed)."""
     header = {"kind": "load", "study": args.study, "arch": args.arch, "runtime": args.runtime,
               "settings": {"users": args.users, "spawn_rate": args.spawn_rate,
@@ -126,6 +126,8 @@ def run(args: opts.LoadOptions, st, run_dir: Path) -> RunRecord:
         correct = numbers.pop("images_correct", None)
         sampler = session.sampler
         return {
+            **({"model_card": workload.card_summary(card)} if card is not None else {}),
+            "data": {"source": workload.CIFAR10_SOURCE, "images": args.images}, "synthetic_inputs": False,
             "locust_exit_code": procs[0].returncode if procs else None,
             "wall_s": results.rounded(time.perf_counter() - started, 3),
             "locust": numbers or None,
@@ -171,8 +173,12 @@ def print_table(doc: dict, run_dir: Path) -> None:
 
 def load(options: opts.LoadOptions, settings: Settings) -> RunRecord:
     """A locust run against the running stack of ``options.arch``, or one started (and stopped) here."""
+    card = workload.read_model(settings)  # a bad MODEL or DATA fails here, before anything starts
+    if card.data != "cifar10" or not card.is_image or workload.data_of(settings):
+        raise workload.WorkloadError(f"make load's locust users send CIFAR-10 test images over /v1/predict; for "
+                                     f"{card.name} on its own inputs use make bench or make soak (bench/workload.py)")
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
-        record = run(options, st, results.new_run_dir(f"load-{options.arch}", options.out))
+        record = run(options, st, results.new_run_dir(f"load-{options.arch}", options.out), card)
     return record
 
 

@@ -101,8 +101,11 @@ class StackOptions(Options):
 class BenchOptions(StackOptions):
     """``python -m bench.run``: N test images through a stack, closed or open loop."""
 
-    n: int = option(TEST_SET_IMAGES, "images to send per pass (the CIFAR-10 test set: at most 10000)",
+    n: int = option(TEST_SET_IMAGES, "input rows (images) to send per pass, at most 10000 (the CIFAR-10 test set)",
                     ge=1, le=TEST_SET_IMAGES)
+    protocol: str | None = option(None, "v1 (/v1/predict with --codec: image models), v2 (KServe v2; --codec json "
+                                        "or raw) or tfserving (REST, json); default: v1 for an image model, v2 "
+                                        "for any other")
     concurrency: int = option(1, "closed loop: requests in flight (1: sequential)", ge=1)
     rate: float | None = option(None, "open loop: requests per second", gt=0)
     arrivals: Literal["constant", "poisson"] = option("constant", "open-loop inter-arrival times")
@@ -126,7 +129,8 @@ class BenchOptions(StackOptions):
 
     @classmethod
     def choices(cls) -> dict[str, tuple]:
-        return {**super().choices(), "arch": (*registry.names(), "all"), "loadgen": ("singlestream", "server")}
+        return {**super().choices(), "arch": (*registry.names(), "all"), "loadgen": ("singlestream", "server"),
+                "protocol": ("v1", "v2", "tfserving")}
 
     @model_validator(mode="after")
     def _loadgen(self):
@@ -153,7 +157,8 @@ class BenchOptions(StackOptions):
     def recorded(self) -> dict:
         """What a bench record says it was asked to do (its ``settings``)."""
         doc = {
-            "n": self.n, "batch": self.batch, "codec": self.codec, "concurrency": self.concurrency,
+            "n": self.n, "batch": self.batch, "codec": self.codec, "protocol": self.protocol,
+            "concurrency": self.concurrency,
             "rate": self.rate, "arrivals": self.arrivals if self.rate else None,
             "open_loop_connections": self.pool if self.rate else None,
             "repeats": self.repeats, "warmup": self.warmup, "seed": self.seed,

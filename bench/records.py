@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 2
 FILE = "summary.json"
+# Said beside every number of a run whose inputs were generated from the model's specs (``synthetic_inputs``).
+SYNTHETIC_LABEL = "synthetic inputs"
 
 
 class Provenance(BaseModel):
@@ -66,6 +68,13 @@ class RunRecord(BaseModel):
 
     def doc(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def synthetic_label(run) -> str:
+    """"synthetic inputs" for a run (a record, a summary dict or the report's run) measured on generated
+    inputs, else ""."""
+    get = getattr(run, "get", None)
+    return SYNTHETIC_LABEL if get is not None and get("synthetic_inputs") else ""
 
 
 class SchemaError(ValueError):

@@ -4,14 +4,16 @@
                               [--batch-images 2048 | --batch-seconds 5] [--codec-calls 300]
                               [--out results]
 
-It calls :meth:`InferenceCore.predict`, built from the same serving settings
+It calls :meth:`InferenceCore.run`, built from the same serving settings
 (:class:`servebench.settings.Settings`) as the servers, so every architecture is compared with the limit of its own
-call path. Measured on real CIFAR-10 test images:
+call path. Any model (``SB_MODEL``) on its inputs (``SB_DATA``; the card's own data, CIFAR-10 for the
+default model; inputs generated from the specs are labelled "synthetic inputs"):
 
-- latency of one image, sequential calls (p50/p90/p99/mean/max, ms);
-- throughput in images/s for each batch size;
-- one-image latency when the body is first decoded by the request codecs
-  (what an in-process server does before the model), with decoding shown apart.
+- latency of one row (one image), sequential calls (p50/p90/p99/mean/max, ms);
+- throughput in rows (images)/s for each batch size;
+- for an image model, one-image latency when the body is first decoded by the
+  request codecs (what an in-process server does before the model), with
+  decoding shown apart.
 
 Writes ``<out>/<run_id>/summary.json`` (a run record, kind ``reference``) and
 ``latency.csv``, and copies the summary to ``<out>/reference.json``, which the
@@ -49,11 +51,12 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import options as opts
-from bench import records, target
+from bench import records, target, workload
 from bench.records import RunRecord
 from bench.session import RunSession
 from servebench import codecs, data, interrupts
 from servebench.inference import InferenceCore  # loads TensorFlow only when a core is built
+from servebench.modelcard import CardError
 from servebench.settings import Settings, from_environment
 
 BATCH_WARMUP_CALLS = 2  # the first calls at a new batch size allocate buffers
@@ -80,12 +83,33 @@ def stats(ms: list[float]) -> dict | None:
     }
 
 
+def as_inputs(core: InferenceCore, inputs) -> dict[str, np.ndarray]:
+    """The model's inputs by tensor name (an array alone is the one input of an image model)."""
+    if isinstance(inputs, dict):
+        return inputs
+    return {core.card.inputs[0].name: np.asarray(inputs)}
+
+
+def rows_of(inputs: dict[str, np.ndarray]) -> int:
+    return len(next(iter(inputs.values())))
+
+
+def batches_of(inputs: dict[str, np.ndarray], size: int) -> list[dict[str, np.ndarray]]:
+    """Whole batches of ``size`` rows of the inputs, to be reused in turn (fewer rows than one batch:
+    the rows repeated)."""
+    n = rows_of(inputs)
+    if n < size:
+        return [{k: np.resize(a, (size, *a.shape[1:])) for k, a in inputs.items()}]
+    return [{k: a[j * size:(j + 1) * size] for k, a in inputs.items()} for j in range(n // size)]
+
+
 class Reference:
     """The measurements, kept as they accumulate so an interrupted run still has them."""
 
-    def __init__(self, core: InferenceCore, images: np.ndarray, progress: bool):
+    def __init__(self, core: InferenceCore, inputs, progress: bool):
         self.core = core
-        self.images = images
+        self.inputs = as_inputs(core, inputs)
+        self.rows = rows_of(self.inputs)
         self.progress = progress
         self.latency_ms: list[float] = []
         self.throughput: list[dict] = []
@@ -94,32 +118,30 @@ class Reference:
     def _bar(self, total, desc):
         return tqdm(total=total, desc=desc, unit="call", leave=False, disable=not self.progress, dynamic_ncols=True)
 
-    def _image(self, i: int) -> np.ndarray:
-        return self.images[i % len(self.images)][np.newaxis]
+    def _row(self, i: int) -> dict[str, np.ndarray]:
+        j = i % self.rows
+        return {k: a[j:j + 1] for k, a in self.inputs.items()}
 
     def latency(self, calls: int, warmup: int) -> None:
         for i in range(warmup):
-            self.core.predict(self._image(i))
-        with self._bar(calls, "one image") as bar:
+            self.core.run(self._row(i))
+        with self._bar(calls, "one row") as bar:
             for i in range(calls):
-                _, ms = self.core.timed_predict(self._image(warmup + i))
+                _, ms = self.core.timed_run(self._row(warmup + i))
                 self.latency_ms.append(ms)
                 bar.update()
 
     def batch(self, size: int, images: int, seconds: float | None) -> None:
-        pool = max(1, len(self.images) // size)  # whole batches of real images, reused in turn
-        batches = [self.images[k * size : (k + 1) * size] for k in range(pool)]
-        if len(batches[0]) < size:  # fewer images than one batch: repeat them
-            batches = [np.resize(self.images, (size, *self.images.shape[1:]))]
+        batches = batches_of(self.inputs, size)  # whole batches of the real rows, reused in turn
         for k in range(BATCH_WARMUP_CALLS):
-            self.core.predict(batches[k % len(batches)])
+            self.core.run(batches[k % len(batches)])
         calls = None if seconds else -(-images // size)
         call_ms: list[float] = []
         start = last = time.perf_counter()
         try:
             with self._bar(calls, f"batch {size}") as bar:
                 while (len(call_ms) < calls) if calls is not None else (last - start < seconds):
-                    _, ms = self.core.timed_predict(batches[len(call_ms) % len(batches)])
+                    _, ms = self.core.timed_run(batches[len(call_ms) % len(batches)])
                     last = time.perf_counter()
                     call_ms.append(ms)
                     bar.update()
@@ -136,8 +158,12 @@ class Reference:
                 })
 
     def codec_latency(self, codec: str, calls: int) -> None:
+        """/v1/predict's codecs carry images only: nothing to measure for any other model."""
+        if not self.core.card.is_image:
+            return
+        name = self.core.card.inputs[0].name
         # Bodies are made first (the client's work); the timed part is what a server does.
-        bodies = [codecs.encode(self._image(i), codec) for i in range(calls)]
+        bodies = [codecs.encode(self._row(i)[name], codec) for i in range(calls)]
         total: list[float] = []
         decode: list[float] = []
         try:
@@ -146,7 +172,7 @@ class Reference:
                     start = time.perf_counter()
                     images = codecs.decode(body, content_type)
                     decoded = time.perf_counter()
-                    self.core.predict(images)
+                    self.core.run({name: images})
                     end = time.perf_counter()
                     decode.append((decoded - start) * 1000.0)
                     total.append((end - start) * 1000.0)
@@ -177,10 +203,12 @@ def header(options: opts.ReferenceOptions, settings: Settings) -> dict:
     }
 
 
-def measurements(options: opts.ReferenceOptions, ref: Reference) -> dict:
+def measurements(options: opts.ReferenceOptions, ref: Reference, inputs=None) -> dict:
+    doc = {"model": ref.core.info(), "data": data.provenance(options.data_dir)}
+    if inputs is not None:  # what the card and the inputs were (a CIFAR-10 run keeps its folder's provenance)
+        doc.update(input_record(ref.core.card, inputs, options.data_dir))
     return {
-        "model": ref.core.info(),
-        "data": data.provenance(options.data_dir),
+        **doc,
         "latency_ms": stats(ref.latency_ms),
         "throughput": ref.throughput,
         "codec_latency_ms": ref.codec,
@@ -194,13 +222,27 @@ def write_latency(run_dir: Path, latency_ms: list[float]) -> None:
         w.writerows((i, f"{ms:.4f}") for i, ms in enumerate(latency_ms))
 
 
+def input_record(card, inputs, data_dir=None) -> dict:
+    """A result's model card summary, data source and ``synthetic_inputs`` (the CIFAR-10 folder's
+    provenance kept beside the source)."""
+    cifar = card.data == "cifar10" and not inputs.synthetic and not str(inputs.source).endswith(".npz")
+    return {"model_card": workload.card_summary(card),
+            "data": {**(data.provenance(data_dir) if cifar else {}), "source": inputs.source, "rows": len(inputs),
+                     "labels": inputs.labels is not None, "synthetic_inputs": bool(inputs.synthetic)},
+            "synthetic_inputs": bool(inputs.synthetic)}
+
+
 def print_table(doc: dict) -> None:
     model = doc["model"]
-    print(f"\nreference: {model['name']} v{model['version']}, TensorFlow {model['tensorflow']}, "
+    label = records.synthetic_label(doc)
+    engine = f"{model['engine']} {model.get('engine_version', '')}".strip() if model.get("engine") else \
+        f"TensorFlow {model.get('tensorflow')}"
+    print(f"\nreference: {model['name']} v{model['version']}, {engine}, "
           f"threads intra {model['intra_op_threads']} / inter {model['inter_op_threads']}"
-          + ("  (INTERRUPTED)" if doc["interrupted"] else ""))
+          + ("  (INTERRUPTED)" if doc["interrupted"] else "") + (f"  [{label}]" if label else ""))
     print(f"{'':34}{'n':>6}{'p50':>8}{'p90':>8}{'p99':>8}{'mean':>8}{'max':>8}  ms")
-    rows = [("one image, predict", doc["latency_ms"])]
+    rows = [("one image, predict" if (doc.get("model_card") or {}).get("image", True) else "one row, run",
+             doc["latency_ms"])]
     for codec, entry in doc["codec_latency_ms"].items():
         rows.append((f"one image, {codec} decode+predict", entry))
         rows.append((f"  of which {codec} decode", entry.get("decode_ms")))
@@ -208,7 +250,7 @@ def print_table(doc: dict) -> None:
         if s:
             print(f"{name:<34}{s['count']:>6}{s['p50']:>8.2f}{s['p90']:>8.2f}{s['p99']:>8.2f}{s['mean']:>8.2f}{s['max']:>8.2f}")
     if doc["throughput"]:
-        print(f"\n{'batch':>6}{'images/s':>10}{'ms/batch p50':>14}{'images':>8}")
+        print(f"\n{'batch':>6}{'images/s':>10}{'ms/batch p50':>14}{'images':>8}" + (f"  [{label}]" if label else ""))
         for t in doc["throughput"]:
             if t["calls"]:
                 print(f"{t['batch']:>6}{t['images_per_s']:>10.1f}{t['batch_ms']['p50']:>14.2f}{t['images']:>8}")
@@ -220,9 +262,10 @@ def measure(options: opts.ReferenceOptions, settings: Settings) -> RunRecord:
     Ctrl-C stops measuring: what was measured is written, marked interrupted,
     and the baseline is left as it was.
     """
-    split = data.load_test(options.data_dir)
+    card, found = workload.check(settings, isolate=False)  # a bad MODEL or DATA fails here, before the core loads
+    inputs = workload.inputs_for(card, settings, None, data_dir=options.data_dir, found=found)
     core = InferenceCore.from_settings(settings)
-    ref = Reference(core, split.images, progress=options.progress)
+    ref = Reference(core, inputs.arrays, progress=options.progress)
     baseline = options.out / BASELINE
 
     def after(record: RunRecord) -> None:
@@ -236,7 +279,7 @@ def measure(options: opts.ReferenceOptions, settings: Settings) -> RunRecord:
         print(f"left {baseline} as it was (run interrupted)" if doc["interrupted"] else f"copied to {baseline}")
 
     # Not `latest`: that is the newest served run.
-    session = RunSession(header=header(options, settings), summary=lambda _: measurements(options, ref),
+    session = RunSession(header=header(options, settings), summary=lambda _: measurements(options, ref, inputs),
                          after=after, table=table, label="reference", root=options.out, latest=False)
     with session:
         try:
@@ -317,28 +360,28 @@ CURVE_KIND = "model-curve"
 CURVE_IMAGES = 1024  # real test images, cut into batches and reused in turn
 
 
-def curve_points(core: InferenceCore, images: np.ndarray, batch_sizes, seconds: float, warmup_calls: int,
+def curve_points(core: InferenceCore, images, batch_sizes, seconds: float, warmup_calls: int,
                  progress: bool = False) -> list[dict]:
     """Per batch size: images/s and CPU ms per image of back-to-back calls for ``seconds``.
 
     CPU is the whole process's (``time.process_time``: every thread, TensorFlow's
     pools included), so ``cores_busy`` above 1 means the model used more than one core.
-    Ctrl-C returns the points measured so far (the one in progress is dropped).
+    Ctrl-C returns the points measured so far (the one in progress is dropped). ``images``: the model's
+    inputs by tensor name (or an image model's images).
     """
+    inputs = as_inputs(core, images)
     points = []
     try:
         for size in batch_sizes:
-            batches = [images[k * size:(k + 1) * size] for k in range(max(1, len(images) // size))]
-            if len(batches[0]) < size:
-                batches = [np.resize(images, (size, *images.shape[1:]))]
+            batches = batches_of(inputs, size)
             for k in range(warmup_calls):
-                core.predict(batches[k % len(batches)])
+                core.run(batches[k % len(batches)])
             calls = 0
             bar = tqdm(desc=f"curve, batch {size}", unit="call", leave=False, disable=not progress)
             cpu0, start = time.process_time(), time.perf_counter()
             now = start
             while now - start < seconds:
-                core.predict(batches[calls % len(batches)])
+                core.run(batches[calls % len(batches)])
                 calls += 1
                 now = time.perf_counter()
                 bar.update()
@@ -360,13 +403,14 @@ def _curve_in_child(options: opts.ModelCurveOptions, settings: Settings, conn) -
     try:
         core = InferenceCore.from_settings(settings)
         answer["model"] = core.info()
-        images = data.load_test(options.data_dir, limit=CURVE_IMAGES).images
-        answer["points"] = curve_points(core, images, options.batch_sizes, options.seconds,
+        inputs = workload.inputs_for(core.card, settings, CURVE_IMAGES, data_dir=options.data_dir)
+        answer.update(input_record(core.card, inputs, options.data_dir))
+        answer["points"] = curve_points(core, inputs.arrays, options.batch_sizes, options.seconds,
                                         options.warmup_calls, options.progress)
         answer["interrupted"] = len(answer["points"]) < len(options.batch_sizes)
     except KeyboardInterrupt:
         pass
-    except data.DatasetError as exc:
+    except (data.DatasetError, CardError) as exc:
         answer["error"] = str(exc)
     finally:
         try:
@@ -405,15 +449,15 @@ def measure_curve(options: opts.ModelCurveOptions, settings: Settings, log=print
     """The model curve at each intra-op thread count, each in a spawned process (TensorFlow stays out of
     this one); written as ``<out>/<run-id>-model-curve/`` (kind ``model-curve``: summary.json, curve.csv)."""
     curves: list[dict] = []
-    found: dict = {"model": None}
+    found: dict = {"model": None, "inputs": {}}
     session = RunSession(header=lambda: {
         "kind": CURVE_KIND, "study": options.study,
         "settings": {"batch_sizes": list(options.batch_sizes), "seconds": options.seconds,
                      "warmup_calls": options.warmup_calls, "threads": [c["intra_op_threads"] for c in curves],
                      "inter_op_threads": settings.inter_op_threads, "call_path": settings.call_path,
                      "model_name": settings.model_name, "model_version": settings.model_version}},
-        summary=lambda _: {"model": found["model"], "data": data.provenance(options.data_dir), "curves": curves,
-                           "limit": curve_limit(curves)},
+        summary=lambda _: {"model": found["model"], "data": data.provenance(options.data_dir), **found["inputs"],
+                           "curves": curves, "limit": curve_limit(curves)},
         after=lambda record: write_curve_csv(session.run_dir, curves), table=lambda doc, _: print_curve(doc),
         label=CURVE_KIND, root=options.out, latest=False)
     with session:
@@ -427,6 +471,8 @@ def measure_curve(options: opts.ModelCurveOptions, settings: Settings, log=print
             if answer.get("error"):
                 raise data.DatasetError(answer["error"])
             found["model"] = found["model"] or answer.get("model")
+            found["inputs"] = found["inputs"] or {k: answer[k] for k in ("model_card", "data", "synthetic_inputs")
+                                                  if k in answer}
             curves.append({"intra_op_threads": threads, "inter_op_threads": settings.inter_op_threads,
                            "points": answer["points"]})
             if answer["interrupted"]:
@@ -447,9 +493,10 @@ def write_curve_csv(run_dir: Path, curves: list[dict]) -> None:
 
 
 def print_curve(doc: dict) -> None:
+    label = records.synthetic_label(doc)
     for c in doc["curves"]:
         print(f"\nmodel curve, intra-op threads {c['intra_op_threads']} / inter-op {c['inter_op_threads']}"
-              + ("  (INTERRUPTED)" if doc["interrupted"] else ""))
+              + ("  (INTERRUPTED)" if doc["interrupted"] else "") + (f"  [{label}]" if label else ""))
         print(f"{'batch':>6}{'images/s':>10}{'CPU ms/img':>12}{'cores busy':>12}")
         for p in c["points"]:
             print(f"{p['batch']:>6}{p['images_per_s']:>10.1f}{p['cpu_ms_per_image']:>12.3f}{p['cores_busy']:>12.2f}")
@@ -501,7 +548,7 @@ def main(argv=None) -> int:
     options = opts.parse(opts.ReferenceOptions, argv, __doc__)
     try:
         record = measure(options, from_environment())
-    except data.DatasetError as exc:
+    except (data.DatasetError, CardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 130 if record.interrupted else 0

@@ -114,10 +114,19 @@ def request_row(repeat: int, r, origin: float) -> list:
     t = r.server_timing
     return [
         repeat, r.request.index, r.request.images, f"{r.scheduled - origin:.6f}", f"{r.sent - origin:.6f}",
-        f"{r.latency_ms:.3f}", r.status, r.correct, "" if r.predicted is None else _labels(r.predicted),
-        _labels(r.request.labels), *(_ms(t.get(c)) for c in timing.COMPONENTS), _count(t.get(timing.BATCH)),
+        f"{r.latency_ms:.3f}", r.status, "" if r.correct is None else r.correct,
+        "" if r.predicted is None else _labels(r.predicted),
+        "" if r.request.labels is None else _labels(r.request.labels), *(_ms(t.get(c)) for c in timing.COMPONENTS), _count(t.get(timing.BATCH)),
         _ms(r.upstream_header_ms), r.error,
     ]
+
+
+def accuracy(ok, digits: int = 6) -> float | None:
+    """Share of checked rows answered with their label, over answers that were checked (``correct`` not
+    None); None when none was: no labels, or not a classifier (never 0 or 1 by default)."""
+    checked = [r for r in ok if r.correct is not None]
+    rows = sum(r.request.images for r in checked)
+    return rounded(sum(r.correct for r in checked) / rows, digits) if rows else None
 
 
 def _labels(values) -> str:

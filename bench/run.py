@@ -1,8 +1,16 @@
-"""`make bench`: send the CIFAR-10 test set through a stack's nginx and record what it costs.
+"""`make bench`: send the model's inputs (the CIFAR-10 test set by default) through a stack's nginx and
+record what it costs.
 
     python -m bench.run --arch ARCH|all [--runtime native|docker] [--n 10000] [--batch 1] [--codec json]
-        [--concurrency 1] [--rate R --arrivals constant|poisson] [--repeats 1] [--warmup 50]
-        [--loadgen singlestream|server [--loadgen-qps Q]]
+        [--protocol v1|v2|tfserving] [--concurrency 1] [--rate R --arrivals constant|poisson] [--repeats 1]
+        [--warmup 50] [--loadgen singlestream|server [--loadgen-qps Q]]
+
+Any model (``SB_MODEL``, ``make bench MODEL=``) with any inputs (``SB_DATA``,
+``make bench DATA=``): :mod:`bench.workload` checks both before anything
+starts, reads the model card and the inputs, and picks the protocol (v1 for
+an image model, KServe v2 for any other). A run on generated inputs says
+"synthetic inputs" beside its numbers; accuracy is checked only when the data
+has labels and the model is a classifier (else it is None: not checked).
 
 The stack is brought up if none is running (and down again afterwards); a
 running stack of the same arch is used as it is. Bodies are encoded first,
@@ -45,12 +53,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, loadgen, overhead, records, resources, results, shapes, target, timing
+from bench import client, loadgen, overhead, records, resources, results, shapes, target, timing, workload
 from bench import options as opts
 from bench.formats import fmt
 from bench.records import RunRecord
 from bench.session import RunSession, warm_up
-from servebench import data, registry
+from servebench import registry
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
@@ -76,8 +84,11 @@ def server_batch(ok: list[client.Result]) -> dict | None:
 class Bench:
     """One architecture's run: warm-up, passes, resources, summary."""
 
-    def __init__(self, args: opts.BenchOptions, arch: str, st, requests: list[client.Request], harness: dict):
+    def __init__(self, args: opts.BenchOptions, arch: str, st, requests: list[client.Request], harness: dict,
+                 work: workload.Workload | None = None):
         self.args = args
+        self.work = work  # the model, its inputs and the protocol (None: the CNN on CIFAR-10 over v1)
+        self.rows = work.rows if work is not None else args.n
         self.arch = arch
         self.st = st
         self.requests = requests
@@ -100,7 +111,7 @@ class Bench:
                              requests_csv=True, resources_csv=True)
         with session:
             origin = time.perf_counter()
-            bar = tqdm(total=args.n * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
+            bar = tqdm(total=self.rows * args.repeats, unit="img", desc=self.arch, disable=not args.progress,
                        dynamic_ncols=True, mininterval=0.5)
             self.session = session
             session.recorder(origin, bar)
@@ -144,7 +155,8 @@ class Bench:
             "study": self.args.study,
             "arch": self.arch,
             "runtime": self.args.runtime,
-            "settings": self.args.recorded(),
+            "settings": {**self.args.recorded(),
+                         **({"protocol": self.work.protocol} if self.work is not None else {})},
             "stack": self.stack,
             "harness_overhead_ms": self.harness.get("median_ms"),
             "harness_overhead": self.harness,
@@ -161,19 +173,20 @@ class Bench:
         for r in rs:
             if r.status != 200:
                 errors[str(r.status)] = errors.get(str(r.status), 0) + 1
-        images_checked = sum(r.request.images for r in ok)
+        images_ok = sum(r.request.images for r in ok)
         wall = sum((p["end"] or p["start"]) - p["start"] for p in self.passes)
         latency = [r.latency_ms for r in ok]
+        doc.update(self.work.record() if self.work is not None else
+                   {"data": {"source": "CIFAR-10 test set", "images": args.n}})
         doc.update({
-            "data": {"source": "CIFAR-10 test set", "images": args.n},
             "requests": {
                 "count": len(rs), "ok": len(ok), "errors_by_status": errors,
                 "invalid_answers": sum(1 for r in rs if r.status == 200 and r.error),
                 "images": sum(r.request.images for r in rs),
             },
-            "accuracy": results.rounded(sum(r.correct for r in ok) / images_checked, 6) if images_checked else None,
+            "accuracy": results.accuracy(ok),  # None: not checked (no labels, or not a classifier)
             "latency_ms": results.latency_stats(latency),
-            "throughput_images_per_s": results.rounded(images_checked / wall, 2) if wall > 0 else None,
+            "throughput_images_per_s": results.rounded(images_ok / wall, 2) if wall > 0 else None,
             "wall_s": results.rounded(wall, 3),
             "passes": [self._pass_summary(p, [r for rep, r in rows if rep == p["repeat"]]) for p in self.passes],
             "table3": self._table3(rows),
@@ -200,7 +213,7 @@ class Bench:
 
     def _table3(self, rows) -> dict:
         """Time from a pass's start until its first k images were answered, over the passes."""
-        per_k: dict[int, list[float]] = {k: [] for k in results.TABLE3_SIZES if k <= self.args.n}
+        per_k: dict[int, list[float]] = {k: [] for k in results.TABLE3_SIZES if k <= self.rows}
         for p in self.passes:
             rs = sorted((r for rep, r in rows if rep == p["repeat"]), key=lambda r: r.end)
             if not rs:
@@ -223,11 +236,12 @@ class Bench:
     def _reference(self, p50: float | None) -> dict | None:
         path = Path(self.args.out) / "reference.json"
         try:
-            ref_p50 = records.read(path).get("latency_ms", "p50")
+            ref = records.read(path)
         except records.SchemaError:
             return None
-        if ref_p50 is None:
-            return None
+        ref_p50 = ref.get("latency_ms", "p50")
+        if ref_p50 is None or (self.work is not None and ref.get("model", "name") not in (None, self.work.card.name)):
+            return None  # none, or another model's: no ratio
         return {"path": str(path), "p50_ms": ref_p50,
                 "ratio_p50": results.rounded(p50 / ref_p50, 3) if p50 and ref_p50 else None}
 
@@ -250,16 +264,26 @@ def print_table(doc: dict, run_dir: Path) -> None:
     mode = (f"open loop {s['rate']:g} req/s {s['arrivals']}" if s["rate"] else f"concurrency {s['concurrency']}")
     if s.get("loadgen"):
         mode = f"MLPerf LoadGen {s['loadgen']}" + (f" at {s['loadgen_qps']:g} QPS" if s.get("loadgen_qps") else "")
+    label = records.synthetic_label(doc)
+    protocol = doc.get("protocol") or {}
+    over = f"{protocol['name']} ({protocol['why']}), " if protocol else ""
     print(f"\n{doc['arch']} ({doc['runtime']}): {req['images']} images in {req['count']} requests, batch {s['batch']}, "
-          f"{s['codec']}, {mode}, {s['repeats']} pass(es)" + ("  INTERRUPTED" if doc["interrupted"] else ""))
+          f"{over}{s['codec']}, {mode}, {s['repeats']} pass(es)" + ("  INTERRUPTED" if doc["interrupted"] else "")
+          + (f"  [{label}]" if label else ""))
+    card = doc.get("model_card")
+    if card:
+        print(f"  model {card['name']} v{card['version']} ({card['format']}: {card['inputs']}); "
+              f"data {doc['data']['source']}" + (f" [{label}]" if label else ""))
     errors = ", ".join(f"{k}: {v}" for k, v in req["errors_by_status"].items()) or "none"
     acc = doc["accuracy"]
-    print(f"  accuracy {acc:.4f}" if acc is not None else "  accuracy -", f"  errors {errors}"
-          f"  throughput {doc['throughput_images_per_s']} images/s  wall {doc['wall_s']} s")
+    print(f"  accuracy {acc:.4f}" if acc is not None else "  accuracy not checked", f"  errors {errors}"
+          f"  throughput {doc['throughput_images_per_s']} images/s  wall {doc['wall_s']} s"
+          + (f"  [{label}]" if label else ""))
     if lat["p50"] is not None:
         ref = doc["reference"]
         vs = f"   in-process reference p50 {ref['p50_ms']} ms: x{ref['ratio_p50']}" if ref and ref.get("ratio_p50") else ""
-        print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}  mean {lat['mean']}{vs}")
+        print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}  mean {lat['mean']}{vs}"
+              + (f"  [{label}]" if label else ""))
     lg = doc.get("loadgen")
     if lg:
         lgl = lg["latency_ms"]
@@ -290,7 +314,7 @@ def _driver(arch: str) -> Callable | None:
 
 
 def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Request], settings: Settings,
-               log: Callable = print) -> RunRecord:
+               log: Callable = print, work: workload.Workload | None = None) -> RunRecord:
     """One architecture's run, in the running stack of ``arch`` or one started (and stopped) here."""
     driver = _driver(arch)
     if driver is not None:  # the architecture benches itself (the streaming ones: frames on one connection)
@@ -298,18 +322,22 @@ def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Requ
     harness = overhead.measure(requests, n=options.overhead_requests)
     log(f"{arch}: harness overhead {harness['median_ms']} ms/request against a trivial server")
     with target.stack_for(arch, options.runtime, options.run_dir, settings, log=log) as (st, _started):
-        bench = Bench(options, arch, st, requests, harness)
+        bench = Bench(options, arch, st, requests, harness, work)
         bench.warm_up()
         record = bench.measure(results.new_run_dir(f"bench-{arch}", options.out))
     return record
 
 
-def prepare(options: opts.BenchOptions) -> list[client.Request]:
-    """The first N test images, encoded as the run's request bodies (raises data.DatasetError)."""
-    split = data.load_test(options.data_dir, limit=options.n)
-    bar = (lambda it: tqdm(it, desc=f"encoding ({options.codec})", unit="req", leave=False,
+def prepare(options: opts.BenchOptions, settings: Settings,
+            log: Callable = print) -> tuple[workload.Workload, list[client.Request]]:
+    """The model's first N input rows, encoded as the run's request bodies (raises CardError or
+    data.DatasetError for a model or data that cannot run, before anything starts)."""
+    work = workload.load(settings, options.n, seed=options.seed, protocol=options.protocol, codec=options.codec,
+                         data_dir=options.data_dir)
+    log(work.describe())
+    bar = (lambda it: tqdm(it, desc=f"encoding ({work.protocol}, {options.codec})", unit="req", leave=False,
                            disable=not options.progress))
-    return client.prepare(split.images, split.labels, options.batch, options.codec, progress=bar)
+    return work, workload.requests(work, options.batch, options.codec, progress=bar)
 
 
 def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
@@ -330,13 +358,14 @@ def bench(options: opts.BenchOptions, settings: Settings, log: Callable = print)
     else:
         arches = [options.arch]
     if all(_driver(a) is not None for a in arches):  # nothing to encode: their drivers send their own work
+        workload.read_model(settings)  # a bad MODEL or DATA fails here, before any server starts
         return [bench_arch(options, a, [], settings, log) for a in arches]
-    requests = prepare(options)
+    work, requests = prepare(options, settings, log)
     done: list[RunRecord] = []
     failed: dict[str, str] = {}
     for arch in arches:
         try:
-            record = bench_arch(options, arch, requests, settings, log)
+            record = bench_arch(options, arch, requests, settings, log, work)
         except runtimes.StackError as exc:
             if options.arch != "all":
                 raise

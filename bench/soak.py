@@ -10,9 +10,8 @@ The steps are a :class:`bench.shapes.SoakShape`:
    connections saturates the stack for ``--probe``; capacity = images
    answered per second.
 2. Soak: an open loop with constant arrivals at ``--load`` x capacity for
-   ``--duration`` (30s, 10m, 1h, 1h30m or plain seconds), cycling through the
-   first ``--n`` CIFAR-10 test images; latency is measured from the scheduled
-   send time (:mod:`bench.client`).
+   ``--duration`` (30s, 10m, 1h, 1h30m or plain seconds), cycling through the first ``--n`` input rows
+   (:mod:`bench.workload`: the model's, CIFAR-10 images by default); latency is from the scheduled send.
 3. Memory: every service's RSS and PSS (and CPU) is sampled ``--sample-hz``
    times a second. Growth per service = RSS at the end (median of the last
    ``--window`` seconds) against RSS at the 1-minute mark (median of the
@@ -20,12 +19,10 @@ The steps are a :class:`bench.shapes.SoakShape`:
    before the end window clears the 1-minute window reports growth as not
    measurable, with the reason.
 
-Writes ``<out>/<run-id>/`` (``soak-<arch>``): ``requests.csv`` and
-``resources.csv`` (the columns of ``bench.run``; ``repeat`` is the pass over
-the test images, times are from the soak's start), ``summary.json`` (kind
-``soak``, a run record: settings, capacity, errors by status, latency overall and per
-minute, throughput, memory growth per service with its verdict) and
-``soak.png``. Ctrl-C or SIGTERM stops sending: the rows are kept, the summary
+Writes ``<out>/<run-id>/`` (``soak-<arch>``): ``requests.csv`` and ``resources.csv`` (the columns of
+``bench.run``; ``repeat`` is the pass over the inputs, times are from the soak's start), ``summary.json``
+(kind ``soak``, a run record: settings, model and data, capacity, errors by status, latency overall and per
+minute, throughput, memory growth per service with its verdict) and ``soak.png``. Ctrl-C or SIGTERM stops sending: the rows are kept, the summary
 says ``"interrupted": true`` and a stack started here is brought down.
 """
 from __future__ import annotations
@@ -42,12 +39,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench import client, resources, results, shapes, target
+from bench import client, records, resources, results, shapes, target, workload
 from bench import options as opts
 from bench.formats import fmt, format_duration, parse_duration
 from bench.records import RunRecord
 from bench.session import RunSession, warm_up
-from servebench import data
 from servebench.settings import Settings, from_environment
 
 _DEFAULTS = opts.SoakOptions.model_fields
@@ -193,7 +189,7 @@ class Bins:
     def __init__(self, origin: float, bin_s: float, say=print):
         self.origin, self.bin_s, self.say = origin, bin_s, say
         self.bins: dict[int, _Bin] = {}
-        self.ok = self.correct = self.images = self.invalid = 0
+        self.ok = self.correct = self.checked = self.images = self.invalid = 0  # checked: rows with a label
         self._announced = 0
 
     def __call__(self, repeat: int, r: client.Result) -> None:
@@ -204,7 +200,8 @@ class Bins:
         agg.lag.append((r.sent - r.scheduled) * 1000.0)
         if r.ok:
             self.ok += 1
-            self.correct += r.correct
+            if r.correct is not None:  # None: not checked (no labels, or not a classifier)
+                self.correct, self.checked = self.correct + r.correct, self.checked + r.request.images
             agg.ok += 1
             agg.images_ok += r.request.images
             agg.latency.append(r.latency_ms)
@@ -243,8 +240,8 @@ def recording(origin: float, rate: float, passes_of: int, bin_s: float, say=prin
 
 # ------------------------------------------------------------------ the run
 class Soak:
-    def __init__(self, args: opts.SoakOptions, st, prepared: list[client.Request]):
-        self.args, self.st, self.prepared = args, st, prepared
+    def __init__(self, args: opts.SoakOptions, st, prepared: list[client.Request], work: workload.Workload | None = None):
+        self.args, self.st, self.prepared, self.work = args, st, prepared, work
         self.client = client.Client(st.url)
         self.capacity: dict = {"measured": False}
         self.rate: float | None = args.rate
@@ -407,12 +404,12 @@ class Soak:
         samples = read_resources(self.run_dir / "resources.csv")
         cpu = cpu_per_bin(samples, self.args.bin_s)
         return {
-            "data": {"source": "CIFAR-10 test set", "images": self.args.n},
+            **(self.work.record() if self.work else {"data": {"source": "CIFAR-10 test set", "images": self.args.n}}),
             "requests": {"planned": self.planned, "count": rec.count, "ok": tally.ok,
                          "errors_by_status": dict(sorted(errors.items())), "invalid_answers": tally.invalid,
                          "images": tally.images, "rows_written": self.session.rows_written,
                          "late_answers_dropped": rec.late},
-            "accuracy": results.rounded(tally.correct / images_ok, 6) if images_ok else None,
+            "accuracy": results.rounded(tally.correct / tally.checked, 6) if tally.checked else None,
             "latency_ms": results.latency_stats(latency),
             "schedule_lag_ms": {k: v for k, v in results.latency_stats(lag).items() if k in ("p50", "p99", "max")},
             "throughput_images_per_s": results.rounded(images_ok / span, 2) if span > 0 else None,
@@ -542,10 +539,12 @@ def print_table(doc: dict, run_dir: Path) -> None:
     cap = s.get("capacity_images_per_s")
     how = f"{s['load']:.0%} of {cap} images/s measured" if cap else "rate given"
     print(f"\nsoak {doc['arch']} ({doc['runtime']}): {s['rate']} req/s ({how}), {s['duration']}, "
-          f"batch {s['batch']}, {s['codec']}" + ("  INTERRUPTED" if doc["interrupted"] else ""))
+          f"batch {s['batch']}, {s['codec']}" + ("  INTERRUPTED" if doc["interrupted"] else "")
+          + (f"  [{records.synthetic_label(doc)}]" if records.synthetic_label(doc) else ""))
     errors = ", ".join(f"{k}: {v}" for k, v in req["errors_by_status"].items()) or "none"
+    acc = doc.get("accuracy")
     print(f"  {req['count']} of {req['planned']} requests answered, errors {errors}, "
-          f"throughput {doc.get('throughput_images_per_s')} images/s, accuracy {doc.get('accuracy')}")
+          f"throughput {doc.get('throughput_images_per_s')} images/s, accuracy {'not checked' if acc is None else acc}")
     if lat.get("p50") is not None:
         print(f"  latency ms  p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}")
         worst = max(doc["per_bin"], key=lambda b: b["latency_ms"]["p99"] or 0)
@@ -576,12 +575,12 @@ def print_table(doc: dict, run_dir: Path) -> None:
 # ------------------------------------------------------------------ main
 def soak(options: opts.SoakOptions, settings: Settings) -> RunRecord:
     """A soak of the running stack of ``options.arch``, or of one started (and stopped) here."""
-    split = data.load_test(options.data_dir, limit=options.n)
-    bar = (lambda it: tqdm(it, desc=f"encoding ({options.codec})", unit="req", leave=False,
-                           disable=not options.progress))
-    prepared = client.prepare(split.images, split.labels, options.batch, options.codec, progress=bar)
+    work = workload.load(settings, options.n, codec=options.codec, data_dir=options.data_dir)
+    print(work.describe())
+    bar = (lambda it: tqdm(it, desc=f"encoding ({options.codec})", unit="req", leave=False, disable=not options.progress))
+    prepared = workload.requests(work, options.batch, options.codec, progress=bar)
     with target.stack_for(options.arch, options.runtime, options.run_dir, settings) as (st, _started):
-        record = Soak(options, st, prepared).run(options.out)
+        record = Soak(options, st, prepared, work).run(options.out)
     return record
 
 

@@ -102,7 +102,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench import client, provenance, reference, resources, results, shapes, target, timing
+from bench import client, provenance, reference, resources, results, shapes, target, timing, workload
 from bench import options as opts
 from bench.cpu_accounting import (CLIENT, SERVER_ROLES, Snapshot, by_role, cpu_between, cpu_budget, cpu_snapshot,
                                   model_cpu)
@@ -111,7 +111,7 @@ from bench.records import RunRecord
 from bench.session import RunSession
 from bench.shapes import STABILITY_METRICS, agree, chosen_windows, median_of, saturation, stable_run
 from bench.windows import WindowLog, window_stats
-from servebench import data, interrupts
+from servebench import interrupts
 from servebench import runtime as runtimes
 from servebench.settings import Settings, from_environment
 
@@ -161,7 +161,7 @@ def level_figures(windows: list[dict], per_window: list[list[client.Result]], ch
         "mean_ms": median_of(picked, "mean_ms"),
         "requests": len(rs), "images": images, "errors": len(rs) - len(ok),
         "errors_by_status": dict(Counter(str(r.status) for r in every if not r.ok)),
-        "accuracy": results.rounded(sum(r.correct for r in ok) / images, 5) if images else None,
+        "accuracy": results.accuracy(ok, 5),  # None: not checked (no labels, or not a classifier)
         "batch_size": timing.batch_summary(sizes, batching_off),
         "queue_ms_p50": results.median(queue),
         **cpu_budget(cpu_s or {}, images, cpu_seconds),
@@ -239,10 +239,12 @@ class Sweep:
     MAX_CLOSED_RATE = 20000.0  # requests/s no stack here reaches: the closed loop's request list never runs dry
 
     def __init__(self, options: opts.SweepOptions, requests: list[client.Request], curve: RunRecord | None,
-                 settings: Settings, log: Callable = print, images: np.ndarray | None = None):
+                 settings: Settings, log: Callable = print, images: np.ndarray | None = None,
+                 work: workload.Workload | None = None):
         self.options = options
         self.requests = requests
         self.images = images  # perf_analyzer's input data
+        self.work = work  # the model, its inputs and the protocol (a record's model_card, data, synthetic_inputs)
         self.settings = settings
         self.log = log
         self.curve = curve
@@ -299,6 +301,7 @@ class Sweep:
 
     def measurements(self) -> dict:
         return {
+            **(self.work.record() if self.work is not None else {}),
             "stacks": self.stacks,
             "client": self.options.client,
             "model_curve": None if self.curve is None else {
@@ -323,7 +326,9 @@ class Sweep:
     def measure_mode(self, mode: str, st, res_log: results.CsvLog) -> None:
         o = self.options
         m = self.modes[mode] = {"serving": o.serving(mode), "levels": [], "saturation": None, "resources": None}
-        self.log(f"{o.arch}, batching {mode} ({', '.join(f'{k}={v}' for k, v in o.serving(mode).items())})")
+        label = self.work.label if self.work is not None else ""  # every level's numbers below are on these inputs
+        self.log(f"{o.arch}, batching {mode} ({', '.join(f'{k}={v}' for k, v in o.serving(mode).items())})"
+                 + (f"  [{label}]" if label else ""))
         self.warm_up(st)
         sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
         # One sampler per stack (the session's takes no PSS rate), its rows in the session's resources.csv.
@@ -514,10 +519,13 @@ def model_curve(options: opts.SweepOptions, settings: Settings, log: Callable = 
     return reference.measure_curve(curve_options, settings, log=log)
 
 
-def prepare(options: opts.SweepOptions) -> tuple[list[client.Request], np.ndarray]:
-    """The first N test images as request bodies, and the images themselves (perf_analyzer's input)."""
-    split = data.load_test(options.data_dir, limit=options.n)
-    return client.prepare(split.images, split.labels, options.batch, options.codec), split.images
+def prepare(options: opts.SweepOptions, settings: Settings,
+            log: Callable = print) -> tuple[workload.Workload, list[client.Request], np.ndarray | None]:
+    """The model's first N input rows as request bodies, and an image model's images (perf_analyzer's input)."""
+    work = workload.load(settings, options.n, codec=options.codec, data_dir=options.data_dir)
+    log(work.describe())
+    images = work.inputs.arrays[work.card.inputs[0].name] if work.card.is_image else None
+    return work, workload.requests(work, options.batch, options.codec), images
 
 
 def sweep(options: opts.SweepOptions, settings: Settings, log: Callable = print) -> RunRecord:
@@ -532,9 +540,12 @@ def sweep(options: opts.SweepOptions, settings: Settings, log: Callable = print)
     unmet = target.runnable_arches(options.runtime, [options.arch])[1]
     if unmet:
         raise runtimes.StackError(f"{options.arch} cannot run here: {unmet[options.arch]}")
+    work, requests, images = prepare(options, settings, log)  # a bad MODEL or DATA fails before anything runs
+    if options.client == "perf_analyzer" and work.card.name != perf_analyzer_module().MODEL:
+        raise SweepError(f"--client perf_analyzer sends CIFAR-10 images to {perf_analyzer_module().MODEL}; "
+                         f"for {work.card.name} use --client servebench")
     curve = model_curve(options, settings, log)
-    requests, images = prepare(options)
-    record = Sweep(options, requests, curve, settings, log, images).run()
+    record = Sweep(options, requests, curve, settings, log, images, work).run()
     log(f"wrote {options.out / record.run_id}/ (summary.json, levels.csv, windows.csv, resources.csv)")
     return record
 

@@ -12,8 +12,10 @@ import sys
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
+from bench import workload
 from servebench import data, interrupts, registry
 from servebench import runtime as runtimes
+from servebench.modelcard import CardError
 from servebench.settings import Settings
 
 
@@ -57,6 +59,8 @@ def stack_for(arch: str, runtime: str = "native", run_dir=None, settings: Settin
                                 f"`make down RUNTIME={runtime}` and try again")
         log(f"using the running {arch} stack at {st.url}")
     else:
+        if settings is not None:  # a bad MODEL or DATA is one clear error, before any server starts
+            workload.check(settings)
         log(f"starting {arch} ({runtime}) ...")
         st = rt.up(arch, settings, run_dir=run_dir, log=log)
         started = True
@@ -128,7 +132,8 @@ def sigterm_as_interrupt():
 def command(work, failures: tuple[type[Exception], ...] = (), prefix: str = ""):
     """Run ``work()`` as a harness command: ``(result, None)``, or ``(None, exit code)`` after saying why.
 
-    SIGTERM counts as Ctrl-C (130); a missing dataset is a usage error (2); a stack
+    SIGTERM counts as Ctrl-C (130); a missing dataset, or a model or data file that cannot run
+    (:class:`~servebench.modelcard.CardError`: it names the file and the problem), is a usage error (2); a stack
     that cannot start, or one of ``failures``, is an error (1).
     """
     with sigterm_as_interrupt():
@@ -137,7 +142,7 @@ def command(work, failures: tuple[type[Exception], ...] = (), prefix: str = ""):
         except KeyboardInterrupt:  # while a stack was starting or stopping
             print("\ninterrupted", file=sys.stderr)
             return None, 130
-        except data.DatasetError as exc:
+        except (data.DatasetError, CardError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None, 2
         except (runtimes.StackError, *failures) as exc:

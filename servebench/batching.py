@@ -1,11 +1,17 @@
 """Server-side dynamic batching: requests that arrive together run as one model call.
 
 One :class:`Batcher` per model process. Request threads (gthread workers,
-FastAPI's inference threads) :meth:`~Batcher.submit` their decoded images and
+FastAPI's inference threads) :meth:`~Batcher.submit` their decoded inputs and
 wait on a future; one model thread takes the oldest waiting request, then
-gathers more until the batch holds ``max_size`` images or ``timeout_ms`` has
+gathers more until the batch holds ``max_size`` rows or ``timeout_ms`` has
 passed since that oldest request arrived, runs one model call on the
-concatenated images and hands each request its own rows back.
+concatenated inputs and hands each request its own rows back.
+
+Any model whose inputs and outputs share the batch dimension (the first) is
+batched: a request is a dict of arrays by input name (each input concatenated
+along axis 0) and the model answers a dict by output name (every output split
+back per request); a bare array in and a :class:`Prediction` out (the stream
+server's images) work the same way.
 
 - Validation happens before :meth:`~Batcher.submit`: a bad request never joins
   a batch, so it fails alone.
@@ -25,9 +31,10 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -36,17 +43,52 @@ from servebench.types import Prediction
 log = logging.getLogger(__name__)
 
 
+Batch = Union[np.ndarray, Mapping[str, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class BatchResult:
-    prediction: Prediction  # this request's rows only
+    outputs: Any  # this request's rows only: a dict by output name (or a Prediction, for a predict function)
     queue_ms: float  # from submit to the start of the model call that answered it
     model_ms: float  # that model call, for the whole batch
-    batch_size: int  # images in that model call
+    batch_size: int  # rows in that model call
+
+    @property
+    def prediction(self) -> Prediction:
+        return self.outputs
+
+
+def rows(batch: Batch) -> int:
+    """A request's batch size: its first dimension (every input shares it)."""
+    if isinstance(batch, Mapping):
+        return len(next(iter(batch.values())))
+    return len(batch)
+
+
+def concatenate(batches: list) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
+    if isinstance(batches[0], Mapping):
+        return {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
+    return np.concatenate(batches)
+
+
+def split(result, start: int, stop: int, total: int):
+    """Rows start:stop of every output of a model call over ``total`` rows."""
+    if isinstance(result, Prediction):
+        return Prediction(classes=result.classes[start:stop], probabilities=result.probabilities[start:stop])
+    if isinstance(result, Mapping):
+        bad = [name for name, arr in result.items() if len(arr) != total]
+        if bad:
+            raise ValueError(f"output {bad[0]!r} has {len(result[bad[0]])} rows for a batch of {total}: "
+                             "its first dimension is not the batch")
+        return {name: arr[start:stop] for name, arr in result.items()}
+    return result[start:stop]
 
 
 @dataclass
 class _Item:
-    images: np.ndarray
+    images: Batch  # the request's inputs
     arrived: float
     future: Future
 
@@ -56,7 +98,7 @@ class BatcherClosed(RuntimeError):
 
 
 class Batcher:
-    def __init__(self, predict: Callable[[np.ndarray], Prediction], max_size: int, timeout_ms: float,
+    def __init__(self, predict: Callable[[Batch], Any], max_size: int, timeout_ms: float,
                  name: str = "batcher"):
         if max_size < 1:
             raise ValueError(f"max_size must be at least 1, got {max_size}")
@@ -71,8 +113,9 @@ class Batcher:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, images: np.ndarray) -> Future:
-        """A future of this request's :class:`BatchResult` (or of the model's exception)."""
+    def submit(self, images: Batch) -> Future:
+        """A future of this request's :class:`BatchResult` (or of the model's exception); ``images``:
+        the inputs by name, or one array."""
         item = _Item(images, time.perf_counter(), Future())
         with self._cond:
             if self._closed:
@@ -81,7 +124,7 @@ class Batcher:
             self._cond.notify()
         return item.future
 
-    def __call__(self, images: np.ndarray) -> BatchResult:
+    def __call__(self, images: Batch) -> BatchResult:
         return self.submit(images).result()
 
     def close(self) -> None:
@@ -99,11 +142,11 @@ class Batcher:
                     return None
                 self._cond.wait()
             first = self._queue.popleft()
-            batch, size = [first], len(first.images)
+            batch, size = [first], rows(first.images)
             deadline = first.arrived + self.timeout_s
             while size < self.max_size:
                 if self._queue:
-                    nxt = len(self._queue[0].images)
+                    nxt = rows(self._queue[0].images)
                     if size + nxt > self.max_size:
                         break  # it waits for the next batch rather than be split
                     batch.append(self._queue.popleft())
@@ -125,20 +168,21 @@ class Batcher:
     def _run(self, batch: list[_Item]) -> None:
         start = time.perf_counter()
         try:
-            images = batch[0].images if len(batch) == 1 else np.concatenate([it.images for it in batch])
-            pred = self.predict(images)
+            images = concatenate([it.images for it in batch])
+            size = rows(images)
+            result = self.predict(images)
+            model_ms = (time.perf_counter() - start) * 1000.0
+            parts, offset = [], 0
+            for it in batch:
+                n = rows(it.images)
+                parts.append(split(result, offset, offset + n, size))
+                offset += n
         except BaseException as exc:  # every request of the batch learns why; the thread goes on
             log.exception("batched model call failed (%d requests)", len(batch))
             for it in batch:
                 if it.future.set_running_or_notify_cancel():
                     it.future.set_exception(exc)
             return
-        model_ms = (time.perf_counter() - start) * 1000.0
-        size, offset = len(images), 0
-        for it in batch:
-            n = len(it.images)
-            rows = Prediction(classes=pred.classes[offset:offset + n],
-                              probabilities=pred.probabilities[offset:offset + n])
-            offset += n
+        for it, part in zip(batch, parts):
             if it.future.set_running_or_notify_cancel():
-                it.future.set_result(BatchResult(rows, (start - it.arrived) * 1000.0, model_ms, size))
+                it.future.set_result(BatchResult(part, (start - it.arrived) * 1000.0, model_ms, size))

@@ -1,6 +1,7 @@
 """Request decoding and response encoding shared by every server and client.
 
-Request formats (all carry uint8 images of shape [batch, 32, 32, 3]):
+Request formats (all carry uint8 images of shape [batch, H, W, C], the image
+model's shape from its card; the default model's is [batch, 32, 32, 3]):
 
 - ``json``: TF Serving's row format, ``{"instances": [image, ...]}`` where each
   image is a 32x32x3 nested list of integers 0-255. Content type application/json.
@@ -27,11 +28,29 @@ import logging
 
 import numpy as np
 
-from servebench.types import CLASS_NAMES, IMAGE_SHAPE, Prediction
+from servebench.modelcard import ModelCard, TensorSpec
+from servebench.types import CLASS_NAMES, IMAGE_SHAPE, MODEL_NAME, Prediction
 
 log = logging.getLogger(__name__)
 IMAGE_BYTES = 32 * 32 * 3
 DEFAULT_MAX_BATCH = 256
+
+# The default model's card (the tests hold its tensors and class names to modelcard.read_card's), for the
+# callers that name no card. Its outputs are in Triton's config's order; read_card's are by name (the
+# protocols answer by name, so either order serves).
+CIFAR10_CARD = ModelCard(
+    name=MODEL_NAME, version=1, format="savedmodel", source="models/cifar10_cnn/1",
+    inputs=(TensorSpec("images", "uint8", (None, *IMAGE_SHAPE)),),
+    outputs=(TensorSpec("probabilities", "float32", (None, len(CLASS_NAMES))), TensorSpec("classes", "int64", (None,))),
+    class_names=CLASS_NAMES, data="cifar10",
+)
+
+
+def _bytes(image) -> int:
+    size = 1
+    for d in image:
+        size *= d
+    return size
 
 JSON = "application/json"
 OCTET = "application/octet-stream"
@@ -78,11 +97,15 @@ def _clip(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _check_batch(images: np.ndarray, max_batch: int) -> np.ndarray:
+def _dims(image) -> str:
+    return "[batch, " + ", ".join(str(d) for d in image) + "]"
+
+
+def _check_batch(images: np.ndarray, max_batch: int, image=IMAGE_SHAPE) -> np.ndarray:
     if images.ndim == 3:
         images = images[np.newaxis]
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
-        raise CodecError(f"wrong shape {list(images.shape)}: expected [batch, 32, 32, 3]")
+    if images.ndim != 4 or images.shape[1:] != tuple(image):
+        raise CodecError(f"wrong shape {list(images.shape)}: expected {_dims(image)}")
     n = images.shape[0]
     if n == 0:
         raise CodecError("empty batch: send at least one image")
@@ -93,15 +116,15 @@ def _check_batch(images: np.ndarray, max_batch: int) -> np.ndarray:
     return images
 
 
-def _batch_size(shape, max_batch: int) -> int:
+def _batch_size(shape, max_batch: int, image=IMAGE_SHAPE) -> int:
     """The batch size a declared shape (list or tuple of ints) asks for, checked before any
-    bytes are reshaped or allocated: only [n, 32, 32, 3] or [32, 32, 3] with 1 <= n <= max_batch."""
+    bytes are reshaped or allocated: only [n, H, W, C] or [H, W, C] with 1 <= n <= max_batch."""
     declared = list(shape)
     shape = tuple(declared)
     if len(shape) == 3:
         shape = (1, *shape)
-    if len(shape) != 4 or shape[1:] != IMAGE_SHAPE or shape[0] < 0:
-        raise CodecError(f"wrong shape {_show(declared, 120)}: expected [batch, 32, 32, 3]")
+    if len(shape) != 4 or shape[1:] != tuple(image) or shape[0] < 0:
+        raise CodecError(f"wrong shape {_show(declared, 120)}: expected {_dims(image)}")
     n = shape[0]
     if n == 0:
         raise CodecError("empty batch: send at least one image")
@@ -132,9 +155,10 @@ def _bad_pixel_error(item) -> CodecError:
     return CodecError(f"wrong dtype: pixel values must be integers 0-255, not {kind}")
 
 
-def _from_instances(instances, max_batch: int) -> np.ndarray:
+def _from_instances(instances, max_batch: int, image=IMAGE_SHAPE) -> np.ndarray:
+    hwc = "x".join(str(d) for d in image)
     if not isinstance(instances, list):
-        raise CodecError('"instances" must be a list of 32x32x3 images')
+        raise CodecError(f'"instances" must be a list of {hwc} images')
     if len(instances) == 0:
         raise CodecError("empty batch: send at least one image")
     if len(instances) > max_batch:
@@ -143,9 +167,9 @@ def _from_instances(instances, max_batch: int) -> np.ndarray:
         # Let numpy infer the dtype, so that floats, bools and out-of-range values can be named.
         arr = np.asarray(instances)
     except (ValueError, TypeError, OverflowError):  # ragged nesting, or a value numpy cannot hold
-        raise CodecError("wrong shape: instances are not a regular array of 32x32x3 images") from None
-    if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
-        raise CodecError(f"wrong shape {list(arr.shape)}: expected [batch, 32, 32, 3]")
+        raise CodecError(f"wrong shape: instances are not a regular array of {hwc} images") from None
+    if arr.ndim != 4 or arr.shape[1:] != tuple(image):
+        raise CodecError(f"wrong shape {list(arr.shape)}: expected {_dims(image)}")
     if arr.dtype.kind not in "iu":
         # Floats, bools, strings, nulls, objects, ints beyond int64 or an int64/uint64 mix (which
         # numpy turns into floats): walk the lists (at most max_batch images) to name the culprit.
@@ -159,26 +183,26 @@ def _from_instances(instances, max_batch: int) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def _from_b64(doc: dict, max_batch: int) -> np.ndarray:
+def _from_b64(doc: dict, max_batch: int, image=IMAGE_SHAPE) -> np.ndarray:
     shape = doc.get("shape")
     # type() is int excludes bools; floats, strings and nulls are refused here too.
     if not (isinstance(shape, list) and len(shape) in (3, 4) and all(type(d) is int for d in shape)):
-        raise CodecError('"shape" must be [batch, 32, 32, 3] alongside "b64"')
+        raise CodecError(f'"shape" must be {_dims(image)} alongside "b64"')
     dtype = doc.get("dtype", "uint8")
     if not (isinstance(dtype, str) and dtype == "uint8"):
         raise CodecError(f"wrong dtype {_show(dtype)}: only uint8 is accepted")
     if not isinstance(doc["b64"], str):
         raise CodecError('"b64" must be a base64 string')
     # Before decoding or reshaping: [0, 2**70, 32, 3] has 0 bytes, so a length check alone passes it.
-    n = _batch_size(shape, max_batch)
+    n = _batch_size(shape, max_batch, image)
     try:
         raw = base64.b64decode(doc["b64"], validate=True)
     except (binascii.Error, ValueError):
         raise CodecError('malformed base64 in "b64"') from None
-    expected = n * IMAGE_BYTES
+    expected = n * _bytes(image)
     if len(raw) != expected:
         raise CodecError(f"base64 payload is {len(raw)} bytes but shape {shape} needs {expected}")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(n, *IMAGE_SHAPE)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(n, *image)
 
 
 def _refuse_constant(name: str):
@@ -214,12 +238,12 @@ def load_json(body: bytes):
         raise CodecError(f"malformed JSON: {_clip(str(exc))}") from None
 
 
-def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH, image=IMAGE_SHAPE) -> np.ndarray:
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise CodecError('JSON body must be an object with "instances" or "b64"')
     if "instances" in doc:
-        images = _from_instances(doc["instances"], max_batch)
+        images = _from_instances(doc["instances"], max_batch, image)
         # numpy reads [1, true] as [1, 1]; walk the lists only when the body spells a boolean
         if b"true" in body or b"false" in body:
             bad = _first_bad_pixel(doc["instances"])
@@ -228,7 +252,7 @@ def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
         return images
     if "b64" in doc:
         try:
-            return _from_b64(doc, max_batch)
+            return _from_b64(doc, max_batch, image)
         except CodecError:
             raise
         except Exception as exc:  # name the codec: both share application/json
@@ -236,18 +260,20 @@ def decode_json(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
     raise CodecError('JSON body needs "instances" (TF Serving row format) or "b64" with "shape"')
 
 
-def decode_raw(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+def decode_raw(body: bytes, max_batch: int = DEFAULT_MAX_BATCH, image=IMAGE_SHAPE) -> np.ndarray:
+    size = _bytes(image)
     if len(body) == 0:
         raise CodecError("empty batch: send at least one image")
-    if len(body) % IMAGE_BYTES:
-        raise CodecError(f"raw body is {len(body)} bytes, not a multiple of {IMAGE_BYTES} (one 32x32x3 uint8 image)")
-    n = len(body) // IMAGE_BYTES
+    if len(body) % size:
+        hwc = "x".join(str(d) for d in image)
+        raise CodecError(f"raw body is {len(body)} bytes, not a multiple of {size} (one {hwc} uint8 image)")
+    n = len(body) // size
     if n > max_batch:
         raise CodecError(f"batch too large: {n} images, the limit is {max_batch}", status=413)
-    return np.frombuffer(body, dtype=np.uint8).reshape(n, *IMAGE_SHAPE)
+    return np.frombuffer(body, dtype=np.uint8).reshape(n, *image)
 
 
-def decode_npy(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
+def decode_npy(body: bytes, max_batch: int = DEFAULT_MAX_BATCH, image=IMAGE_SHAPE) -> np.ndarray:
     # The header is read and checked here rather than by np.load, which allocates whatever
     # shape the header declares before it finds the data missing.
     if bytes(body[:4]) == b"PK\x03\x04":
@@ -265,19 +291,20 @@ def decode_npy(body: bytes, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
         raise CodecError("malformed .npy body: object arrays need pickle, which is refused; only uint8 is accepted")
     if dtype != np.uint8:
         raise CodecError(f"wrong dtype {_clip(str(dtype), 80)} in the .npy body: only uint8 is accepted")
-    n = _batch_size(shape, max_batch)
+    n = _batch_size(shape, max_batch, image)
     offset = fp.tell()
-    expected = n * IMAGE_BYTES
+    expected = n * _bytes(image)
     if len(body) - offset != expected:
         raise CodecError(f"malformed .npy body: data is {len(body) - offset} bytes but shape {list(shape)} needs {expected}")
     flat = np.frombuffer(body, dtype=np.uint8, offset=offset)
     if fortran_order:
-        return flat.reshape(IMAGE_SHAPE[::-1] + (n,)).transpose()
-    return flat.reshape(n, *IMAGE_SHAPE)
+        return flat.reshape(tuple(image)[::-1] + (n,)).transpose()
+    return flat.reshape(n, *image)
 
 
-def decode(body: bytes, content_type: str | None, max_batch: int = DEFAULT_MAX_BATCH) -> np.ndarray:
-    """Turn a request body into a uint8 batch [n, 32, 32, 3], or raise CodecError.
+def decode(body: bytes, content_type: str | None, max_batch: int = DEFAULT_MAX_BATCH,
+           image: tuple[int, int, int] = IMAGE_SHAPE) -> np.ndarray:
+    """Turn a request body into a uint8 batch [n, *image] (the card's ``image_shape``), or raise CodecError.
 
     Total: any bytes and any content type give one or the other, never another exception.
     """
@@ -297,7 +324,7 @@ def decode(body: bytes, content_type: str | None, max_batch: int = DEFAULT_MAX_B
         )
     try:
         # Constant-time check of the contract, whatever a decoder returned.
-        return _check_batch(decoder(body, max_batch), max_batch)
+        return _check_batch(decoder(body, max_batch, image), max_batch, image)
     except CodecError:
         raise
     except Exception as exc:  # a case no decoder foresaw is still the client's bad body, not a 500
@@ -329,19 +356,47 @@ def encode(images: np.ndarray, codec: str) -> tuple[bytes, str]:
     return body, CONTENT_TYPES[codec]
 
 
-def encode_predictions(pred: Prediction, model: dict | None = None, details: dict | None = None) -> bytes:
-    """The one response body every architecture returns (``details``: top-level additions, e.g. the ensemble's)."""
-    doc = {
-        "predictions": [
-            {"class_id": int(c), "class_name": CLASS_NAMES[int(c)], "probabilities": [round(float(p), 6) for p in probs]}
-            for c, probs in zip(pred.classes, pred.probabilities)
-        ]
-    }
+def encode_predictions(pred: Prediction, model: dict | None = None, details: dict | None = None,
+                       class_names: tuple[str, ...] | None = CLASS_NAMES) -> bytes:
+    """The one response body every architecture returns (``details``: top-level additions, e.g. the ensemble's).
+
+    ``class_names``: the card's; a classifier without them answers class ids only.
+    """
+    def row(c, probs) -> dict:
+        named = {"class_name": class_names[c]} if class_names and 0 <= c < len(class_names) else {}
+        return {"class_id": c, **named, "probabilities": [round(float(p), 6) for p in probs]}
+
+    doc = {"predictions": [row(int(c), probs) for c, probs in zip(pred.classes, pred.probabilities)]}
     if model:
         doc["model"] = model
     if details:
         doc.update(details)
     return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def encode_outputs(outputs: dict, card: ModelCard, model: dict | None = None, details: dict | None = None) -> bytes:
+    """The v1 body of an image model that is not a classifier: each row's outputs by name."""
+    names = [spec.name for spec in card.outputs if spec.name in outputs]
+    lists = {name: np.asarray(outputs[name]).tolist() for name in names}
+    n = len(lists[names[0]]) if names else 0
+    doc: dict = {"predictions": [{name: lists[name][i] for name in names} for i in range(n)]}
+    if model:
+        doc["model"] = model
+    if details:
+        doc.update(details)
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def classifier_prediction(outputs: dict, card: ModelCard) -> Prediction:
+    """A classifier's answer from its outputs: the card's probabilities, and ``classes`` or else their argmax."""
+    probs = np.asarray(outputs[card.probabilities.name], dtype=np.float32)
+    classes = outputs.get("classes")
+    if classes is None:
+        classes = probs.argmax(axis=1)
+    classes = np.asarray(classes)
+    if classes.ndim == 2 and classes.shape[1] == 1:  # a batched scalar, as Triton answers it
+        classes = classes[:, 0]
+    return Prediction(classes=classes.astype(np.int64), probabilities=probs)
 
 
 def decode_predictions(body: bytes | str) -> Prediction:

@@ -325,7 +325,7 @@ class DockerRuntime(Runtime):
         self._write_state(st)
         front = next((svc for svc in services if svc.port_field == "port"), services[-1])
         if not service_healthy(front, settings):
-            raise StackError(f"{front.name} is healthy in its container but {st.url}{front.health_path} does not "
+            raise StackError(f"{front.name} is healthy in its container but {st.url}{front.health_path_for(settings.model_name)} does not "
                              "answer from here: check SB_LISTEN")
 
     def _poll(self, st: ComposeState, pending: list[str]) -> dict[str, str]:

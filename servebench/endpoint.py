@@ -6,7 +6,7 @@ not), the response body and the timing header are made here, once, for three
 protocols (:data:`PROTOCOLS`):
 
 - ``v1``: ``POST /v1/predict``, the suite's own (codecs json, b64, raw, npy:
-  :mod:`servebench.codecs`);
+  :mod:`servebench.codecs`), for image models only (any other gets a 4xx naming ``/v2``);
 - ``v2``: the Open Inference Protocol (KServe v2 REST) under ``/v2``
   (:mod:`servebench.kserve`), which perf_analyzer and other standard clients speak;
 - ``tfserving``: TensorFlow Serving's REST paths under ``/v1/models``
@@ -15,7 +15,8 @@ protocols (:data:`PROTOCOLS`):
 :func:`handle` answers a request for a :class:`Target`: the model in this
 process (:class:`LocalModel`), or the front end's backend, which passes a
 request on unchanged when it speaks that protocol (``Target.speaks``) and is
-otherwise asked for a prediction that is encoded here in the client's protocol.
+otherwise asked for the model's outputs, encoded here in the client's protocol.
+Every tensor is the target's model card's (``Target.card``).
 :func:`handle` never raises: bad input is a 4xx naming the problem, a failing
 model a 500 (a backend's failure its own 5xx), in the protocol's error format.
 """
@@ -31,8 +32,9 @@ from typing import Protocol
 
 import numpy as np
 
-from servebench import codecs, kserve, tfserving
+from servebench import codecs, kserve, tfserving, wire
 from servebench.batching import Batcher
+from servebench.modelcard import ModelCard, describe
 from servebench.types import Prediction
 
 log = logging.getLogger(__name__)
@@ -67,18 +69,32 @@ class InferenceFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Inferred:
-    prediction: Prediction
+    outputs: dict | Prediction  # the model's outputs by name (a Prediction: a classifier's, from an older target)
     timing: str
     # Besides the predictions, what the v1 body says about how they were made (e.g. an ensemble's members).
     details: dict | None = None
 
+    @property
+    def prediction(self) -> Prediction:
+        """A classifier's answer: ``outputs`` itself if a Prediction, else its ``probabilities`` and ``classes``."""
+        if isinstance(self.outputs, Prediction):
+            return self.outputs
+        return codecs.classifier_prediction(self.outputs, codecs.CIFAR10_CARD)
+
 
 class Target(Protocol):
-    """What :func:`handle` serves: a model in this process, or a backend behind the front end."""
+    """What :func:`handle` serves: a model in this process, or a backend behind the front end.
+
+    ``infer`` takes the validated inputs by name. A target without ``infers_tensors`` (one
+    written for the default model alone) is given the one input's array instead, and a
+    target without ``card`` serves the default model.
+    """
 
     speaks: frozenset[str]  # protocols passed on unchanged with forward()
     max_batch: int
     model_name: str
+    card: ModelCard
+    infers_tensors: bool
 
     def model_version(self) -> int: ...
 
@@ -86,22 +102,47 @@ class Target(Protocol):
 
     def ready(self) -> bool: ...
 
-    def infer(self, images: np.ndarray) -> Inferred: ...  # raises InferenceFailed
+    def infer(self, inputs: dict[str, np.ndarray]) -> Inferred: ...  # raises InferenceFailed
 
     def forward(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply: ...
 
 
+class _PredictingCore:
+    """An inference core that only predicts (``predict(images) -> Prediction``): the default model's API
+    before model cards. Gives it the card API (``card``, ``run``, ``timed_run``)."""
+
+    def __init__(self, core):
+        self.core, self.card = core, codecs.CIFAR10_CARD
+        self.name, self.version = core.name, core.version
+
+    def run(self, inputs: dict) -> dict:
+        return wire.output_dict(self.core.predict(inputs[self.card.inputs[0].name]), self.card)
+
+    def timed_run(self, inputs: dict) -> tuple[dict, float]:
+        pred, model_ms = self.core.timed_predict(inputs[self.card.inputs[0].name])
+        return wire.output_dict(pred, self.card), model_ms
+
+    def info(self) -> dict:
+        return self.core.info()
+
+
+def _batch_of(inputs: dict) -> int:
+    return len(next(iter(inputs.values())))
+
+
 class LocalModel:
-    """The model in this process: the inference core, called in the request's thread, or batched."""
+    """The model in this process: the inference core's ``run``, called in the request's thread, or batched."""
 
     speaks: frozenset[str] = frozenset()
+    infers_tensors = True
 
     def __init__(self, core, max_batch: int, batch_max_size: int = 1, batch_timeout_ms: float = 0.0):
-        self.core = core
+        self.core = core if hasattr(core, "timed_run") else _PredictingCore(core)
+        self.card: ModelCard = self.core.card
         self.model_name = core.name
         self.max_batch = max_batch
         self.batch_max_size, self.batch_timeout_ms = batch_max_size, batch_timeout_ms
-        self.batcher = Batcher(core.predict, batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
+        self.batcher = Batcher(self.core.run, batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
 
     @classmethod
     def from_settings(cls, settings) -> "LocalModel":
@@ -119,17 +160,17 @@ class LocalModel:
     def ready(self) -> bool:
         return True
 
-    def infer(self, images: np.ndarray) -> Inferred:
+    def infer(self, inputs: dict[str, np.ndarray]) -> Inferred:
         try:
             if self.batcher is None:
-                pred, model_ms = self.core.timed_predict(images)
-                return Inferred(pred, join_timing(timing_entry("model", model_ms), f"batch;desc={len(images)}"))
-            r = self.batcher(images)
+                outputs, model_ms = self.core.timed_run(inputs)
+                return Inferred(outputs, join_timing(timing_entry("model", model_ms), f"batch;desc={_batch_of(inputs)}"))
+            r = self.batcher(inputs)
         except Exception as exc:
             log.exception("inference failed")
             raise InferenceFailed(500, f"inference failed: {type(exc).__name__}") from None
-        return Inferred(r.prediction, join_timing(timing_entry("queue", r.queue_ms), timing_entry("model", r.model_ms),
-                                                  f"batch;desc={r.batch_size}"))
+        return Inferred(r.outputs, join_timing(timing_entry("queue", r.queue_ms), timing_entry("model", r.model_ms),
+                                               f"batch;desc={r.batch_size}"))
 
     def forward(self, method, path, body, headers) -> Reply:
         raise NotImplementedError("a local model speaks no protocol to pass on")
@@ -245,34 +286,54 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
     return headers.get(name.lower()) if value is None else value
 
 
-def _decode(route: Route, body: bytes, headers: Mapping[str, str], max_batch: int):
-    """(images, what the encoder needs to answer in kind); raises CodecError."""
+def card_of(target: Target) -> ModelCard:
+    return getattr(target, "card", None) or codecs.CIFAR10_CARD
+
+
+def _decode(route: Route, body: bytes, headers: Mapping[str, str], max_batch: int, card: ModelCard):
+    """(inputs by name, what the encoder needs to answer in kind); raises CodecError."""
     content_type = header(headers, "Content-Type")
     if route.protocol == "v2":
-        req = kserve.decode_infer_request(body, content_type, header(headers, kserve.HEADER_LENGTH), max_batch)
-        return req.images, req
+        req = kserve.decode_infer_request(body, content_type, header(headers, kserve.HEADER_LENGTH), max_batch, card)
+        return req.inputs, req
     if route.protocol == "tfserving":
-        return tfserving.decode_rest_request(body, max_batch)
-    return codecs.decode(body, content_type, max_batch), None
+        return tfserving.decode_rest_request(body, max_batch, card)
+    if not card.is_image:
+        raise codecs.CodecError(
+            f"POST /v1/predict takes images, and model {card.name!r} is not an image model (it takes "
+            f"{describe(card.inputs)}): use KServe v2, POST /v2/models/{card.name}/infer, or TF Serving's "
+            f"POST /v1/models/{card.name}:predict", status=400)
+    images = codecs.decode(body, content_type, max_batch, card.image_shape)
+    return wire.validate(card, {card.inputs[0].name: images}, max_batch), None
 
 
-def _encode(route: Route, pred: Prediction, how, target: Target,
+def _encode(route: Route, outputs: dict, how, target: Target, card: ModelCard,
             details: dict | None = None) -> tuple[bytes, str, tuple]:
     if route.protocol == "v2":
-        body, headers = kserve.encode_infer_response(pred, how, target.model_version())
+        body, headers = kserve.encode_infer_response(outputs, how, target.model_version(), card)
         headers = {k: v for k, v in headers.items()}
         content_type = headers.pop("Content-Type", codecs.JSON)
         return body, content_type, tuple(headers.items())
     if route.protocol == "tfserving":
-        return tfserving.encode_rest_response(pred, how), codecs.JSON, ()
-    return (codecs.encode_predictions(pred, {"name": target.model_name, "version": target.model_version()},
-                                      details), codecs.JSON, ())
+        return tfserving.encode_rest_response(outputs, how, card), codecs.JSON, ()
+    model = {"name": target.model_name, "version": target.model_version()}
+    if card.is_classifier:
+        pred = codecs.classifier_prediction(outputs, card)
+        return codecs.encode_predictions(pred, model, details, card.class_names), codecs.JSON, ()
+    return codecs.encode_outputs(outputs, card, model, details), codecs.JSON, ()
+
+
+def _infer(target: Target, inputs: dict, card: ModelCard) -> Inferred:
+    if getattr(target, "infers_tensors", False):
+        return target.infer(inputs)
+    return target.infer(inputs[card.inputs[0].name])  # a target written for the default model alone
 
 
 def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, str]) -> Reply:
     start = time.perf_counter()
+    card = card_of(target)
     try:
-        images, how = _decode(route, body, headers, target.max_batch)
+        inputs, how = _decode(route, body, headers, target.max_batch, card)
     except codecs.CodecError as exc:
         return error_reply(route.protocol, exc.status, exc.message)
     except Exception as exc:  # decoders are total; this only guards against a regression there
@@ -280,10 +341,11 @@ def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, st
         return error_reply(route.protocol, 400, f"malformed request body: {type(exc).__name__}")
     decoded = time.perf_counter()
     try:
-        inferred = target.infer(images)
+        inferred = _infer(target, inputs, card)
     except InferenceFailed as exc:
         return error_reply(route.protocol, exc.status, exc.message, **exc.extra)
-    out, content_type, extra = _encode(route, inferred.prediction, how, target, inferred.details)
+    outputs = wire.output_dict(inferred.outputs, card)
+    out, content_type, extra = _encode(route, outputs, how, target, card, inferred.details)
     return Reply(200, out, join_timing(timing_entry("decode", (decoded - start) * 1000.0), inferred.timing),
                  content_type, extra)
 
@@ -300,13 +362,13 @@ def _describe(target: Target, route: Route) -> Reply:
     if action == "server":
         return _json_reply(kserve.server_metadata())
     if action == "model":
-        return _json_reply(kserve.model_metadata(version))
+        return _json_reply(kserve.model_metadata(version, card_of(target)))
     if action == "config":
         size, timeout_ms = target.batching()
         return _json_reply(kserve.model_config(target.max_batch, dynamic_batching=size > 1,
-                                               max_queue_delay_us=int(timeout_ms * 1000)))
+                                               max_queue_delay_us=int(timeout_ms * 1000), card=card_of(target)))
     if action == "status":
         return _json_reply(tfserving.model_status(version))
     if action == "metadata":
-        return _json_reply(tfserving.model_metadata(version))
+        return _json_reply(tfserving.model_metadata(version, card_of(target)))
     raise ValueError(f"no answer for {action}")

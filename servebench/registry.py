@@ -85,7 +85,8 @@ class Service:
     environment: dict[str, str] = field(default_factory=dict)  # besides its knobs: fixed templates
     runtime_env: dict[str, RuntimeValue] = field(default_factory=dict)  # environment that differs by runtime
     runtime_vars: dict[str, RuntimeValue] = field(default_factory=dict)  # command-line values that differ
-    health_path: str | None = "/healthz"  # HTTP GET answered 200 once ready; None: a TCP connect
+    # HTTP GET answered 200 once ready; None: a TCP connect. "{model_name}" is the served model's name.
+    health_path: str | None = "/healthz"
     dockerfile: str | None = None  # None: an official image
     image: str | None = None
     volumes: tuple[str, ...] = ()  # compose only
@@ -93,9 +94,11 @@ class Service:
     # Memory and CPU limits from its knobs (servebench.cgroups.Limits; None: unlimited). Natively the
     # service runs in a cgroup of its own; under compose they become mem_limit and cpus.
     limits: Callable[[Settings], "Limits | None"] | None = None
-
     # Compose profiles of a service no architecture runs (a study's own, e.g. the object store).
     profiles: tuple[str, ...] = ()
+
+    def health_path_for(self, model_name: str) -> str | None:
+        return None if self.health_path is None else self.health_path.format(model_name=model_name)
 
     def limits_in(self, settings: Settings) -> "Limits | None":
         return self.limits(settings) if self.limits else None

@@ -124,12 +124,12 @@ def service_healthy(svc: Service, settings: Settings, netns: str | None = None, 
     In a network namespace it is probed from inside it (the host is not on its links), on ``host``."""
     port = topology.port(svc, settings)
     if netns:
-        return probe_in_namespace(netns, health.target(host, port, svc.health_path))
+        return probe_in_namespace(netns, health.target(host, port, svc.health_path_for(settings.model_name)))
     # The client-facing port is probed where clients reach it; the others listen on loopback.
     host = urlsplit(settings.base_url()).hostname if svc.port_field == "port" else "127.0.0.1"
     if svc.health_path is None:
         return health.accepts(host, port)
-    return health.probe(f"http://{host}:{port}{svc.health_path}")
+    return health.probe(f"http://{host}:{port}{svc.health_path_for(settings.model_name)}")
 
 
 def probe_in_namespace(netns: str, target: str, timeout_s: float = 5.0) -> bool:

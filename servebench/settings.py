@@ -33,6 +33,7 @@ its experiments, which import the settings).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pkgutil
 import sys
@@ -45,6 +46,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from servebench.engines import ENGINES
 from servebench.knobs import (ENV_PREFIX, MODEL, MODEL_SERVER, KnobSection, SectionValues, env_name, env_value,
                               knob, not_recorded, split_list)
 
@@ -101,6 +103,22 @@ def add_plugin_root(folder: Path, package: str | None = None) -> None:
         _install(build_settings())
 
 
+def model_name_for(base: Path | str) -> str:
+    """The name a model is served under, read without the model: its card.json's "name", else the SavedModel's
+    folder or the file's stem. The card's rule (servebench.modelcard.model_name_for; a test holds them equal),
+    repeated here so that the settings import no model module (nor numpy)."""
+    path = Path(base)
+    path = path.parent if path.name == "saved_model.pb" else path
+    if path.name.isdigit() and (path / "saved_model.pb").is_file():
+        path = path.parent
+    sidecar = path / "card.json" if path.is_dir() else path.with_name(path.name + ".card.json")
+    try:
+        name = json.loads(sidecar.read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else (path.name if path.is_dir() else path.stem)
+
+
 # ------------------------------------------------------------------ the serving knobs
 class ServingKnobs(KnobSection):
     """The knobs every architecture shares (ports of nginx and the front end, processes, the model, batching)."""
@@ -123,6 +141,13 @@ class ServingKnobs(KnobSection):
     # The model and how it is called
     call_path: Literal["signature", "keras-predict"] = knob(
         "signature", "how a model process calls the model: signature or keras-predict (the slow path)", (MODEL,))
+    # The engine's folders name the choices (servebench/engines/<name>/); recorded with every result.
+    engine: Literal[ENGINES] = knob(  # type: ignore[valid-type]
+        "tensorflow", f"the runtime that executes the model: {'|'.join(ENGINES)} (converted on first use or by "
+        "make engines)", (MODEL, "triton"))
+    openvino_precision: Literal["f32", "bf16"] = knob(
+        "f32", "OpenVINO's inference precision, always set (its silent default on a bf16 CPU is bf16)",
+        (MODEL, "triton"))
     max_batch: int = knob(256, "largest batch one request may carry", (MODEL, "triton"), ge=1)
     # Server-side dynamic batching (servebench/batching.py; Triton's dynamic batcher for triton).
     # Off by default, so the study's sequential runs are what they were.
@@ -147,8 +172,13 @@ class ServingKnobs(KnobSection):
 
     # Not knobs: fixed, or where the runtime puts things. model_name and the model's own info say which model.
     model_base: Path = not_recorded(default=REPO_ROOT / "models" / "cifar10_cnn",
-                                    description="versioned SavedModel folder")
-    model_name: str = "cifar10_cnn"
+                                    description="the model: a SavedModel folder, a .keras or an .onnx file")
+    model_name: str = Field("cifar10_cnn", description="default: the card's name (servebench.modelcard)")
+    # What a user names (MODEL=, DATA=): SB_MODEL sets model_base (an explicit SB_MODEL_BASE, the runtime's
+    # path for one service, wins); read model_base, never model. Paths: not recorded (a result records the card).
+    model: Path | None = not_recorded(default=None, description="SB_MODEL: the model to serve (sets model_base)")
+    data: Path | None = not_recorded(default=None, description="SB_DATA: a .npz of the model's inputs "
+                                                                 "(default: the card's data)")
     model_version: int | None = Field(None, description="None: the highest version present")
     backend_host: str = not_recorded(default="127.0.0.1", description="where the backends listen")
     secret_key: SecretStr | None = not_recorded(default=None,
@@ -164,6 +194,18 @@ class ServingKnobs(KnobSection):
     def _empty_key_is_none(cls, v):
         # compose passes an unset SB_SECRET_KEY as ''.
         return v or None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_from_sb_model(cls, data):
+        if not isinstance(data, dict):
+            return data
+        data = {**data, **{k: None for k in ("model", "data") if data.get(k) == ""}}
+        if data.get("model") and not data.get("model_base"):
+            data["model_base"] = Path(data["model"]).expanduser().absolute()
+        if data.get("model_base") and not data.get("model_name"):
+            data["model_name"] = model_name_for(data["model_base"])
+        return data
 
     @model_validator(mode="before")
     @classmethod

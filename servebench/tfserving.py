@@ -34,17 +34,9 @@ import grpc
 import numpy as np
 import urllib3
 
-from servebench.codecs import (
-    _NO_BAD_PIXEL,
-    IMAGE_SHAPE,
-    CodecError,
-    Prediction,
-    _bad_pixel_error,
-    _first_bad_pixel,
-    _from_instances,
-    _show,
-    load_json,
-)
+from servebench import wire
+from servebench.codecs import CIFAR10_CARD, IMAGE_SHAPE, CodecError, Prediction, _show, load_json
+from servebench.modelcard import ModelCard, TensorSpec, describe
 from servebench.types import CLASS_NAMES, MODEL_NAME
 
 if TYPE_CHECKING:
@@ -168,6 +160,62 @@ def parse_rest_response(body: bytes) -> Prediction:
     raise TFServingError('tfserving response has neither "predictions" nor "outputs"')
 
 
+def encode_predict_request(inputs, card: ModelCard, *, signature: str = SIGNATURE) -> bytes:
+    """A predict request for the model's inputs (a dict by name, or the one input's array): row format
+    for a single-input model, as TF Serving's own examples send it; columnar for several inputs."""
+    if not isinstance(inputs, dict):
+        if len(card.inputs) != 1:
+            raise ValueError(f"{card.name} takes {len(card.inputs)} inputs: pass a dict of arrays by name")
+        inputs = {card.inputs[0].name: inputs}
+    arrays = {}
+    for spec in card.inputs:
+        arr = np.asarray(inputs[spec.name])
+        if arr.ndim == len(spec.shape) - 1:
+            arr = arr[np.newaxis]
+        if arr.dtype != spec.np_dtype or arr.ndim != len(spec.shape):
+            raise ValueError(f"expected {spec.name} {spec.dtype} of rank {len(spec.shape)}, got {arr.dtype} {list(arr.shape)}")
+        arrays[spec.name] = arr.tolist()
+    if len(arrays) == 1:
+        doc = {"signature_name": signature, "instances": next(iter(arrays.values()))}
+    else:
+        doc = {"signature_name": signature, "inputs": arrays}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def decode_predict_response(body: bytes, card: ModelCard) -> dict:
+    """The model's outputs by name from a predict answer in any of TF Serving's forms, checked against the card."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise TFServingError(f"tfserving sent malformed JSON: {exc}") from None
+    if not isinstance(doc, dict) or "error" in doc:
+        raise TFServingError(f"tfserving error: {doc.get('error') if isinstance(doc, dict) else 'not an object'}")
+    names = [spec.name for spec in card.outputs]
+    try:
+        if "predictions" in doc:
+            rows = doc["predictions"]
+            if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+                found = {name: [row[name] for row in rows] for name in rows[0]}
+            else:
+                found = {names[0]: rows}
+        elif "outputs" in doc:
+            found = doc["outputs"] if isinstance(doc["outputs"], dict) else {names[0]: doc["outputs"]}
+        else:
+            raise TFServingError('tfserving response has neither "predictions" nor "outputs"')
+        outputs = {}
+        for name, values in found.items():
+            if name not in names:
+                raise TFServingError(f"tfserving sent an output {name!r} the model does not have")
+            spec = card.output(name)
+            arr = np.asarray(values, dtype=spec.np_dtype)
+            if arr.ndim != len(spec.shape) or any(w is not None and d != w for d, w in zip(arr.shape[1:], spec.item_shape)):
+                raise TFServingError(f"tfserving sent {name} of shape {list(arr.shape)}, the model's is {wire.dims_text(spec.shape)}")
+            outputs[name] = arr
+        return outputs
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:  # missing keys, ragged or non-numeric values
+        raise TFServingError(f"tfserving sent unreadable outputs: {_show(exc, 200)}") from None
+
+
 def _error_text(body: bytes, fallback: str) -> str:
     """TF Serving's own message from an error body ({"error": "..."})."""
     try:
@@ -217,6 +265,16 @@ class RestClient:
             raise upstream_error(self.address, resp.status, f"answered {resp.status}: {_error_text(resp.data, resp.reason or '')}")
         return parse_rest_response(resp.data), round_trip_ms
 
+    def infer(self, inputs, card: ModelCard) -> tuple[dict, float]:
+        """The model's outputs by name and the round trip in ms, for any model."""
+        body = encode_predict_request(inputs, card, signature=self.signature)
+        start = time.perf_counter()
+        resp = self._call("POST", self._predict_path, body)
+        round_trip_ms = (time.perf_counter() - start) * 1000.0
+        if resp.status != 200:
+            raise upstream_error(self.address, resp.status, f"answered {resp.status}: {_error_text(resp.data, resp.reason or '')}")
+        return decode_predict_response(resp.data, card), round_trip_ms
+
     def health(self) -> bool:
         """True once TF Serving reports a version of the model AVAILABLE."""
         try:
@@ -233,16 +291,17 @@ class RestClient:
 
 
 # ---------------------------------------------------------------- REST, server side
-def decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
-    """A TF Serving predict request: the uint8 batch [n, 32, 32, 3] and whether it came columnar.
+def decode_rest_request(body: bytes, max_batch: int, card: ModelCard | None = None) -> tuple[dict, bool]:
+    """A TF Serving predict request: the model's inputs by name, and whether it came columnar.
 
-    Row format: ``{"instances": [image, ...]}`` or ``{"instances": [{"images": image}, ...]}``;
-    columnar: ``{"inputs": [image, ...]}`` or ``{"inputs": {"images": [image, ...]}}``; an
-    optional ``"signature_name"`` must name ``serving_default``. Total like
-    :func:`servebench.codecs.decode`: the batch, or CodecError (4xx, naming the problem).
+    Row format: ``{"instances": [{"name": value, ...}, ...]}``, or for a model with one
+    input ``{"instances": [value, ...]}`` too; columnar: ``{"inputs": {"name": [...], ...}}``,
+    or for one input ``{"inputs": [...]}``. An optional ``"signature_name"`` must name
+    ``serving_default``. Total like :func:`servebench.codecs.decode`: the inputs, or
+    CodecError (4xx, naming the tensor and the problem).
     """
     try:
-        return _decode_rest_request(bytes(body), max_batch)
+        return _decode_rest_request(bytes(body), max_batch, card or CIFAR10_CARD)
     except CodecError:
         raise
     except Exception as exc:  # a case nothing above foresaw is still the client's bad body, not a 500
@@ -250,19 +309,20 @@ def decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
         raise CodecError(f"malformed predict request: {type(exc).__name__}") from None
 
 
-
-
-def _named_input(value: dict, where: str):
-    """The tensor under the signature's one input key, refusing any other key."""
-    unknown = sorted(str(k) for k in value if k != INPUT_KEY)
+def _named_inputs(value: dict, where: str, card: ModelCard) -> dict:
+    """The tensors under the signature's input keys, refusing any other key."""
+    names = [spec.name for spec in card.inputs]
+    unknown = sorted(str(k) for k in value if k not in names)
     if unknown:
-        raise CodecError(f"unknown input {_show(unknown[0])} in {where}: the signature's only input is {INPUT_KEY!r}")
-    if INPUT_KEY not in value:
-        raise CodecError(f"missing input {INPUT_KEY!r} in {where}")
-    return value[INPUT_KEY]
+        raise CodecError(f"unknown input {_show(unknown[0])} in {where}: the signature's inputs are"
+                         f" {', '.join(repr(n) for n in names)}")
+    for name in names:
+        if name not in value:
+            raise CodecError(f"missing input {name!r} in {where}")
+    return value
 
 
-def _decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
+def _decode_rest_request(body: bytes, max_batch: int, card: ModelCard) -> tuple[dict, bool]:
     doc = load_json(body)
     if not isinstance(doc, dict):
         raise CodecError('predict request must be a JSON object with "instances" or "inputs"')
@@ -271,44 +331,71 @@ def _decode_rest_request(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]
         raise CodecError(f"unknown signature_name {_show(signature)}: the model serves only {SIGNATURE!r}")
     if ("instances" in doc) == ("inputs" in doc):
         raise CodecError('predict request needs exactly one of "instances" (row format) or "inputs" (columnar)')
+    single = card.inputs[0].name if len(card.inputs) == 1 else None
     columnar = "inputs" in doc
     if columnar:
-        tensor = doc["inputs"]
-        if isinstance(tensor, dict):
-            tensor = _named_input(tensor, '"inputs"')
-        if not isinstance(tensor, list):
-            raise CodecError('"inputs" must be a [batch, 32, 32, 3] list or {"images": [...]}')
+        value = doc["inputs"]
+        if isinstance(value, dict):
+            tensors = _named_inputs(value, '"inputs"', card)
+        elif isinstance(value, list) and single:
+            tensors = {single: value}
+        else:
+            form = f'a list (the batch of {single!r}) or ' if single else ""
+            raise CodecError(f'"inputs" must be {form}an object of each input\'s batch by name')
     else:
-        tensor = doc["instances"]
-        if not isinstance(tensor, list):
-            raise CodecError('"instances" must be a list of 32x32x3 images')
-        named = [isinstance(row, dict) for row in tensor]
+        rows = doc["instances"]
+        if not isinstance(rows, list):
+            raise CodecError('"instances" must be a list of rows')
+        named = [isinstance(row, dict) for row in rows]
         if any(named):
             if not all(named):
-                raise CodecError('"instances" mixes {"images": ...} objects with bare images: use one form')
-            tensor = [_named_input(row, '"instances"') for row in tensor]
-    images = _from_instances(tensor, max_batch)
-    # numpy reads [1, true] as [1, 1]; walk the lists only when the body spells a boolean
-    if b"true" in body or b"false" in body:
-        bad = _first_bad_pixel(tensor)
-        if bad is not _NO_BAD_PIXEL:
-            raise _bad_pixel_error(bad)
-    return images, columnar
+                raise CodecError('"instances" mixes {"name": value} objects with bare values: use one form')
+            rows = [_named_inputs(row, '"instances"', card) for row in rows]
+            tensors = {spec.name: [row[spec.name] for row in rows] for spec in card.inputs}
+        elif single or not rows:
+            tensors = {single or card.inputs[0].name: rows}
+        else:
+            raise CodecError(f'"instances" of a model with several inputs are objects {{"name": value}}:'
+                             f" {describe(card.inputs)}")
+    may_hold_bools = b"true" in body or b"false" in body
+    arrays = {name: _tensor(values, card.input(name), max_batch, may_hold_bools, wire.noun(card))
+              for name, values in tensors.items()}
+    return wire.validate(card, arrays, max_batch), columnar
 
 
-def encode_rest_response(pred: Prediction, columnar: bool) -> bytes:
-    """TF Serving's answer for our two-output signature: row format for "instances", columnar for "inputs"."""
-    probs = np.asarray(pred.probabilities, dtype=np.float32).tolist()
-    classes = np.asarray(pred.classes, dtype=np.int64).tolist()
+def _tensor(values, spec: TensorSpec, max_batch: int, may_hold_bools: bool, rows: str) -> np.ndarray:
+    what = f"input {spec.name!r}"
+    if not isinstance(values, list):
+        raise CodecError(f"{what} must be a list of {rows}, batch first")
+    if not values:
+        raise CodecError(f"empty batch: send at least one of {what}'s {rows}")
+    if len(values) > max_batch:  # before numpy walks it
+        raise CodecError(f"batch too large: {len(values)} {rows}, the limit is {max_batch}", status=413)
+    ragged = f"wrong shape: {what} is not a regular array of shape {wire.dims_text(spec.shape)}"
+    arr = wire.json_values(values, spec, what, may_hold_bools, ragged)
+    if arr.ndim != len(spec.shape) or any(w is not None and d != w for d, w in zip(arr.shape[1:], spec.item_shape)):
+        raise CodecError(f"wrong shape {list(arr.shape)} for {what}: expected {wire.dims_text(spec.shape)}")
+    return arr
+
+
+def encode_rest_response(outputs, columnar: bool, card: ModelCard | None = None) -> bytes:
+    """TF Serving's answer: row format for "instances", columnar for "inputs"; one output's bare, several by name."""
+    card = card or CIFAR10_CARD
+    outputs = wire.output_dict(outputs, card)
+    lists = {spec.name: np.asarray(outputs[spec.name], dtype=spec.np_dtype).tolist()
+             for spec in card.outputs if spec.name in outputs}
     if columnar:
-        doc = {"outputs": {PROBABILITIES: probs, CLASSES: classes}}
+        doc = {"outputs": next(iter(lists.values())) if len(lists) == 1 else lists}
+    elif len(lists) == 1:
+        doc = {"predictions": next(iter(lists.values()))}
     else:
-        doc = {"predictions": [{PROBABILITIES: p, CLASSES: c} for p, c in zip(probs, classes)]}
+        n = len(next(iter(lists.values())))
+        doc = {"predictions": [{name: values[i] for name, values in lists.items()} for i in range(n)]}
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def model_status(version: int) -> dict:
-    """GET /v1/models/cifar10_cnn[/versions/V]: GetModelStatusResponse as TF Serving's REST API prints it."""
+    """GET /v1/models/<name>[/versions/V]: GetModelStatusResponse as TF Serving's REST API prints it."""
     return {"model_version_status": [
         {"version": str(int(version)), "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
     ]}
@@ -319,18 +406,26 @@ def _tensor_info(name: str, dtype: str, dims: list[int]) -> dict:
             "name": name}
 
 
-def model_metadata(version: int) -> dict:
-    """GET /v1/models/cifar10_cnn[/versions/V]/metadata: GetModelMetadataResponse as TF Serving's REST API prints it.
+_DT_NAMES = {"bool": "DT_BOOL", "uint8": "DT_UINT8", "uint16": "DT_UINT16", "uint32": "DT_UINT32",
+             "uint64": "DT_UINT64", "int8": "DT_INT8", "int16": "DT_INT16", "int32": "DT_INT32", "int64": "DT_INT64",
+             "float16": "DT_HALF", "float32": "DT_FLOAT", "float64": "DT_DOUBLE"}
 
-    The signatures are those of models/cifar10_cnn/1 (the tests read the SavedModel
-    and compare), including the init op every TF2 SavedModel carries.
+
+def model_metadata(version: int, card: ModelCard | None = None) -> dict:
+    """GET /v1/models/<name>[/versions/V]/metadata: GetModelMetadataResponse as TF Serving's REST API prints it.
+
+    The signature is the card's, with the tensor names a TF2 export gives (the
+    tests read models/cifar10_cnn/1 and compare), and the init op every TF2
+    SavedModel carries.
     """
+    card = card or CIFAR10_CARD
+    dims = lambda spec: [-1 if d is None else d for d in spec.shape]  # noqa: E731
     serving_default = {
-        "inputs": {INPUT_KEY: _tensor_info("serving_default_images:0", "DT_UINT8", [-1, *IMAGE_SHAPE])},
-        "outputs": {
-            CLASSES: _tensor_info("StatefulPartitionedCall:0", "DT_INT64", [-1]),
-            PROBABILITIES: _tensor_info("StatefulPartitionedCall:1", "DT_FLOAT", [-1, NUM_CLASSES]),
-        },
+        "inputs": {spec.name: _tensor_info(f"serving_default_{spec.name}:0", _DT_NAMES[spec.dtype], dims(spec))
+                   for spec in card.inputs},
+        # A TF2 export names the outputs of its one call in the order of their sorted keys.
+        "outputs": {spec.name: _tensor_info(f"StatefulPartitionedCall:{i}", _DT_NAMES[spec.dtype], dims(spec))
+                    for i, spec in enumerate(sorted(card.outputs, key=lambda s: s.name))},
         "method_name": "tensorflow/serving/predict",
         "defaults": {},
     }
@@ -342,7 +437,7 @@ def model_metadata(version: int) -> dict:
         "defaults": {},
     }
     return {
-        "model_spec": {"name": MODEL_NAME, "signature_name": "", "version": str(int(version))},
+        "model_spec": {"name": card.name, "signature_name": "", "version": str(int(version))},
         "metadata": {"signature_def": {"signature_def": {SIGNATURE: serving_default, "__saved_model_init_op": init_op}}},
     }
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from servebench import health, registry, settings as settings_mod
 from servebench.registry import Service
 from servebench.settings import Settings
+from servebench.types import MODEL_NAME
 
 REPO_ROOT = settings_mod.REPO_ROOT
 # What a native process gets besides its declared environment, as the image's ENV gives a container
@@ -149,7 +150,7 @@ def compose_document() -> dict:
         if svc.volumes:
             spec["volumes"] = list(svc.volumes)
         probe_port = registry.ref(svc.port_field)
-        probe = health.target("127.0.0.1", probe_port, svc.health_path)  # a URL, or tcp:// without a health path
+        probe = health.target("127.0.0.1", probe_port, svc.health_path_for(MODEL_NAME))  # the images serve the default model
         spec["healthcheck"] = (
             {"test": ["CMD", "python", "-m", "servebench.health", probe],
              "interval": "2s", "timeout": "2s", "retries": 60}

@@ -58,7 +58,11 @@ COVERED = {
     "base-image": "not run by tests: needs Debian's package mirror; docker/base-image.sh",
     "train": "not run by tests: hours on 2 cores; models/train.py's parts by tests/models/test_model.py",
     "export": "not run by tests: rewrites the committed SavedModel; tests/models/test_model.py checks it",
-    "evaluate": "tests/models/test_model.py (the same accuracy check on the full test set)",
+    "evaluate": "tests/models/test_model.py (the same accuracy check on the full test set); with MODEL and ENGINE: "
+                "tests/models/test_evaluate.py",
+    "card": "tests/servebench/test_modelcard.py::test_the_command_prints_the_card_or_one_error",
+    "engines": "tests/servebench/test_engines.py::test_make_engines_converts_once_then_finds_the_cache",
+    "train-tabular": "tests/models/test_tabular.py (checks its outputs; the target rewrites the committed files)",
     # --- ensemble (issue 12) ---
     "train-ensemble": "not run by tests: about half an hour on 2 cores; tests/models/test_ensemble_models.py checks "
                       "its outputs (the SavedModels, the accuracy bars in models/ensemble.metrics.json)",
@@ -141,7 +145,7 @@ def test_up_status_snippet_down(tmp_path):
         assert out.returncode == 0, out.stderr
         timing, name, outputs = out.stdout.strip().splitlines()[-3:]
         assert "model" in timing and name in CLASS_NAMES
-        assert outputs == "['probabilities', 'classes']"  # the KServe v2 call
+        assert outputs == "['classes', 'probabilities']"  # the KServe v2 call: the card's order (by name)
     finally:
         down = _make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr

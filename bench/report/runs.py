@@ -18,6 +18,7 @@ import pandas as pd
 from bench import records
 from bench.report import archs
 from bench.formats import number
+from servebench.types import MODEL_NAME
 
 REFERENCE = "reference.json"  # the baseline the harness compares with, a copy of a reference run's summary
 
@@ -141,10 +142,20 @@ class Run:
         return bool(size and size > 1)
 
     @property
+    def engine(self) -> str:
+        return str((self.get("stack", "knobs") or {}).get("SB_ENGINE") or "tensorflow")
+
+    @property
+    def model(self) -> str:
+        return str(self.get("model_card", "name") or MODEL_NAME)  # records before model cards: the CNN
+
+    @property
     def stands_for_arch(self) -> bool:
         # keras-predict runs measure a pitfall, a member alone is not the ensemble, batching on is a variant
-        # the saturation study compares: none of them stands for its arch in the comparison plots.
-        return self.call_path == "signature" and self.member_alone is None and not self.server_batching
+        # the saturation study compares, another engine or model is another axis: none of them stands for
+        # its arch in the comparison plots.
+        return (self.call_path == "signature" and self.member_alone is None and not self.server_batching
+                and self.engine == "tensorflow" and self.model == MODEL_NAME)
 
     @property
     def has_distribution(self) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.report import archs
 from bench.formats import number, significant
+from bench.records import synthetic_label
 from bench.report.runs import HOPS, NOT_MEASURED, SERVICES, Run, dig, labels, resources_of, table3_largest
 from servebench.settings import env_value, knob_defaults
 
@@ -21,6 +22,7 @@ COLUMNS = [
     "run_id", "kind", "arch", "runtime", "interrupted",
     "n", "batch", "codec", "concurrency", "rate", "arrivals", "repeats", "warmup", "seed",
     "users", "spawn_rate", "duration", "workers", "call_path",
+    "model", "data_source", "synthetic_inputs",
     "requests", "ok", "errors", "errors_by_status", "accuracy",
     "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms", "latency_max_ms",
     "throughput_images_per_s", "requests_per_s", "wall_s",
@@ -61,6 +63,10 @@ def summary_row(run: Run) -> dict:
     for key in SETTING_COLUMNS:
         row[key] = run.settings.get(key)
     row["call_path"] = run.call_path
+    # Which model on which inputs; a run on generated inputs says so wherever its numbers are shown.
+    row["model"] = run.get("model_card", "name", default=run.get("model", "name"))
+    row["data_source"] = run.get("data", "source")
+    row["synthetic_inputs"] = run.get("synthetic_inputs")
     row["requests"] = run.get("requests", "count", default=run.get("locust", "requests"))
     row["ok"] = run.get("requests", "ok")
     row["errors"], row["errors_by_status"] = errors_of(run)
@@ -165,7 +171,7 @@ def run_list(ids: list[str]) -> Cell:
 
 # --------------------------------------------------------------------------- the page's own tables
 
-RUN_TABLE = [("run_id", "run"), ("kind", "kind"), ("arch", "arch"), ("runtime", "runtime"),
+RUN_TABLE = [("run_id", "run"), ("kind", "kind"), ("arch", "arch"), ("model", "model"), ("runtime", "runtime"),
              ("interrupted", "interrupted"), ("n", "N"), ("batch", "batch"), ("codec", "codec"),
              ("concurrency", "concurrency"), ("rate", "rate (req/s)"), ("arrivals", "arrivals"),
              ("repeats", "repeats"), ("warmup", "warm-up"), ("users", "users"), ("duration", "duration"),
@@ -186,6 +192,8 @@ def runs_table(rows: list[dict], used: set[str]) -> Table:
                 v = Cell(str(v), badge="plotted" if v in used else "")
             elif key == "arch":
                 v = row.get("shown_arch", v)
+            elif key == "model":
+                v = Cell("–" if v is None else str(v), badge=synthetic_label(row))
             elif key == "git_commit" and v:
                 v = str(v)[:12] + ("-dirty" if str(v).endswith("-dirty") else "")
             cells.append(v)
@@ -225,7 +233,8 @@ def settings_table(selected: list[Run]) -> Table | None:
     rows = []
     for run in selected:
         s = run.settings
-        rows.append([names[run.run_id], run.run_id, run.runtime, s.get("n"), s.get("codec"), s.get("repeats"),
+        rows.append([Cell(names[run.run_id], badge=synthetic_label(run)), run.run_id, run.runtime, s.get("n"),
+                     s.get("codec"), s.get("repeats"),
                      s.get("warmup"), s.get("seed"), knob_cell(run.get("stack", "knobs"))])
     if not rows:
         return None
@@ -300,7 +309,8 @@ def reference_tables(reference: Run | None) -> dict | None:
         "created": reference.created or "–",
         "model": str(reference.get("model", "name") or "–"),
         "version": str(reference.get("model", "version") or "–"),
+        "label": synthetic_label(reference),
         "latency": table(["", "p50 (ms)", "p90 (ms)", "p99 (ms)", "mean (ms)", "max (ms)"],
-                         [["one image, in process", *lat]]),
+                         [[Cell("one image, in process", badge=synthetic_label(reference)), *lat]]),
         "throughput": table(["batch", "images/s"], thr) if thr else None,
     }

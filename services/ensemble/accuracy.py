@@ -23,6 +23,7 @@ from servebench.inference import InferenceCore
 from servebench.settings import REPO_ROOT
 from servebench.types import Prediction
 from services.ensemble.combine import average
+from services.ensemble.inprocess import engine_options
 from services.ensemble.members import MEMBERS
 
 MODELS_DIR = REPO_ROOT / "models"
@@ -38,16 +39,20 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return round(float(np.mean(probs.argmax(axis=1) == labels)), 4)
 
 
-def measure(members=tuple(MEMBERS), data_dir=None, cores: dict | None = None, limit: int | None = None) -> dict:
+def measure(members=tuple(MEMBERS), data_dir=None, cores: dict | None = None, limit: int | None = None,
+            settings=None) -> dict:
     """Each member's and the ensemble's accuracy on the first ``limit`` test images (all 10,000 by default);
-    ``cores``: inference cores already loaded, by member name (else loaded here with every CPU)."""
+    ``cores``: inference cores already loaded, by member name (else loaded here with every CPU, on the
+    engine ``settings`` name: default SB_ENGINE and SB_OPENVINO_PRECISION)."""
     split = data.load_test(data_dir, limit=limit) if limit else data.load_test(data_dir)
     probs, info = {}, {}
     for name in members:
         core = (cores or {}).get(name) or InferenceCore(MODELS_DIR / MEMBERS[name], intra_op_threads=0,
-                                                        inter_op_threads=0)
+                                                        inter_op_threads=0, **engine_options(settings))
         probs[name] = probabilities(core, split.images)
-        info[name] = {"model": core.name, "version": core.version, "test_accuracy": accuracy(probs[name], split.labels)}
+        engine = {k: v for k, v in core.info().items() if k in ("engine", "engine_version", "precision")}
+        info[name] = {"model": core.name, "version": core.version, **engine,
+                      "test_accuracy": accuracy(probs[name], split.labels)}
 
     def ensemble_of(names) -> np.ndarray:
         return average([Prediction(p.argmax(axis=1), p) for p in (probs[n] for n in names)]).probabilities

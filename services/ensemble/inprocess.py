@@ -10,18 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from servebench.inference import InferenceCore
-from servebench.settings import REPO_ROOT
+from servebench.settings import REPO_ROOT, Settings
 from services.ensemble.combine import Ensemble
 from services.ensemble.members import MEMBERS
 
 VARIANTS = {"inprocess-serial": "serial", "inprocess-threads": "parallel"}
 
 
+def engine_options(settings: Settings | None = None) -> dict:
+    """The engine and OpenVINO precision a member core runs with: SB_ENGINE and SB_OPENVINO_PRECISION,
+    as the member functions (the FastAPI model server, InferenceCore.from_settings) read them."""
+    settings = settings if settings is not None else Settings()
+    return {"engine": settings.engine, "precision": settings.openvino_precision}
+
+
 def load_cores(members=tuple(MEMBERS), models_dir: Path = REPO_ROOT / "models", intra_op_threads: int = 1,
-               inter_op_threads: int = 1) -> dict[str, InferenceCore]:
-    """One inference core per member (TensorFlow's thread settings are per process: the first call sets them)."""
+               inter_op_threads: int = 1, settings: Settings | None = None) -> dict[str, InferenceCore]:
+    """One inference core per member (TensorFlow's thread settings are per process: the first call sets them),
+    on the engine ``settings`` name (default: the environment's SB_ENGINE, as the member functions)."""
+    options = engine_options(settings)
     return {name: InferenceCore(models_dir / MEMBERS[name], intra_op_threads=intra_op_threads,
-                                inter_op_threads=inter_op_threads) for name in members}
+                                inter_op_threads=inter_op_threads, **options) for name in members}
 
 
 def ensemble(cores: dict[str, InferenceCore], variant: str) -> Ensemble:

@@ -49,7 +49,7 @@ class RemoteMember:
         if resp.status != 200:
             raise MemberFailed(f"{self.name} answered HTTP {resp.status}")
         try:
-            return kserve.decode_infer_response(resp.data, resp.headers)
+            return kserve.decode_infer_response(resp.data, resp.headers).prediction()
         except kserve.KServeError as exc:
             raise MemberFailed(f"{self.name} sent an unreadable answer: {exc.message}") from None
 

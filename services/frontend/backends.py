@@ -45,9 +45,17 @@ _RESPONSE_HEADERS = (kserve.HEADER_LENGTH,)
 
 def _model_version(settings: Settings) -> int:
     """The version the stack serves: the one asked for, else the highest in the model folder."""
-    from servebench.inference import find_version
+    from servebench.modelcard import find_version
 
     return int(find_version(settings.model_base, settings.model_version).name)
+
+
+def read_card(settings: Settings):
+    """The served model's card: the front end decodes, validates and encodes every request it does not
+    pass on with the model's own tensors."""
+    from servebench import modelcard
+
+    return modelcard.read_card(settings.model_base, settings.model_version)
 
 
 _NO_ANSWER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
@@ -179,9 +187,22 @@ class RemoteBackend:
         self.name = settings.arch
         self.model_name = settings.model_name
         self.max_batch = settings.max_batch
+        self._settings, self._card = settings, None
         self._version = _model_version(settings)
         self._batching = (settings.batch_max_size, settings.batch_timeout_ms)
         self.address = registry.backend_address(settings)
+
+    @property
+    def card(self):
+        """Read once, when first needed: a backend that is passed every request (a model server) never
+        needs it, and reading a SavedModel's signature loads TensorFlow into the front end."""
+        if self._card is None:
+            self._card = read_card(self._settings)
+        return self._card
+
+    @card.setter
+    def card(self, value) -> None:
+        self._card = value
 
     def model_version(self) -> int:
         return self._version
@@ -208,7 +229,7 @@ class ModelServerBackend(RemoteBackend):
     def forward(self, method, path, body, headers) -> endpoint.Reply:
         return self.http.forward(method, path, body, headers)
 
-    def infer(self, images: np.ndarray) -> Inferred:
+    def infer(self, inputs: dict[str, np.ndarray]) -> Inferred:
         raise InferenceFailed(500, "a model server is always passed the request as it came")
 
     def health(self) -> bool:

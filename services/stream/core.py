@@ -36,8 +36,9 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
+from servebench import modelcard
 from servebench.batching import Batcher, BatchResult
-from servebench.codecs import IMAGE_SHAPE
+from servebench.modelcard import CardError, ModelCard, describe
 from servebench.settings import Settings
 from services.stream import frames
 from services.stream.frames import FrameError, Header, Reply
@@ -48,16 +49,37 @@ MODEL_DEPTH = 2  # frames of one stream handed to the model at once: the next is
 FINISH_TIMEOUT_S = 30.0  # a stream that ended waits this long for its last replies to go out
 
 
+def image_card(card: ModelCard) -> ModelCard:
+    """``card`` when the streaming server can serve it, else a CardError naming the model and why.
+
+    A frame carries one uint8 image [H, W, C] and its answer a class and the probabilities, so the
+    model must be an image classifier (``card.is_image`` and ``card.is_classifier``)."""
+    why = []
+    if not card.is_image:
+        why.append(f"its inputs ({describe(card.inputs)}) are not one uint8 image [batch, H, W, C] with C 1 or 3")
+    if not card.is_classifier:
+        why.append(f"its outputs ({describe(card.outputs)}) hold no class probabilities [batch, classes]")
+    if why:
+        raise CardError(f"the streaming server serves image classifiers only (frames carry one image, answers a "
+                        f"class): model {card.name} ({card.source}) is not one: {'; '.join(why)}. Serve it with "
+                        f"an architecture that speaks KServe v2 (/v2/models/<name>/infer), e.g. ARCH=fastapi")
+    return card
+
+
 def load_model(settings: Settings):
-    """The model ``SB_STREAM_MODEL`` names, with the stack's thread settings."""
+    """The model ``SB_STREAM_MODEL`` names, with the stack's thread settings and engine (SB_ENGINE).
+
+    ``cifar`` serves SB_MODEL (the CIFAR-10 CNN by default) when it is an image classifier, and
+    refuses any other model with a CardError before loading it (:func:`image_card`)."""
     if settings.stream_model == "yolo-tiny":
         from models.yolo_tiny import YoloTiny
 
         return YoloTiny(settings.intra_op_threads, settings.inter_op_threads)
     from servebench.inference import InferenceCore
 
+    card = image_card(modelcard.read_card(settings.model_base, settings.model_version))
     core = InferenceCore.from_settings(settings)
-    core.shape = IMAGE_SHAPE
+    core.shape = card.image_shape
     return core
 
 

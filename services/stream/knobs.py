@@ -16,7 +16,8 @@ class Knobs(KnobSection):
     stream_grpc_proxy_port: int = knob(8092, "nginx's gRPC (HTTP/2) listener for stream-grpc", ("nginx",),
                                        recorded=False)
     stream_model: Literal["cifar", "yolo-tiny"] = knob(
-        "cifar", "the streaming server's model: cifar (the CIFAR-10 CNN) or yolo-tiny (YOLO v3 tiny's layers at "
+        "cifar", "the streaming server's model: cifar (SB_MODEL, the CIFAR-10 CNN by default; image classifiers "
+                 "only) or yolo-tiny (YOLO v3 tiny's layers at "
                  "416x416, random weights: timing only)", (STREAM,))
     stream_window: int = knob(8, "frames in flight per stream: the client's window and the most a connection may "
                                  "hold unanswered in the server (beyond it the server stops reading: backpressure)",

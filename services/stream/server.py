@@ -60,9 +60,14 @@ def main() -> int:
     update = {k: v for k, v in (("backend_host", args.host), ("stream_ws_port", args.port)) if v is not None}
     settings = settings.model_copy(update=update) if update else settings
     raise_fd_limit()
+    from servebench.modelcard import CardError
     from services.stream.core import StreamCore
 
-    core = StreamCore.from_settings(settings)
+    try:
+        core = StreamCore.from_settings(settings)
+    except CardError as exc:  # a model this server cannot serve: say so, before any port is opened
+        log.error("streaming server not started: %s", exc)
+        return 2
 
     async def run():
         stop = asyncio.Event()

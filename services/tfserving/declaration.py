@@ -2,22 +2,31 @@
 from pathlib import Path
 
 from servebench.registry import Architecture, Need, RuntimeValue, Service, ref, register, register_service
-from servebench.settings import REPO_ROOT
-from servebench.types import MODEL_NAME
 from services.frontend.declaration import FRONT
 
 ORDER = 40
 BACKEND = "services.tfserving.backend:TFServingBackend"
 
 
-def models_config(settings, run_dir) -> str:
-    """Natively, TF Serving's model config points at the checkout's model; written into the run dir."""
-    from servebench import tfserving  # grpc and TF Serving's protos: only when a stack starts
+def _generated(settings, run_dir, batching: bool) -> list[Path]:
+    """Natively, the files come from SB_MODEL's card with the local path, written into the run dir
+    (services/tfserving/config.py); a model TF Serving cannot load stops the start with a CardError."""
+    from servebench.modelcard import read_card
+    from services.tfserving import config
 
-    conf = Path(run_dir) / "tfserving" / "models.config"
-    conf.parent.mkdir(parents=True, exist_ok=True)
-    conf.write_text(tfserving.render_models_config(str(settings.model_base)))
-    return str(conf)
+    card = read_card(settings.model_base, settings.model_version)
+    base, _ = config.saved_model_layout(card, settings.model_base)
+    return config.write(card, settings, settings.model_base, str(Path(base).resolve()), Path(run_dir) / "tfserving",
+                        batching=batching)
+
+
+def models_config(settings, run_dir) -> str:
+    return str(_generated(settings, run_dir, batching=False)[0])
+
+
+def batching_config(settings, run_dir) -> str:
+    # TF Serving refuses a batching file without --enable_batching, so it is empty unless set.
+    return str(_generated(settings, run_dir, batching=True)[1]) if settings.tfserving_batching else ""
 
 
 register_service(Service(
@@ -37,10 +46,10 @@ register_service(Service(
     runtime_vars={
         "SB_TFSERVING_MODELS_CONFIG": RuntimeValue(native=models_config, docker=lambda s: "/models/models.config"),
         "SB_TFSERVING_BATCHING_CONFIG": RuntimeValue(
-            native=lambda s, run_dir: str(REPO_ROOT / "services/tfserving/batching.config") if s.tfserving_batching else "",
+            native=batching_config,
             docker=lambda s: "/models/batching.config" if s.tfserving_batching else ""),
     },
-    health_path="/v1/models/" + MODEL_NAME,
+    health_path="/v1/models/{model_name}",
     image="tensorflow/serving:2.19.0",
     volumes=("./models/cifar10_cnn:/models/cifar10_cnn:ro",
              "./services/tfserving/models.config:/models/models.config:ro",

@@ -7,6 +7,7 @@ import numpy as np
 
 from servebench import endpoint, kserve
 from servebench.endpoint import InferenceFailed, Inferred
+from servebench.modelcard import read_card
 from servebench.settings import Settings
 from services.frontend.backends import RemoteBackend, UpstreamFailed
 
@@ -20,17 +21,19 @@ class TritonBackend(RemoteBackend):
     """
 
     speaks: frozenset[str] = frozenset()
+    infers_tensors = True  # any model: its card's tensors, as Triton's configuration has them
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
+        self.card = read_card(settings.model_base, settings.model_version)
         self.http = self._upstream(settings, settings.triton_http_port)
         self.infer_path = f"/v2/models/{self.model_name}/infer"
 
     def forward(self, method, path, body, headers) -> endpoint.Reply:
         raise NotImplementedError("every request to Triton is checked and re-encoded by infer()")
 
-    def infer(self, images: np.ndarray) -> Inferred:
-        body, headers = kserve.encode_infer_request(images, binary=True, binary_outputs=True)
+    def infer(self, inputs: dict[str, np.ndarray]) -> Inferred:
+        body, headers = kserve.encode_infer_request(inputs, self.card, binary=True, binary_outputs=True)
         start = time.perf_counter()
         try:
             resp = self.http.send("POST", self.infer_path, body, headers)
@@ -42,11 +45,11 @@ class TritonBackend(RemoteBackend):
             status = resp.status if 400 <= resp.status < 500 else 502
             raise InferenceFailed(status, f"backend {self.name} failed with HTTP {resp.status}", backend=self.name)
         try:
-            pred = kserve.decode_infer_response(resp.data, resp.headers)
+            outputs = kserve.decode_infer_response(resp.data, resp.headers, self.card)
         except kserve.KServeError as exc:
             raise InferenceFailed(502, f"backend {self.name} sent an unreadable answer: {exc.message}",
                                   backend=self.name) from None
-        return Inferred(pred, endpoint.timing_entry("forward", forward_ms))
+        return Inferred(outputs, endpoint.timing_entry("forward", forward_ms))
 
     def health(self) -> bool:
         return self.http.ok("/v2/health/ready")

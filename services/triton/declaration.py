@@ -3,7 +3,6 @@ import subprocess
 
 from servebench.registry import MODEL_BASE, Architecture, Need, RuntimeValue, Service, ref, register, register_service
 from servebench.settings import REPO_ROOT
-from servebench.types import MODEL_NAME
 from services.frontend.declaration import FRONT
 
 ORDER = 50
@@ -53,7 +52,7 @@ register_service(Service(
     runtime_vars={"SB_TRITON_PYTHON": RuntimeValue(native=_python_native, docker=lambda s: "python")},
     # The model's readiness, not the server's: PyTriton loads the model through Triton's API once the
     # server is up, and /v2/health/ready answers 200 in between (no model is loaded yet to wait for).
-    health_path="/v2/models/" + MODEL_NAME + "/ready",
+    health_path="/v2/models/{model_name}/ready",
     dockerfile="docker/triton.Dockerfile",
 ), order=ORDER)
 

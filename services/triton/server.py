@@ -1,21 +1,21 @@
-"""Triton Inference Server on the CPU, through PyTriton: the inference core as model "cifar10_cnn" (KServe v2).
+"""Triton Inference Server on the CPU, through PyTriton: the inference core as the stack's model (KServe v2).
 
     .venv-triton/bin/python -m services.triton.server --host 127.0.0.1 --port 8010
 
 PyTriton starts the tritonserver it bundles as a child process; Triton's Python
 backend stub (one per model instance) hands each batch over a local socket to
-an infer callable in this process, which calls :meth:`InferenceCore.predict`,
-the same core as every other server. Triton speaks KServe v2 over HTTP
+an infer callable in this process, which calls :meth:`InferenceCore.run`, the
+same core (and SB_ENGINE) as every other server. Triton speaks KServe v2 over HTTP
 (``--host``/``--port``) and gRPC (``SB_TRITON_GRPC_PORT``), both on loopback;
 metrics are off. SIGTERM or SIGINT stops tritonserver and its stubs, then exits;
 if this process is killed outright, tritonserver gets SIGTERM from the kernel
 (PyTriton sets PR_SET_PDEATHSIG) and its stubs follow, but PyTriton's
 workspace (a copy of tritonserver, ~30 MB under ~/.cache/pytriton) stays.
 
-Inputs and outputs (the batch dimension is Triton's, from ``max_batch_size``):
+Inputs and outputs are the model card's tensors (SB_MODEL's), the batch dimension
+Triton's (``max_batch_size``): see services/triton/config.py. For the default CNN:
 ``images`` UINT8 [-1, 32, 32, 3] -> ``probabilities`` FP32 [-1, 10] and
-``classes`` INT64 [-1, 1] (Triton needs at least one dimension besides the
-batch, and PyTriton cannot write the ``reshape`` that would drop it).
+``classes`` INT64 [-1, 1].
 """
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ import threading
 import numpy as np
 
 from servebench.inference import InferenceCore
+from servebench.modelcard import DATATYPES, describe
 from servebench.settings import Settings
+from services.triton.config import from_triton, model_config, to_triton
 
 log = logging.getLogger("servebench.triton")
 
-INPUT = "images"
 # Endpoints that change the server or read its memory need PyTriton's token (PyTriton loads the model
 # through model-repository with it). Statistics stay open: they are read-only, and perf_analyzer and
 # the studies read Triton's own queue and compute times from them.
@@ -40,83 +41,90 @@ RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]
 EXIT_TIMEOUT_S = 5  # in-flight requests' grace at stop; the native runtime SIGKILLs after 10 s
 
 
-def model_config(settings: Settings):
-    """Triton's batching for the settings: SB_BATCH_MAX_SIZE (n), SB_BATCH_TIMEOUT_MS and SB_MAX_BATCH.
+def pytriton_config(doc: dict):
+    """PyTriton's ModelConfig for Triton's configuration ``doc`` (services.triton.config.model_config).
 
-    - ``max_batch_size`` is SB_MAX_BATCH, the largest batch one request may carry (Triton refuses
-      bigger ones with a 400); raised to n should n exceed it (Triton wants its preferred size within it).
-    - n=1 (batching off): no ``dynamic_batching`` section, so Triton's default scheduler runs every
-      request as it came, never combined with another, as the other servers do.
-    - n>1: ``dynamic_batching`` with ``preferred_batch_size: [n]`` (a batch is closed as soon as n
-      images wait) and ``max_queue_delay_microseconds`` = SB_BATCH_TIMEOUT_MS x 1000 (how long the
-      oldest request waits for batch-mates; 0 takes what is waiting). Triton's batcher forms a batch
-      when an instance is free and then takes everything queued up to max_batch_size (32 clients
-      sending one image each, n=8: batches of 9 to 17 images), so :func:`model_calls` cuts what it
-      hands over into model calls of at most n images, never splitting a request: SB_BATCH_MAX_SIZE
-      means what servebench.batching means by it. Triton's statistics count its batches, not calls.
+    Triton's batcher forms a batch when an instance is free and then takes everything queued up to
+    max_batch_size (32 clients sending one image each, n=8: batches of 9 to 17), so :func:`model_calls`
+    cuts what it hands over into model calls of at most n items, never splitting a request:
+    SB_BATCH_MAX_SIZE means what servebench.batching means by it. Triton's statistics count its
+    batches, not calls.
     """
     from pytriton.model_config import DynamicBatcher, ModelConfig
 
-    if settings.batch_max_size == 1:
-        return ModelConfig(batching=True, max_batch_size=settings.max_batch, batcher=None)
-    batcher = DynamicBatcher(max_queue_delay_microseconds=round(settings.batch_timeout_ms * 1000),
-                             preferred_batch_size=[settings.batch_max_size])
-    return ModelConfig(batching=True, max_batch_size=max(settings.max_batch, settings.batch_max_size),
-                       batcher=batcher)
+    batching = doc.get("dynamic_batching")
+    batcher = None if batching is None else DynamicBatcher(
+        max_queue_delay_microseconds=batching["max_queue_delay_microseconds"],
+        preferred_batch_size=list(batching["preferred_batch_size"]))
+    return ModelConfig(batching=True, max_batch_size=doc["max_batch_size"], batcher=batcher)
 
 
-def model_calls(sizes: list[int], max_size: int) -> list[list[int]]:
-    """The requests (by index, in order) that each model call runs: up to ``max_size`` images a call,
-    a request never split (one that carries more runs alone), as servebench.batching groups them."""
+def pytriton_tensors(entries: list[dict]) -> list:
+    """PyTriton's Tensors for the ``input`` or ``output`` entries of Triton's configuration."""
+    from pytriton.model_config import Tensor
+
+    types = {"TYPE_" + datatype: np.dtype(dtype).type for dtype, datatype in DATATYPES.items()}
+    return [Tensor(name=e["name"], dtype=types[e["data_type"]], shape=tuple(e["dims"])) for e in entries]
+
+
+def model_calls(sizes: list[int], max_size: int, shapes: list | None = None) -> list[list[int]]:
+    """The requests (by index, in order) that each model call runs: up to ``max_size`` items a call,
+    a request never split (one that carries more runs alone), as servebench.batching groups them;
+    with ``shapes`` (each request's item shapes), only requests of equal shapes share a call."""
     calls: list[list[int]] = []
-    images = 0
+    items = 0
     for i, n in enumerate(sizes):
-        if calls and images + n <= max_size:
+        same = shapes is None or not calls or shapes[calls[-1][0]] == shapes[i]
+        if calls and same and items + n <= max_size:
             calls[-1].append(i)
-            images += n
+            items += n
         else:
             calls.append([i])
-            images = n
+            items = n
     return calls
 
 
 def infer_function(core: InferenceCore, max_size: int):
     """PyTriton's callable for one model instance: the requests Triton batched together, in model
-    calls of at most ``max_size`` images (SB_BATCH_MAX_SIZE; 1: one request a call)."""
+    calls of at most ``max_size`` items (SB_BATCH_MAX_SIZE; 1: one request a call). Any card whose
+    first dimension is the batch: each input concatenated over the call's requests, each output cut
+    back into the requests' rows."""
+    card = core.card
+    names = [spec.name for spec in card.inputs]
 
     def infer(requests):
-        images = [req[INPUT] for req in requests]
+        inputs = [from_triton(card, req) for req in requests]
+        sizes = [len(x[names[0]]) for x in inputs]
+        shapes = [tuple(x[name].shape[1:] for name in names) for x in inputs]
         answers = []
-        for call in model_calls([len(x) for x in images], max_size):
-            batch = images[call[0]] if len(call) == 1 else np.concatenate([images[i] for i in call])
-            pred = core.predict(batch)
-            probabilities = pred.probabilities.astype(np.float32, copy=False)
-            classes = pred.classes.astype(np.int64, copy=False).reshape(-1, 1)
+        for call in model_calls(sizes, max_size, shapes):
+            batch = inputs[call[0]] if len(call) == 1 else {
+                name: np.concatenate([inputs[i][name] for i in call]) for name in names}
+            outputs = to_triton(card, core.run(batch))
             start = 0
             for i in call:
-                n = len(images[i])
-                answers.append({"probabilities": probabilities[start:start + n],
-                                "classes": classes[start:start + n]})
+                n = sizes[i]
+                answers.append({name: array[start:start + n] for name, array in outputs.items()})
                 start += n
         return answers
 
     return infer
 
 
-def bind(triton, settings: Settings, cores: list[InferenceCore]) -> None:
-    """Model ``settings.model_name``, one Triton instance per core."""
-    from pytriton.model_config import Tensor
-
+def bind(triton, settings: Settings, cores: list[InferenceCore]) -> dict:
+    """Model ``settings.model_name``, one Triton instance per core, configured from the model's card;
+    returns Triton's configuration (what ``GET /v2/models/<name>/config`` will show)."""
+    doc = model_config(cores[0].card, settings, instances=len(cores))
     triton.bind(
-        model_name=settings.model_name,
-        model_version=cores[0].version,  # the SavedModel's, so /v2/models/<name>/versions/<v> is the same
+        model_name=doc["name"],
+        model_version=cores[0].version,  # the model's, so /v2/models/<name>/versions/<v> is the same
         infer_func=[infer_function(core, settings.batch_max_size) for core in cores],
-        inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(32, 32, 3))],
-        outputs=[Tensor(name="probabilities", dtype=np.float32, shape=(10,)),
-                 Tensor(name="classes", dtype=np.int64, shape=(1,))],
-        config=model_config(settings),
+        inputs=pytriton_tensors(doc["input"]),
+        outputs=pytriton_tensors(doc["output"]),
+        config=pytriton_config(doc),
         strict=True,  # an answer that does not match the outputs above is an error, not a surprise
     )
+    return doc
 
 
 def triton_config(settings: Settings, host: str, port: int):
@@ -156,9 +164,10 @@ def serve(settings: Settings, host: str, port: int) -> int:
     try:
         bind(triton, settings, cores)
         triton.run()  # starts tritonserver, loads the model, returns once it is ready
-        log.info("triton: model %s on http://%s:%d (gRPC %d), %d instance(s), batching %s",
-                 settings.model_name, host, port, settings.triton_grpc_port, settings.triton_instances,
-                 f"up to {settings.batch_max_size} images, {settings.batch_timeout_ms} ms"
+        log.info("triton: model %s (%s, engine %s) on http://%s:%d (gRPC %d), %d instance(s), batching %s",
+                 settings.model_name, describe(cores[0].card.inputs), cores[0].info().get("engine", "tensorflow"),
+                 host, port, settings.triton_grpc_port, settings.triton_instances,
+                 f"up to {settings.batch_max_size} items, {settings.batch_timeout_ms} ms"
                  if settings.batch_max_size > 1 else "off")
         while not stop.wait(1.0):
             if not triton.is_alive():

@@ -64,7 +64,8 @@ def test_recorded_settings_keep_the_report_s_keys():
     o = opts.BenchOptions(arch="embedded", n=20, rate=10.0)
     assert o.recorded() == {"n": 20, "batch": 1, "codec": "json", "concurrency": 1, "rate": 10.0,
                             "arrivals": "constant", "open_loop_connections": 16, "repeats": 1, "warmup": 50,
-                            "seed": 0, "mode": "open", "sample_hz": o.sample_hz}
+                            "seed": 0, "mode": "open", "sample_hz": o.sample_hz,
+                            "protocol": None}  # as asked; the run's record says the one chosen (bench.workload)
 
 
 @pytest.mark.parametrize("module, function, argv", [

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "results"
-RUN_ID = re.compile(r"\b\d{8}T\d{6}Z-[a-z0-9][a-z0-9-]*[a-z0-9]")
+RUN_ID = re.compile(r"\b\d{8}T\d{6}Z-[a-z0-9][a-z0-9_-]*[a-z0-9]")  # model names may hold "_"
 
 
 @pytest.fixture(scope="module")

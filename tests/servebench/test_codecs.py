@@ -429,9 +429,9 @@ def test_decode_is_total_whatever_a_decoder_raises(monkeypatch, target, content_
 
 
 def test_decode_checks_what_a_decoder_returns(monkeypatch):
-    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch: np.zeros((1, 32, 32, 3), np.float32))
+    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch, image: np.zeros((1, 32, 32, 3), np.float32))
     assert "wrong dtype float32" in rejected(b"x", OCTET).message
-    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch: np.zeros((9, 32, 32, 3), np.uint8))
+    monkeypatch.setattr(codecs, "decode_raw", lambda body, max_batch, image: np.zeros((9, 32, 32, 3), np.uint8))
     assert rejected(b"x", OCTET, max_batch=8).status == 413
 
 

@@ -181,7 +181,7 @@ def test_round_trip(images, binary):
 def test_single_image_without_batch_axis_encodes_as_batch_of_one():
     body, headers = kserve.encode_infer_request(SEVERAL[0])
     assert decode(body, headers[HEADER_LENGTH]).images.shape == (1, 32, 32, 3)
-    with pytest.raises(ValueError, match="uint8 batch"):
+    with pytest.raises(ValueError, match="expected images uint8"):
         kserve.encode_infer_request(SEVERAL.astype(np.float32))
 
 
@@ -493,8 +493,9 @@ BAD_RESPONSES = [
 
 @pytest.mark.parametrize("response, phrase", [c[1:] for c in BAD_RESPONSES], ids=[c[0] for c in BAD_RESPONSES])
 def test_unreadable_responses_raise_kserve_error(response, phrase):
+    """Unreadable at once, or (a classifier's checks) when read as a prediction."""
     with pytest.raises(KServeError) as info:
-        kserve.decode_infer_response(*response)
+        kserve.decode_infer_response(*response).prediction()
     assert info.value.status == 502
     assert phrase in info.value.message, info.value.message
 

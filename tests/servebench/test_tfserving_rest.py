@@ -129,7 +129,8 @@ def _decode_rest(doc, max_batch: int = 256):
 )
 def test_decode_rest_request_forms(make, columnar):
     images = sample_images(3)
-    decoded, was_columnar = _decode_rest(make(images))
+    inputs, was_columnar = _decode_rest(make(images))
+    decoded = inputs["images"]
     assert decoded.dtype == np.uint8 and np.array_equal(decoded, images)
     assert was_columnar is columnar
 
@@ -137,7 +138,7 @@ def test_decode_rest_request_forms(make, columnar):
 def test_decode_rest_request_reads_our_own_client_body():
     images = sample_images(2)
     decoded, columnar = tfserving.decode_rest_request(rest_predict_body(images), 8)
-    assert np.array_equal(decoded, images) and columnar is False
+    assert np.array_equal(decoded["images"], images) and columnar is False
 
 
 @pytest.mark.parametrize("columnar", [False, True], ids=["rows", "columnar"])
@@ -222,7 +223,7 @@ def test_decode_rest_request_is_total_whatever_goes_wrong_inside(monkeypatch):
     def boom(*_):
         raise ZeroDivisionError("a bug no body should turn into a 500")
 
-    monkeypatch.setattr(tfserving, "_from_instances", boom)
+    monkeypatch.setattr(tfserving, "_tensor", boom)
     with pytest.raises(codecs.CodecError) as info:
         _decode_rest({"instances": sample_images(1).tolist()})
     assert info.value.status == 400 and info.value.message == "malformed predict request: ZeroDivisionError"
@@ -239,10 +240,11 @@ def test_decode_rest_request_is_total_whatever_goes_wrong_inside(monkeypatch):
 ))
 def test_decode_rest_request_fuzz_is_total(body):
     try:
-        images, columnar = tfserving.decode_rest_request(body, 4)
+        inputs, columnar = tfserving.decode_rest_request(body, 4)
     except codecs.CodecError as exc:
         assert 400 <= exc.status < 500 and exc.message.strip() and len(exc.message) < 1000
         return
+    images = inputs["images"]
     assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3) and 1 <= len(images) <= 4
     assert isinstance(columnar, bool)
 

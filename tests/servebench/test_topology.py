@@ -21,6 +21,7 @@ import yaml
 
 from servebench import compose, nginx_conf, registry, topology
 from servebench.settings import HarnessSettings, Settings
+from servebench.types import MODEL_NAME
 
 pytestmark = pytest.mark.unit
 
@@ -120,7 +121,7 @@ def test_compose_healthcheck_probes_the_native_port_and_path(name):
     resolved = topology.resolve(test, CHANGED.knob_env())
     assert f"127.0.0.1:{port}" in resolved or f"127.0.0.1/{port}" in resolved
     if svc.dockerfile:  # an official image has no Python: a TCP connect
-        probed = f"http://127.0.0.1:{port}{svc.health_path}" if svc.health_path else f"tcp://127.0.0.1:{port}"
+        probed = f"http://127.0.0.1:{port}{svc.health_path_for(MODEL_NAME)}" if svc.health_path else f"tcp://127.0.0.1:{port}"
         assert resolved.endswith(f"python -m servebench.health {probed}")
 
 

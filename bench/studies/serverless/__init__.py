@@ -15,4 +15,12 @@ Its whole subsystem lives here:
 - :mod:`.knobs`: the study's knobs (SB_SERVERLESS_*), a section of the one settings model.
 - :mod:`.objectstore`: the S3 client and the native SeaweedFS server (its config in ``seaweedfs/``).
 - ``experiments`` plans and runs the study, ``report`` draws its section, ``published`` holds its numbers.
+
+Engines (SB_ENGINE): the function stages do not take it. A stage is a slice of a Keras
+Sequential model packed as its Keras JSON and weights (:mod:`.stages`), which a cold function
+rebuilds and calls with Keras on TensorFlow; ONNX Runtime, OpenVINO and LiteRT would need each
+stage converted (tf2onnx, ``openvino.convert_model``, TFLiteConverter), and XLA each stage
+compiled, inside the function's cold start, which is what the study measures, or a second
+packed format per engine in the store. So every stage runs on TensorFlow whatever SB_ENGINE says, and the study's results are
+TensorFlow's (Keras call) alone.
 """
