@@ -39,6 +39,11 @@ def export(model: keras.Model, target: Path) -> None:
         return {OUTPUT_PROBS: probs, OUTPUT_CLASSES: tf.argmax(probs, axis=1)}
 
     archive.add_endpoint(SIGNATURE, serve)
+    write_version(archive, target)
+
+
+def write_version(archive, target: Path) -> None:
+    """Write an export archive as the version folder ``target``, whole or not at all."""
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     archive.write_out(str(tmp), verbose=False)

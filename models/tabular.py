@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,14 +35,13 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from models.export import OUTPUT_CLASSES, OUTPUT_PROBS, SIGNATURE, write_version  # noqa: E402
+
 MODELS_DIR = Path(__file__).resolve().parent
 NAME = "breast_cancer_mlp"
 INPUT_KEY = "features"
 N_FEATURES = 30
 CLASS_NAMES = ("malignant", "benign")  # scikit-learn's target_names, label 0 then 1
-SIGNATURE = "serving_default"
-OUTPUT_PROBS = "probabilities"
-OUTPUT_CLASSES = "classes"
 TEST_FRACTION = 0.2
 SEED = 1234
 TEST_FILE = "test.npz"
@@ -90,11 +88,7 @@ def export(model: keras.Model, target: Path) -> None:
         return {OUTPUT_PROBS: probs, OUTPUT_CLASSES: tf.argmax(probs, axis=1)}
 
     archive.add_endpoint(SIGNATURE, serve)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    archive.write_out(str(tmp), verbose=False)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # a half-written version is never visible to a server
+    write_version(archive, target)
 
 
 def serve_signature(version_dir: Path):

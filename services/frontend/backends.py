@@ -182,12 +182,15 @@ class RemoteBackend:
     """What every backend in another process shares: its name, limits, the model version, and batching."""
 
     speaks: frozenset[str] = frozenset()
+    infers_tensors = False  # True: every request is decoded here, by the card, so it is read at start
 
     def __init__(self, settings: Settings):
         self.name = settings.arch
         self.model_name = settings.model_name
         self.max_batch = settings.max_batch
         self._settings, self._card = settings, None
+        if self.infers_tensors:
+            self._card = read_card(settings)  # before the first request, which would otherwise pay for it
         self._version = _model_version(settings)
         self._batching = (settings.batch_max_size, settings.batch_timeout_ms)
         self.address = registry.backend_address(settings)

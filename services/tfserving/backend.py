@@ -5,7 +5,7 @@ import numpy as np
 
 from servebench import endpoint, registry
 from servebench.endpoint import InferenceFailed, Inferred
-from servebench.modelcard import describe, read_card
+from servebench.modelcard import describe
 from servebench.settings import Settings
 from services.frontend.backends import RemoteBackend
 
@@ -28,7 +28,6 @@ class TFServingBackend(RemoteBackend):
         from servebench import tfserving
 
         super().__init__(settings)
-        self.card = read_card(settings.model_base, settings.model_version)
         self._error_type = tfserving.TFServingError
         self.grpc = registry.get(settings.arch).protocol == "grpc"
         # The model as models.config names it (services/tfserving/config.py): the stack's model name.

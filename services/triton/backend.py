@@ -7,7 +7,6 @@ import numpy as np
 
 from servebench import endpoint, kserve
 from servebench.endpoint import InferenceFailed, Inferred
-from servebench.modelcard import read_card
 from servebench.settings import Settings
 from services.frontend.backends import RemoteBackend, UpstreamFailed
 
@@ -25,7 +24,6 @@ class TritonBackend(RemoteBackend):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        self.card = read_card(settings.model_base, settings.model_version)
         self.http = self._upstream(settings, settings.triton_http_port)
         self.infer_path = f"/v2/models/{self.model_name}/infer"
 

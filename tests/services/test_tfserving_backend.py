@@ -9,6 +9,7 @@ import pytest
 from servebench.endpoint import InferenceFailed
 from servebench.modelcard import ModelCard, TensorSpec
 from servebench.settings import REPO_ROOT, Settings
+from services.frontend import backends as frontend_backends
 from services.tfserving import backend as tfs_backend
 
 pytestmark = pytest.mark.unit
@@ -36,7 +37,7 @@ class ClientDouble:
 
 @pytest.fixture(params=["tfserving-rest", "tfserving-grpc"])
 def backend(request, monkeypatch):
-    monkeypatch.setattr(tfs_backend, "read_card", lambda base, version=None: TABULAR)
+    monkeypatch.setattr(frontend_backends, "read_card", lambda settings: TABULAR)
     settings = Settings(arch=request.param, model_base=REPO_ROOT / "models" / "cifar10_cnn", model_name="tabular")
     b = tfs_backend.TFServingBackend(settings)
     # The name models.config gives the model (the stack's), not the default model's.
