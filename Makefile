@@ -29,6 +29,7 @@ USERS ?= 4
 SPAWN_RATE ?= 4
 DURATION ?= 30s
 WORKERS ?= 0
+LOAD_HOSTS ?= local
 WEB_PORT ?= 8089
 # soak (bench/soak.py); DURATION's 30s default is locust's, so a plain `make soak` runs SOAK_DURATION
 SOAK_DURATION ?= 10m
@@ -71,9 +72,12 @@ help:
 	@echo "make study STUDY=NAME         a study's experiments, then the report (STUDY=docker-serving; QUICK=1 for a"
 	@echo "                              smoke run, STUDY_ARCHS=\"a b\" for some architectures only; N RUNTIME)"
 	@echo "make bench-study              make study STUDY=docker-serving: the committed results' runs + report"
-	@echo "make load ARCH=flask          locust load test (headless); make load-ui for the web UI"
+	@echo "make load ARCH=flask          locust load test (headless); make load-ui for the web UI; WORKERS=n"
+	@echo "                              LOAD_HOSTS=netns: the workers in a second network namespace (a second host)"
 	@echo "make soak ARCH=flask          DURATION (10m) at SOAK_LOAD (0.70) x measured capacity, or SOAK_RATE req/s:"
 	@echo "                              RSS growth per service (goal < 5% after 1 min), errors; SOAK_PROBE SOAK_CONCURRENCY"
+	@echo "make advise SLO_P99_MS=50 RATE=400  the cheapest measured stack for a p99 SLO at a rate, checked by a run"
+	@echo "                              (MAX_CPU MAX_MEM_MB ARCHS VERIFY_S NO_VERIFY=1); results/advice-<time>/"
 	@echo "make report                   results/summary.csv, plots and results/report.html"
 	@echo "make docs                     the README's generated numbers from results/ (bench/report/docs.py)"
 	@echo "make bench-model              in-process reference (the physical limit)"
@@ -86,7 +90,7 @@ help:
 	@echo "make train-ensemble           the ensemble's ResNet-20 and MobileNetV2 (issue 12), then its accuracy"
 	@echo "make train-tabular            the bundled tabular model (models/breast_cancer_mlp, seconds), then its accuracy"
 	@echo "Knobs: ARCH RUNTIME N BATCH CODEC CONCURRENCY RATE ARRIVALS REPEATS WARMUP RESULTS USERS SPAWN_RATE"
-	@echo "       DURATION WORKERS WEB_PORT STUDY QUICK STUDY_ARCHS"
+	@echo "       DURATION WORKERS LOAD_HOSTS WEB_PORT STUDY QUICK STUDY_ARCHS"
 	@echo "       and the serving knobs of '$(PY) -m servebench.topology knobs'"
 
 $(PY):
@@ -275,7 +279,8 @@ bench-study: study
 
 load: $(VENV)/.installed $(ARCH_SETUP)
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --users $(USERS) --spawn-rate $(SPAWN_RATE) \
-	  --duration $(DURATION) --workers $(WORKERS) --codec $(CODEC) --batch $(BATCH) --out $(RESULTS)
+	  --duration $(DURATION) --workers $(WORKERS) --load-hosts $(LOAD_HOSTS) --codec $(CODEC) --batch $(BATCH) \
+	  --out $(RESULTS)
 
 load-ui: $(VENV)/.installed
 	$(PY) -m bench.load --arch $(ARCH) --runtime $(RUNTIME) --ui --web-port $(WEB_PORT) --codec $(CODEC) \
@@ -311,6 +316,21 @@ sweep: $(VENV)/.installed
 	  --windows-limit $(SWEEP_WINDOWS_LIMIT) --batching "$(BATCHING)" --batch-max-size $(SWEEP_BATCH_MAX_SIZE) \
 	  --batch-timeout-ms $(SWEEP_BATCH_TIMEOUT_MS) --threads $(SWEEP_THREADS) --client $(SWEEP_CLIENT) --model-curve $(SWEEP_MODEL_CURVE) \
 	  --out $(RESULTS)
+
+# The advisor (bench/advise/): the cheapest measured stack (CPU per image, then memory) that keeps p99 <= SLO_P99_MS
+# at RATE images/s (optional MAX_CPU cores, MAX_MEM_MB, ARCHS="a b"), from RESULTS; then a VERIFY_S-second check
+# of the top pick at RATE (NO_VERIFY=1 skips it). results/advice-<time>/ keeps each answer.
+SLO_P99_MS ?=
+MAX_CPU ?=
+MAX_MEM_MB ?=
+ARCHS ?=
+VERIFY_S ?= 10
+NO_VERIFY ?=
+.PHONY: advise
+advise: $(VENV)/.installed
+	$(PY) -m bench.advise --slo-p99-ms "$(SLO_P99_MS)" --rate "$(RATE)" --max-cpu "$(MAX_CPU)" --max-mem-mb "$(MAX_MEM_MB)" \
+	  --archs "$(ARCHS)" --batch $(BATCH) --verify-s "$(VERIFY_S)" --runtime $(RUNTIME) --out $(RESULTS) \
+	  $(if $(filter 1 yes true,$(NO_VERIFY)),--no-verify,)
 
 # The model alone at batch sizes 1-64: images/s and CPU per image (the sweep's limit and efficiency).
 model-curve: $(VENV)/.installed

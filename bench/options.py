@@ -420,8 +420,8 @@ class SweepOptions(StackOptions):
     def serving(self, mode: str) -> dict:
         """The serving settings of the stack of batching ``mode`` (over the caller's)."""
         threads = {"frontend_threads": self.threads, "backend_threads": self.threads}
-        if mode == "off":
-            return {**threads, "batch_max_size": 1}
+        if mode == "off":  # no timeout either: one without batching is refused
+            return {**threads, "batch_max_size": 1, "batch_timeout_ms": 0.0}
         return {**threads, "batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms}
 
     def recorded(self) -> dict:

@@ -52,6 +52,11 @@ def machine() -> dict:
     }
 
 
+def same_machine_key(machine: dict) -> tuple:
+    """What makes two records' machines the same for CPU figures: the CPU model and the logical CPUs."""
+    return (machine.get("cpu_model"), machine.get("logical_cpus"))
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)

@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench import options as opts
-from bench import records, target, workload
+from bench import provenance, records, target, workload
 from bench.records import RunRecord
 from bench.session import RunSession
 from servebench import codecs, data, interrupts
@@ -515,8 +515,10 @@ def curve_of(record: RunRecord, intra_op_threads: int, inter_op_threads: int) ->
 
 
 def latest_curve(root: Path, settings: Settings, batch_sizes=()) -> RunRecord | None:
-    """The newest complete model curve under ``root`` that has the servers' threads and call path
-    (and every batch size of ``batch_sizes``), or None."""
+    """The newest complete model curve under ``root`` that was measured on this machine (its CPU model and
+    logical CPUs) with the servers' threads and call path (and every batch size of ``batch_sizes``), or None.
+    Another machine's curve says nothing about this one's CPU per image."""
+    here = provenance.same_machine_key(provenance.machine())
     found = []
     for folder in Path(root).glob(f"*-{CURVE_KIND}"):
         try:
@@ -524,6 +526,8 @@ def latest_curve(root: Path, settings: Settings, batch_sizes=()) -> RunRecord | 
         except records.SchemaError:
             continue
         if record.kind != CURVE_KIND or record.interrupted or record.get("settings", "call_path") != settings.call_path:
+            continue
+        if provenance.same_machine_key(record.provenance.machine or {}) != here:
             continue
         points = curve_of(record, settings.intra_op_threads, settings.inter_op_threads)
         if points and set(batch_sizes) <= {p["batch"] for p in points}:

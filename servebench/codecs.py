@@ -27,6 +27,7 @@ import json
 import logging
 
 import numpy as np
+import orjson
 
 from servebench.modelcard import ModelCard, TensorSpec
 from servebench.types import CLASS_NAMES, IMAGE_SHAPE, MODEL_NAME, Prediction
@@ -221,15 +222,43 @@ def _unique_keys(pairs: list) -> dict:
     return doc
 
 
+def _quotes(doc) -> int:
+    """Quote characters the JSON text of ``doc`` holds at least: two per key and per string, counted
+    through objects and lists of objects or strings (a list of numbers or lists is not walked)."""
+    if isinstance(doc, dict):
+        return sum(2 + _quotes(value) for value in doc.values())
+    if isinstance(doc, str):
+        return 2
+    if isinstance(doc, list) and doc and isinstance(doc[0], (dict, str)):
+        return sum(_quotes(item) for item in doc)
+    return 0
+
+
+# Twenty digits in a row (after every digit is made a 0): a bytes search, many times faster than a regex.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_INTEGER = b"0" * 20
+
+
 def load_json(body: bytes):
     """A request's JSON document, strictly: UTF-8 only, no duplicate keys, no NaN or Infinity.
 
     Shared by every protocol's decoder. UTF-8 only (RFC 8259): json.loads also takes
     UTF-16 and UTF-32 bytes, in which the scans for boolean pixels (b"true") find nothing.
+    orjson parses first (a few times faster); its document is taken when nothing it does
+    differently can be in play: no escapes, no integer beyond 64 bits (orjson makes it a float),
+    and every quote in the text accounted for, so no duplicate key was dropped. Anything else,
+    errors included, goes through the json module, whose hooks name the problem.
     """
+    data = bytes(body)
     try:
-        return json.loads(bytes(body).decode("utf-8"), parse_constant=_refuse_constant,
-                          object_pairs_hook=_unique_keys)
+        doc = orjson.loads(data)
+        if (b"\\" not in data and _LONG_INTEGER not in data.translate(_DIGITS_TO_ZERO)
+                and data.count(b'"') == _quotes(doc)):
+            return doc
+    except (orjson.JSONDecodeError, RecursionError):
+        pass
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except RecursionError:  # the C scanner stops at the interpreter's recursion limit
         raise CodecError("malformed JSON: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:  # CodecError from the hooks is a ValueError too

@@ -22,18 +22,20 @@ model a 500 (a backend's failure its own 5xx), in the protocol's error format.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from servebench import codecs, kserve, tfserving, wire
-from servebench.batching import Batcher
+from servebench.batching import Batcher, BatchResult
 from servebench.modelcard import ModelCard, describe
 from servebench.types import Prediction
 
@@ -65,6 +67,13 @@ class InferenceFailed(RuntimeError):
     def __init__(self, status: int, message: str, **extra):
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
+
+
+def inference_failed(exc: Exception) -> InferenceFailed:
+    """The model's exception as its answer (a 500 naming its type); logged with its traceback (call it in the
+    ``except`` block)."""
+    log.exception("inference failed")
+    return InferenceFailed(500, f"inference failed: {type(exc).__name__}")
 
 
 @dataclass(frozen=True)
@@ -160,17 +169,26 @@ class LocalModel:
     def ready(self) -> bool:
         return True
 
+    def submit(self, inputs: dict[str, np.ndarray]) -> Future | None:
+        """The batcher's future of this request's :class:`BatchResult` (see :meth:`batched`); None when
+        unbatched (then :meth:`infer` calls the model in the caller's thread)."""
+        return None if self.batcher is None else self.batcher.submit(inputs)
+
+    @staticmethod
+    def batched(r: BatchResult) -> Inferred:
+        """A batched request's answer, with how long it queued, its model call and its batch's size."""
+        return Inferred(r.outputs, join_timing(timing_entry("queue", r.queue_ms), timing_entry("model", r.model_ms),
+                                               f"batch;desc={r.batch_size}"))
+
     def infer(self, inputs: dict[str, np.ndarray]) -> Inferred:
         try:
             if self.batcher is None:
                 outputs, model_ms = self.core.timed_run(inputs)
                 return Inferred(outputs, join_timing(timing_entry("model", model_ms), f"batch;desc={_batch_of(inputs)}"))
-            r = self.batcher(inputs)
+            r = self.batcher(inputs)  # this thread waits for its batch (or runs it, when the model is idle)
         except Exception as exc:
-            log.exception("inference failed")
-            raise InferenceFailed(500, f"inference failed: {type(exc).__name__}") from None
-        return Inferred(r.outputs, join_timing(timing_entry("queue", r.queue_ms), timing_entry("model", r.model_ms),
-                                               f"batch;desc={r.batch_size}"))
+            raise inference_failed(exc) from None
+        return self.batched(r)
 
     def forward(self, method, path, body, headers) -> Reply:
         raise NotImplementedError("a local model speaks no protocol to pass on")
@@ -244,8 +262,55 @@ def _json_reply(doc: dict, status: int = 200) -> Reply:
 
 
 # ------------------------------------------------------------------ handling
+@dataclass(frozen=True)
+class Decoded:
+    """A prediction request, decoded and validated, that awaits its model call (:func:`begin`)."""
+
+    route: Route
+    card: ModelCard
+    inputs: dict[str, np.ndarray]
+    how: Any  # what the encoder needs to answer in kind (a v2 request's binary outputs...)
+    decode_ms: float
+    method: str
+    path: str
+
+
 def handle(target: Target, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply:
-    """The answer to one request; never raises."""
+    """The answer to one request; never raises. The model is called in this thread."""
+    step = begin(target, method, path, body, headers)
+    if isinstance(step, Reply):
+        return step
+    try:
+        inferred = _infer(target, step.inputs, step.card)
+    except InferenceFailed as exc:
+        inferred = exc
+    except Exception as exc:
+        return _internal_error(step.route.protocol, method, path, exc)
+    return finish(target, step, inferred)
+
+
+def waits_for_batches(target: Target) -> bool:
+    """Whether ``target`` batches in this process, so that :func:`handle_async` can answer it."""
+    return isinstance(target, LocalModel) and target.batcher is not None
+
+
+async def handle_async(target: LocalModel, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+    """:func:`handle` for a target that batches (:func:`waits_for_batches`), on an event loop: the request
+    awaits its batch holding no thread, so more requests wait than there are threads. Decoding and encoding
+    run on the loop (one image's raw or JSON body: cheaper than a hop to a thread). Never raises."""
+    step = begin(target, method, path, body, headers)
+    if isinstance(step, Reply):
+        return step
+    try:
+        result = await asyncio.wrap_future(target.submit(step.inputs))
+    except Exception as exc:
+        return finish(target, step, inference_failed(exc))
+    return finish(target, step, target.batched(result))
+
+
+def begin(target: Target, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> Reply | Decoded:
+    """Routing, validation and decoding: the answer when it needs no model call (metadata, a request passed
+    on unchanged, bad input), else the decoded request for :func:`finish`. Never raises."""
     route = match(path)
     protocol = route.protocol if route else protocol_of(path)
     if route is None:
@@ -263,11 +328,29 @@ def handle(target: Target, method: str, path: str, body: bytes, headers: Mapping
         if problem:
             return error_reply(protocol, 404, problem)
         if route.action == "predict" or route.action == "infer":
-            return _predict(target, route, body, headers)
+            return _decode_request(target, route, body, headers, method, path)
         return _describe(target, route)
-    except Exception as exc:  # a regression in a codec or a target; never a server's HTML 500
-        log.exception("unexpected error answering %s %s", method, path)
-        return error_reply(protocol, 500, f"internal error: {type(exc).__name__}")
+    except Exception as exc:
+        return _internal_error(protocol, method, path, exc)
+
+
+def finish(target: Target, decoded: Decoded, inferred: Inferred | InferenceFailed) -> Reply:
+    """The answer to a decoded request from its model call's outcome, in the client's protocol. Never raises."""
+    route = decoded.route
+    if isinstance(inferred, InferenceFailed):
+        return error_reply(route.protocol, inferred.status, inferred.message, **inferred.extra)
+    try:
+        outputs = wire.output_dict(inferred.outputs, decoded.card)
+        out, content_type, extra = _encode(route, outputs, decoded.how, target, decoded.card, inferred.details)
+    except Exception as exc:
+        return _internal_error(route.protocol, decoded.method, decoded.path, exc)
+    return Reply(200, out, join_timing(timing_entry("decode", decoded.decode_ms), inferred.timing), content_type, extra)
+
+
+def _internal_error(protocol: str, method: str, path: str, exc: Exception) -> Reply:
+    # A regression in a codec or a target; never a server's HTML 500.
+    log.error("unexpected error answering %s %s", method, path, exc_info=exc)
+    return error_reply(protocol, 500, f"internal error: {type(exc).__name__}")
 
 
 def _unknown_model(target: Target, route: Route) -> str | None:
@@ -329,7 +412,8 @@ def _infer(target: Target, inputs: dict, card: ModelCard) -> Inferred:
     return target.infer(inputs[card.inputs[0].name])  # a target written for the default model alone
 
 
-def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, str]) -> Reply:
+def _decode_request(target: Target, route: Route, body: bytes, headers: Mapping[str, str], method: str,
+                    path: str) -> Reply | Decoded:
     start = time.perf_counter()
     card = card_of(target)
     try:
@@ -339,15 +423,7 @@ def _predict(target: Target, route: Route, body: bytes, headers: Mapping[str, st
     except Exception as exc:  # decoders are total; this only guards against a regression there
         log.warning("decode raised %s instead of CodecError", type(exc).__name__, exc_info=True)
         return error_reply(route.protocol, 400, f"malformed request body: {type(exc).__name__}")
-    decoded = time.perf_counter()
-    try:
-        inferred = _infer(target, inputs, card)
-    except InferenceFailed as exc:
-        return error_reply(route.protocol, exc.status, exc.message, **exc.extra)
-    outputs = wire.output_dict(inferred.outputs, card)
-    out, content_type, extra = _encode(route, outputs, how, target, card, inferred.details)
-    return Reply(200, out, join_timing(timing_entry("decode", (decoded - start) * 1000.0), inferred.timing),
-                 content_type, extra)
+    return Decoded(route, card, inputs, how, (time.perf_counter() - start) * 1000.0, method, path)
 
 
 def _describe(target: Target, route: Route) -> Reply:

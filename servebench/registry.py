@@ -96,6 +96,9 @@ class Service:
     limits: Callable[[Settings], "Limits | None"] | None = None
     # Compose profiles of a service no architecture runs (a study's own, e.g. the object store).
     profiles: tuple[str, ...] = ()
+    # "module:function"(its record in the stack's state, settings) -> more lines for `make status` (a cluster's
+    # nodes); found by name, so the runtime imports no architecture.
+    status: str = ""
 
     def health_path_for(self, model_name: str) -> str | None:
         return None if self.health_path is None else self.health_path.format(model_name=model_name)

@@ -315,6 +315,15 @@ def get(name: str, harness: HarnessSettings | None = None) -> Runtime:
     return getattr(importlib.import_module(module), cls)(harness)
 
 
+def service_details(st: StackState, name: str) -> list[str]:
+    """A service's own lines for `make status` (its record's ``status`` hook), or none."""
+    hook = registry.services()[name].status if name in registry.services() else ""
+    if not hook:
+        return []
+    module, _, function = hook.partition(":")
+    return list(getattr(importlib.import_module(module), function)(st.doc["services"][name], st.knob_settings()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", choices=("up", "down", "status"))
@@ -346,6 +355,8 @@ def main(argv=None) -> int:
                 pids = [p.pid for p in procs]
                 if state == "up":
                     print(f"{name:<10} up        pids {pids}")
+                    for line in service_details(st, name):
+                        print(f"{'':<10} {line}")
                 elif state == "degraded":
                     healthy = False
                     print(f"{name:<10} DEGRADED  master gone, {len(procs)} orphaned process(es) still running "

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import pkgutil
 import sys
@@ -43,7 +44,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from servebench.engines import ENGINES
@@ -120,6 +122,46 @@ def model_name_for(base: Path | str) -> str:
 
 
 # ------------------------------------------------------------------ the serving knobs
+# The concurrency knobs' values with batching off (SB_BATCH_MAX_SIZE=1), and their floor with it on.
+UNBATCHED_CONCURRENCY = {"frontend_threads": 4, "backend_threads": 4, "backend_pool_size": 8}
+
+
+def batching_concurrency(batch_max_size: int, frontend_workers: int, backend_workers: int,
+                         frontend_threads: int | None = None) -> dict[str, int]:
+    """The threads and connections that let a full batch form in every model process (the defaults of
+    SB_FRONTEND_THREADS, SB_BACKEND_THREADS and SB_BACKEND_POOL_SIZE; ``frontend_threads``: one set).
+
+    A batch of n forms only where n requests wait at once. Embedded: each Django worker has its own batcher,
+    so each needs n threads. Flask: each backend worker's gthread threads are its waiting requests, so n
+    each, and the front end must carry n per backend worker: n x backend workers / front-end workers threads
+    per front-end worker. FastAPI: waiting requests hold no thread (they await the batcher on the event
+    loop), so only the front end limits; its backend threads (n, one rule with Flask's) serve unbatched calls.
+    The front end takes the larger of its two needs, so the rule needs no architecture; idle threads cost
+    little. The pool keeps one connection per front-end thread (beyond it, urllib3 opens and throws away a
+    connection per request).
+    """
+    floor = UNBATCHED_CONCURRENCY
+    if batch_max_size > 1:
+        per_frontend_worker = math.ceil(batch_max_size * max(frontend_workers, backend_workers) / frontend_workers)
+        derived = {"frontend_threads": max(floor["frontend_threads"], per_frontend_worker),
+                   "backend_threads": max(floor["backend_threads"], batch_max_size)}
+    else:
+        derived = {"frontend_threads": floor["frontend_threads"], "backend_threads": floor["backend_threads"]}
+    threads = frontend_threads if frontend_threads is not None else derived["frontend_threads"]
+    return {**derived, "backend_pool_size": max(floor["backend_pool_size"], threads)}
+
+
+def batching_conflict(batch_max_size: int, batch_timeout_ms: float, max_batch: int) -> tuple[str, str] | None:
+    """(the knob at fault, why) when the batch knobs contradict each other, else None."""
+    if batch_max_size > max_batch:
+        return "batch_max_size", (f"a batch of {batch_max_size} is above SB_MAX_BATCH={max_batch}, the largest "
+                                  f"batch the servers take: lower SB_BATCH_MAX_SIZE or raise SB_MAX_BATCH")
+    if batch_timeout_ms > 0 and batch_max_size == 1:
+        return "batch_timeout_ms", (f"a wait of {batch_timeout_ms:g} ms for batch-mates needs batching on, and "
+                                    "SB_BATCH_MAX_SIZE is 1 (off): set SB_BATCH_MAX_SIZE above 1, or drop the timeout")
+    return None
+
+
 class ServingKnobs(KnobSection):
     """The knobs every architecture shares (ports of nginx and the front end, processes, the model, batching)."""
 
@@ -131,11 +173,16 @@ class ServingKnobs(KnobSection):
     frontend_port: int = knob(8000, "gunicorn/Django port", ("nginx", "frontend"), recorded=False)
     # Processes and threads
     frontend_workers: int = knob(2, "gunicorn worker processes for Django", ("frontend",), ge=1)
-    frontend_threads: int = knob(4, "threads per Django worker (gthread)", ("frontend",), ge=1)
+    # The three concurrency knobs follow batching unless set (batching_concurrency); their defaults here are
+    # batching off's, which compose's file and the knobs table show.
+    frontend_threads: int = knob(4, "threads per Django worker (gthread); unset, with batching on: a full batch "
+                                    "for every model process, SB_BATCH_MAX_SIZE x max(SB_FRONTEND_WORKERS, "
+                                    "SB_BACKEND_WORKERS) / SB_FRONTEND_WORKERS, at least 4", ("frontend",), ge=1)
     # Two, like the front end's workers: embedded then runs as many model copies as flask/fastapi.
     backend_workers: int = knob(2, "worker processes of the Flask/FastAPI model server", (MODEL_SERVER,), ge=1)
-    backend_threads: int = knob(4, "threads per Flask worker / inference threads per FastAPI worker",
-                                (MODEL_SERVER,), ge=1)
+    backend_threads: int = knob(4, "threads per Flask worker / threads per FastAPI worker for unbatched model "
+                                   "calls (batched requests wait on its event loop); unset, with batching on: "
+                                   "SB_BATCH_MAX_SIZE", (MODEL_SERVER,), ge=1)
     intra_op_threads: int = knob(1, "TensorFlow intra-op threads per model process", (MODEL, "tfserving", "triton"), ge=0)
     inter_op_threads: int = knob(1, "TensorFlow inter-op threads per model process", (MODEL, "tfserving", "triton"), ge=0)
     # The model and how it is called
@@ -148,7 +195,8 @@ class ServingKnobs(KnobSection):
     openvino_precision: Literal["f32", "bf16"] = knob(
         "f32", "OpenVINO's inference precision, always set (its silent default on a bf16 CPU is bf16)",
         (MODEL, "triton"))
-    max_batch: int = knob(256, "largest batch one request may carry", (MODEL, "triton"), ge=1)
+    max_batch: int = knob(256, "largest batch one request may carry (and SB_BATCH_MAX_SIZE's ceiling)",
+                          (MODEL, "triton"), ge=1)
     # Server-side dynamic batching (servebench/batching.py; Triton's dynamic batcher for triton).
     # Off by default, so the study's sequential runs are what they were.
     batch_max_size: int = knob(1, "images the server-side batcher runs as one model call (1: batching off)",
@@ -161,7 +209,8 @@ class ServingKnobs(KnobSection):
                             ("nginx", "frontend", MODEL_SERVER), ge=1)
     # The front end's client of the backend
     backend_timeout_s: float = knob(10.0, "seconds the front end waits for a backend", ("frontend",), gt=0)
-    backend_pool_size: int = knob(8, "keep-alive connections per front-end worker to its backend", ("frontend",), ge=1)
+    backend_pool_size: int = knob(8, "keep-alive connections per front-end worker to its backend; unset: "
+                                     "SB_FRONTEND_THREADS in force, at least 8", ("frontend",), ge=1)
     # What the front end answers to
     allowed_hosts: Annotated[tuple[str, ...], NoDecode] = knob(
         "127.0.0.1,localhost,[::1]",
@@ -215,6 +264,39 @@ class ServingKnobs(KnobSection):
         if isinstance(data, dict) and empty:
             return {k: v for k, v in data.items() if not (k in empty and v == "")}
         return data
+
+    # Fields are validated in declaration order: max_batch, batch_max_size, batch_timeout_ms.
+    @field_validator("batch_max_size", "batch_timeout_ms")
+    @classmethod
+    def _batch_knobs_agree(cls, v, info: ValidationInfo):
+        found = {"batch_timeout_ms": 0.0, **info.data, info.field_name: v}  # a timeout not given is not validated
+        if "max_batch" in found and "batch_max_size" in found:  # else one failed, and says so itself
+            conflict = batching_conflict(found["batch_max_size"], found["batch_timeout_ms"], found["max_batch"])
+            if conflict is not None and conflict[0] == info.field_name:
+                raise PydanticCustomError("batching_conflict", conflict[1])
+        return v
+
+    @model_validator(mode="after")
+    def _follow_batching(self):
+        # The concurrency knobs not set follow batching; set in place, so that the frozen settings hold
+        # the values in force (recorded, passed to services, shown by /v1/info).
+        derived = batching_concurrency(self.batch_max_size, self.frontend_workers, self.backend_workers,
+                                       self.frontend_threads if "frontend_threads" in self.model_fields_set else None)
+        for name, value in derived.items():
+            if name not in self.model_fields_set:
+                self.__dict__[name] = value
+        return self
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False):
+        """pydantic's copy, which validates nothing: here the knobs that follow batching follow ``update``
+        too, and batch knobs that contradict each other are refused (ValueError naming the knob)."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update:
+            conflict = batching_conflict(copy.batch_max_size, copy.batch_timeout_ms, copy.max_batch)
+            if conflict is not None:
+                raise ValueError(f"{env_name(conflict[0])}={env_value(getattr(copy, conflict[0]))}: {conflict[1]}")
+            copy._follow_batching()
+        return copy
 
     @property
     def max_body_bytes(self) -> int:

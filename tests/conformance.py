@@ -11,6 +11,7 @@ services (start order: what the front end calls, then the front end, then nginx)
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,19 @@ def runnable_here(arch: registry.Architecture, runtime: str = "native") -> bool:
     return not arch.unmet(runtime)
 
 
+# Architectures that start a multi-node cluster (40-60 s on a busy 2-core machine per stack): the shared suites
+# run them only when SB_TEST_CLUSTERS=1, so that `make test` stays within CI's time; their own module
+# (tests/services/test_rayserve.py) always runs one cluster.
+CLUSTERS = {"rayserve"}
+
+
+def _cluster_skipped(arch) -> str | None:
+    if arch.name in CLUSTERS and os.environ.get("SB_TEST_CLUSTERS", "") not in ("1", "true", "yes"):
+        return ("a Ray cluster per stack is too slow for every shared suite in make test; SB_TEST_CLUSTERS=1 runs "
+                "it here, tests/services/test_rayserve.py always")
+    return None
+
+
 def params(archs, runtime: str = "native", why_not=None) -> list:
     """One pytest param per architecture (its name, id'd by it); one that cannot run here is skipped with why.
 
@@ -54,6 +68,7 @@ def params(archs, runtime: str = "native", why_not=None) -> list:
     out = []
     for arch in archs:
         reasons = arch.unmet(runtime) + ([r] if why_not and (r := why_not(arch)) else [])
+        reasons += [r] if (r := _cluster_skipped(arch)) else []
         marks = [pytest.mark.skip(reason=f"{arch.name}: {' '.join(reasons)}")] if reasons else []
         out.append(pytest.param(arch.name, id=arch.name, marks=marks))
     return out

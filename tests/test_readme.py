@@ -33,6 +33,7 @@ COVERED = {
     "setup-triton": "CI: .ci/run (then tests/services/test_triton.py and test_protocols.py run Triton)",
     "setup-perf": "CI: .ci/run (then tests/bench/test_perf_analyzer.py runs perf_analyzer)",
     "sweep": "tests/bench/test_sweep_stacks.py (bench.sweep, both batching modes, at a tiny scale)",
+    "advise": "tests/bench/test_advise.py::test_make_advise_verifies_its_pick_on_a_real_fastapi_stack",
     "model-curve": "tests/bench/test_model_curve.py (bench.reference curve at a tiny scale)",
     "crosscheck": "tests/bench/test_crosscheck_stacks.py::test_crosscheck_end_to_end; the Makefile's flags: "
                   "tests/bench/test_crosscheck.py::test_make_bench_loadgen_and_make_crosscheck_reach_the_options",

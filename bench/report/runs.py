@@ -187,6 +187,9 @@ def load_runs(results: Path) -> tuple[list[Run], list[str]]:
     return runs, not_runs + notes
 
 
+ADVICE_PREFIX = "advice-"
+
+
 def scan(results: Path) -> tuple[list[Run], list[str], list[str]]:
     """(runs oldest first, notes on unreadable runs, notes on folders that hold no run).
 
@@ -196,6 +199,8 @@ def scan(results: Path) -> tuple[list[Run], list[str], list[str]]:
     for folder in sorted(p for p in results.iterdir() if p.is_dir()):
         if folder.is_symlink() or folder.name.startswith(".") or folder.name == "plots":
             continue  # results/latest points at a run listed anyway; plots/ is ours
+        if folder.name.startswith(ADVICE_PREFIX):
+            continue  # the advisor's answers (bench/advise): they cite runs, they are none
         if not (folder / records.FILE).is_file():
             not_runs.append(f"skipped {folder.name}: no {records.FILE}")
             continue

@@ -1,8 +1,10 @@
 """FastAPI model server: the three protocols of servebench.endpoint, GET|HEAD /healthz, GET|HEAD /v1/info. Runs under uvicorn.
 
-Requests are answered in a bounded thread pool (SB_BACKEND_THREADS per worker),
-so the event loop keeps accepting and reading requests while the model works;
-with batching on, those threads are the requests that wait for batch-mates.
+Batching off, requests are answered in a bounded thread pool (SB_BACKEND_THREADS per
+worker), so the event loop keeps accepting and reading requests while the model works.
+Batching on, a request awaits its batch on the event loop and holds no thread
+(services/fastapi_backend/routes.py), so up to a batch of SB_BATCH_MAX_SIZE forms
+whatever SB_BACKEND_THREADS is.
 """
 from __future__ import annotations
 

@@ -1,7 +1,13 @@
-"""The three protocols' routes on a FastAPI app, answered by servebench.endpoint.handle in a bounded thread pool.
+"""The three protocols' routes on a FastAPI app, answered by servebench.endpoint.
 
 Shared by the FastAPI model server and the ensemble coordinator: the body limit,
-the hand-off to the threads and the ``backend`` Server-Timing entry live once.
+where a request waits and the ``backend`` Server-Timing entry live once. A model
+that batches in this process, with a batch running or forming, is answered on the
+event loop (``endpoint.handle_async``): a request waiting for its batch holds no
+thread, so a batch can hold more requests than there are threads. Any other
+request (an idle batcher's, which then runs at once in its thread; batching off;
+the coordinator's) is answered in ``state["limiter"]``'s threads
+(SB_BACKEND_THREADS), so the event loop keeps reading requests while the model works.
 """
 from __future__ import annotations
 
@@ -22,8 +28,8 @@ def response(reply: endpoint.Reply, timing: str = "") -> Response:
 
 
 def add_protocol_routes(app: FastAPI, state: dict, target_key: str, max_body_bytes: int) -> None:
-    """Route /v1/predict, TF Serving's /v1/models/... and KServe v2 to ``state[target_key]``, run in
-    ``state["limiter"]``'s threads so the event loop keeps reading requests while the model works."""
+    """Route /v1/predict, TF Serving's /v1/models/... and KServe v2 to ``state[target_key]``: awaited on the
+    event loop when it batches here, else run in ``state["limiter"]``'s threads."""
 
     @app.api_route("/v1/predict", methods=ANY)
     @app.api_route("/v1/models/{rest:path}", methods=ANY)
@@ -38,7 +44,14 @@ def add_protocol_routes(app: FastAPI, state: dict, target_key: str, max_body_byt
                 return response(endpoint.error_reply(endpoint.protocol_of(request.url.path), 413,
                                                      f"request body too large: the limit is {max_body_bytes} bytes"))
             body = await request.body()
-        reply = await anyio.to_thread.run_sync(endpoint.handle, state[target_key], request.method, request.url.path,
-                                               body, request.headers, limiter=state["limiter"])
+        target = state[target_key]
+        # A batcher that waits for no batch-mates (timeout 0) and has nothing running or waiting runs the
+        # request at once in the thread that asks (servebench.batching): as cheap as batching off. Otherwise
+        # the request joins the forming batch on the loop.
+        if endpoint.waits_for_batches(target) and not (target.batch_timeout_ms == 0 and target.batcher.idle()):
+            reply = await endpoint.handle_async(target, request.method, request.url.path, body, request.headers)
+        else:
+            reply = await anyio.to_thread.run_sync(endpoint.handle, target, request.method, request.url.path,
+                                                   body, request.headers, limiter=state["limiter"])
         total = endpoint.timing_entry("backend", (time.perf_counter() - start) * 1000.0)
         return response(reply, endpoint.join_timing(reply.timing, total))

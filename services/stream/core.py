@@ -14,14 +14,25 @@ in websockets' queue or in HTTP/2 flow control: server memory per stream is
 bounded by the window, whether the model is slow or the client stops reading
 its answers (a reply counts until ``emit`` has written it out).
 
+Batching. The model runs on :class:`servebench.batching.Batcher`'s thread, the
+same batcher as the HTTP model servers': frames waiting in the batcher, from
+one stream's window or from several streams, run as one model call of up to
+``SB_BATCH_MAX_SIZE`` frames (1 by default: one frame per call). A session
+hands the batcher up to its model depth of decoded frames (:func:`model_depth`):
+two batches' worth, so that one batch gathers while the other runs, bounded by
+the window; with batching off that is 2 frames, as before batching. Each frame
+is its own request to the batcher, so its answer is its own row and answers
+come back in the order the frames were read. A frame that cannot be decoded or
+has the wrong size is answered with its error before it reaches the batcher:
+it fails alone and never breaks its batch-mates.
+
 Drop policy. With ``drop-oldest`` a full window does not stop reading while
 frames wait for the model: the oldest waiting frame is answered DROPPED and
-the new one takes its place (newest wins, as cameras do). Frames already in
-the model are never dropped.
-
-The model runs on :class:`servebench.batching.Batcher`'s thread (batch size
-``SB_BATCH_MAX_SIZE``, 1 by default: one frame per model call), so several
-streams share one model as the other servers' requests do.
+the new one takes its place (newest wins, as cameras do). Frames already
+handed to the batcher count as in the model and are never dropped, so under
+``drop-oldest`` the model depth leaves at least one slot of the window out of
+the model (window - 1, never below 2): that slot is where the newest frame
+waits, replacing the one before it, while a full depth of frames runs.
 """
 from __future__ import annotations
 
@@ -45,7 +56,7 @@ from services.stream.frames import FrameError, Header, Reply
 
 log = logging.getLogger(__name__)
 
-MODEL_DEPTH = 2  # frames of one stream handed to the model at once: the next is queued while one runs
+MODEL_DEPTH = 2  # batches of one stream handed to the model at once: the next gathers while one runs
 FINISH_TIMEOUT_S = 30.0  # a stream that ended waits this long for its last replies to go out
 
 
@@ -91,6 +102,14 @@ class Counters:
     answers: int = 0
     errors: int = 0
     dropped: int = 0
+    model_calls: int = 0  # model calls of every stream so far (the batcher's)
+    model_frames: int = 0  # frames those calls ran
+
+
+def model_depth(window: int, batch_max_size: int, drop: bool) -> int:
+    """Frames of one stream handed to the batcher at once: MODEL_DEPTH batches, bounded by the window (less the
+    slot drop-oldest keeps for the newest frame), never fewer than MODEL_DEPTH frames (batching off: exactly that)."""
+    return max(MODEL_DEPTH, min(MODEL_DEPTH * batch_max_size, window - 1 if drop else window))
 
 
 class StreamCore:
@@ -103,8 +122,18 @@ class StreamCore:
         self.max_payload = max_payload
         self.window = window
         self.drop = drop
-        self.batcher = Batcher(model.predict, batch_max_size, batch_timeout_ms, name="stream-model")
+        self.batch_max_size = batch_max_size
+        self.batch_timeout_ms = batch_timeout_ms
+        self.depth = model_depth(window, batch_max_size, drop)
         self.counters = Counters()
+        self.batcher = Batcher(self._predict, batch_max_size, batch_timeout_ms, name="stream-model")
+
+    def _predict(self, images: np.ndarray):
+        """One model call (on the batcher's thread), counted: model_frames / model_calls is the mean batch."""
+        out = self.model.predict(images)
+        self.counters.model_calls += 1
+        self.counters.model_frames += len(images)
+        return out
 
     @classmethod
     def from_settings(cls, settings: Settings, model=None) -> "StreamCore":
@@ -129,6 +158,8 @@ class StreamCore:
             fds = None
         return {"model": self.model.info() if hasattr(self.model, "info") else {}, "shape": list(self.shape),
                 "window": self.window, "drop": "drop-oldest" if self.drop else "keep",
+                "batch_max_size": self.batch_max_size, "batch_timeout_ms": self.batch_timeout_ms,
+                "model_depth": self.depth,
                 "max_frame_bytes": self.max_payload, "frame_version": frames.VERSION,
                 "counters": vars(self.counters).copy(), "threads": threading.active_count(), "fds": fds}
 
@@ -216,7 +247,7 @@ class Session:
 
     # ------------------------------------------------------------ the model and the writer
     def _pump(self) -> None:
-        while self._pending and self._in_model < MODEL_DEPTH and not self._broken:
+        while self._pending and self._in_model < self.core.depth and not self._broken:
             item = self._pending.popleft()
             self._in_model += 1
             try:

@@ -44,3 +44,38 @@ def test_headless_locust_run_writes_its_csvs(embedded, tmp_path, workers):
     assert 0.5 < summary["accuracy"] <= 1.0  # the model scores about 0.77 on CIFAR-10
     assert set(summary["resources"]) == set(embedded.doc["services"]) | {"client"}
     assert summary["resources"]["client"]["n_procs_max"] >= 1 + workers
+
+
+@pytest.mark.slow
+def test_workers_in_a_second_namespace_reach_nginx_over_the_link(tmp_path, cifar_dir, monkeypatch):
+    """LOAD_HOSTS=netns: a worker in a namespace of its own (a second machine), the master on the host; nginx
+    listens on the link's address for the run only, and the record says where the workers ran."""
+    from servebench import netns, stack
+    from tests.stacks import PORT_KNOBS, free_ports
+
+    why = netns.unavailable()
+    if why:
+        pytest.skip(why)
+    for knob, port in zip(PORT_KNOBS, free_ports(len(PORT_KNOBS))):
+        monkeypatch.setenv(knob, str(port))
+    run = tmp_path / "run"
+    rc = load.main(["--arch", "embedded", "--run-dir", str(run), "--out", str(tmp_path / "out"), "--users", "1",
+                    "--spawn-rate", "1", "--duration", "3s", "--workers", "1", "--images", "50",
+                    "--load-hosts", "netns"])
+    assert rc == 0
+    summary = json.loads(((tmp_path / "out" / "latest").resolve() / "summary.json").read_text())
+    assert summary["settings"]["load_hosts"] == "netns"
+    at = summary["workers_at"]
+    assert at["where"] == "netns" and at["namespace"].startswith(netns.PREFIX)
+    assert at["worker_addr"].startswith("169.254.") and at["master_and_nginx_addr"].startswith("169.254.")
+    assert summary["locust"]["requests"] > 0 and summary["locust"]["failures"] == 0
+    assert summary["images_checked"] == summary["locust"]["requests"]
+    # Nothing left: the stack it started, the namespace
+    assert stack.state(run) is None or not any(stack.state(run).processes().values())
+    assert at["namespace"] not in netns.namespaces()
+
+
+def test_netns_workers_need_workers(tmp_path):
+    rc = load.main(["--arch", "embedded", "--run-dir", str(tmp_path), "--out", str(tmp_path), "--workers", "0",
+                    "--load-hosts", "netns"])
+    assert rc != 0

@@ -59,3 +59,14 @@ def test_latest_curve_matches_threads_call_path_and_batch_sizes(curve):
     later.mkdir()
     (later / "summary.json").write_text(json.dumps({**doc, "run_id": later.name, "interrupted": True}))
     assert reference.latest_curve(out, s).run_id == folder.name
+
+
+def test_a_curve_of_another_machine_never_stands(curve, monkeypatch):
+    out, folder = curve
+    s = Settings()
+    assert reference.latest_curve(out, s).run_id == folder.name
+    from bench import provenance
+
+    here = provenance.machine()
+    monkeypatch.setattr(provenance, "machine", lambda: {**here, "cpu_model": "another CPU"})
+    assert reference.latest_curve(out, s) is None

@@ -33,6 +33,22 @@ def test_the_plan_repeats_the_headline_streams_and_measures_four_round_trips(tmp
     assert len(keys) == 3
 
 
+def test_the_plan_measures_stream_tcp_batched_beside_batching_off_on_a_stack_of_its_own(tmp_path):
+    s = Settings(streaming_batch_size=4, streaming_batch_timeout_ms=1.5)
+    plan = streaming.experiments(StudyOptions(study="streaming", out=tmp_path), s)
+    on = [e for e in plan if e.group == "batched"]
+    assert [(e.arch, e.transport, e.rate, e.repeats) for e in on] == [("stream-tcp", "tcp", None, 3),
+                                                                     ("stream-tcp", "tcp", 30, 3)]
+    assert all(e.settings["batch_max_size"] == 4 and e.settings["batch_timeout_ms"] == 1.5 for e in on)
+    off = {e.stack_key for e in plan if e.group == "loopback" and e.arch == "stream-tcp"}
+    assert on[0].stack_key == on[1].stack_key and on[0].stack_key not in off
+    quick = streaming.experiments(StudyOptions(study="streaming", out=tmp_path, quick=True), Settings())
+    assert [e.settings["batch_max_size"] for e in quick if e.group == "batched"] == [8, 8]
+    assert streaming.mean_batch((10, 10), (14, 42)) == 8.0 and streaming.mean_batch(None, (1, 1)) is None
+    with pytest.raises(ValueError):
+        Settings(streaming_batch_size=1)
+
+
 def test_the_knobs_shape_the_round_trips_and_refuse_bad_ones(tmp_path):
     s = Settings(streaming_repeats=5, streaming_rtts_ms="0 150", streaming_rtt_frames=60)
     plan = streaming.experiments(StudyOptions(study="streaming", out=tmp_path), s)
@@ -73,6 +89,9 @@ def _record(tmp_path):
             rows += [_row("loopback", transport, None, fps, 20.0, k, cpu_by_process=_spread(0.99), resources=res),
                      _row("loopback", transport, 30, 30.0, 6.0 + (transport == "http-new") * 0.2, k,
                           cpu_by_process=_spread(1.0))]
+        on = {"batch_max_size": 8, "batch_timeout_ms": 0.0}
+        rows += [_row("batched", "tcp", None, 420 + 5 * k, 4.0, k, mean_batch=3.5 + k, **on),
+                 _row("batched", "tcp", 30, 30.0, 2.9, k, mean_batch=1.0, **on)]
     link = {"rtt_ms_measured": {"median": 51.0, "min": 50.5, "max": 53.0, "n": 20}}
     for rtt, measured in ((0, 0.4), (50, 51.0)):
         doc = {"link": {"rtt_ms_measured": {**link["rtt_ms_measured"], "median": measured}}}
@@ -112,6 +131,7 @@ def test_the_section_and_readme_quote_medians_with_n_and_the_round_trips(tmp_pat
     section = report.section(ctx)
     texts = " ".join(getattr(b, "text", "") for b in section.blocks)
     assert "Goal met (judged on the medians)." in texts
+    assert "Goal with batching met (judged on the medians" in texts
     assert "Keep-alive against a new connection" in texts and "The ranges overlap" in texts
     assert "did 99% of its work" in texts and "on one process" in texts and "stream server" in texts
     assert "5.00 (5.00–5.00) ms of CPU with keep-alive" in texts and "1.60 and 1.50 cores" in texts
@@ -126,6 +146,9 @@ def test_the_section_and_readme_quote_medians_with_n_and_the_round_trips(tmp_pat
     assert set(frags) == set(report.BLOCKS)
     assert "380 (370–390)" in frags["streaming-table"] and "| passes | 3 | 3 |" in frags["streaming-table"]
     assert "median of 3 passes" in frags["streaming-goal"]
+    assert ("**Goal with batching** (stream-tcp, batch 8, timeout 0 ms (mean 4.5), median of 3 passes of each): it "
+            "sustains 425 frames/s, 1.062x the in-process batch-1 rate: **met**" in frags["streaming-goal"])
+    assert "At 30 frames/s its p99 is +0.8 ms against the in-process p99: **met**" in frags["streaming-goal"]
     acc = round_trips.accuracy(report.latest(ctx))  # 51.0 measured at 50; the 0 ms row apart
     assert "lay +2.0% from the settings" in acc and "at 0 ms the element itself gave 0.40 ms" in acc
     assert "| 50 | 51.0 (50.5–53.0, n=20) | HTTP, new connection per frame |" in frags["streaming-rtt"]
@@ -133,6 +156,8 @@ def test_the_section_and_readme_quote_medians_with_n_and_the_round_trips(tmp_pat
     answer = report.answer(ctx)
     assert "streaming leads: over a link with 50 ms round trip" in answer.text
     assert "medians of 3 passes" in answer.text
+    assert "Batching its window (batch 8, timeout 0 ms (mean 4.5)), stream-tcp serves 425 frames/s (1.062x" in \
+        answer.text
 
 
 def test_an_old_record_without_repeats_says_one_run(tmp_path):
@@ -153,3 +178,5 @@ def test_an_old_record_without_repeats_says_one_run(tmp_path):
     assert "not measured" in frags["streaming-rtt"]
     texts = " ".join(getattr(b, "text", "") for b in report.section(ctx).blocks)
     assert "Every stream ran once (one run)." in texts
+    assert "Goal with batching not measured" in texts
+    assert "Goal with batching**: not measured" in frags["streaming-goal"]

@@ -237,7 +237,7 @@ def test_sweep_options_read_make_style_lists_and_say_what_each_stack_runs():
     assert o.concurrency == (1, 2, 4) and o.rates == (5.0, 10.0) and o.batching == ("on",)
     assert o.codec == "raw" and o.study == "saturation"
     threads = {"frontend_threads": 16, "backend_threads": 16}  # the same in both modes
-    assert o.serving("off") == {**threads, "batch_max_size": 1}
+    assert o.serving("off") == {**threads, "batch_max_size": 1, "batch_timeout_ms": 0.0}
     assert o.serving("on") == {**threads, "batch_max_size": 8, "batch_timeout_ms": 3.0}
     assert o.recorded()["concurrency_levels"] == [1, 2, 4] and o.recorded()["rate_fractions"] is None
     with pytest.raises(SystemExit):

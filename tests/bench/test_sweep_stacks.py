@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from bench import options as opts, records, reference, sweep, target
+from bench import options as opts, provenance, records, reference, sweep, target
 from tests.stacks import stack_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("cifar_dir")]
@@ -26,7 +26,8 @@ def write_curve(out, settings) -> str:
                "points": points}]
     records.write(run_dir, {"kind": reference.CURVE_KIND, "run_id": run_dir.name,
                             "settings": {"call_path": settings.call_path}, "curves": curves,
-                            "limit": reference.curve_limit(curves, cpus=2)})
+                            "limit": reference.curve_limit(curves, cpus=2),
+                            "provenance": {"machine": provenance.machine()}})  # a curve stands on its machine only
     return run_dir.name
 
 

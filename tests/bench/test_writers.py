@@ -90,7 +90,7 @@ def test_load_writes_a_load_record(stack, tmp_path, monkeypatch):
               "latency_ms": {"p50": 1, "p90": 2, "p99": 3, "max": 4, "mean": 1.5},
               "images_checked": 10, "images_correct": 9}
 
-    def fake_locust(args, url, run_dir):
+    def fake_locust(args, url, run_dir, hosts=None):
         script = f"import json; json.dump({totals!r}, open({str(run_dir / load.TOTALS_FILE)!r}, 'w'))"
         return [[sys.executable, "-c", script]]
 

@@ -201,3 +201,33 @@ def test_batched_answers_equal_unbatched_ones_on_the_real_model(core, test_split
     for a, b in zip(alone, together):
         assert (a.classes == b.prediction.classes).all()
         np.testing.assert_allclose(a.probabilities, b.prediction.probabilities, atol=1e-5)
+
+
+def test_an_idle_model_runs_a_lone_request_in_its_own_thread_and_batches_what_queues_meanwhile():
+    seen = []
+
+    class ThreadNotingModel(FakeModel):
+        """Test double: also notes which thread ran each call."""
+
+        def predict(self, images):
+            seen.append(threading.get_ident())
+            return super().predict(images)
+
+    model = ThreadNotingModel(delay_s=0.2)
+    batcher = Batcher(model.predict, max_size=8, timeout_ms=0)
+    try:
+        assert batcher.idle()
+        with ThreadPoolExecutor(1) as first:
+            lone = first.submit(lambda: (threading.get_ident(), batcher(image(3))))
+            deadline = time.monotonic() + 5
+            while batcher.idle():  # until the lone request is in the model, in its own thread
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            queued = [batcher.submit(image(k)) for k in (4, 5, 6)]
+            me, r = lone.result(timeout=10)
+        results = [f.result(timeout=10) for f in queued]
+    finally:
+        batcher.close()
+    assert seen[0] == me and r.batch_size == 1 and r.prediction.classes.tolist() == [3]
+    assert model.calls == [1, 3] and [x.batch_size for x in results] == [3, 3, 3]
+    assert [x.prediction.classes.tolist() for x in results] == [[4], [5], [6]]

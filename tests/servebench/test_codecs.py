@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servebench import codecs
 from servebench.codecs import JSON, NPY, OCTET, CodecError, Prediction
@@ -488,3 +490,29 @@ def test_json_must_be_utf8(encoding):
     body = json.dumps({"instances": [[[[True, 0, 0]] * 32] * 32]}).encode(encoding)
     with pytest.raises(CodecError, match="malformed JSON"):
         codecs.decode(body, JSON)
+
+
+@pytest.mark.parametrize("body, key", [
+    (b'{"inputs": [{"name": "a", "name": "b"}]}', "name"),  # inside a list of objects
+    (b'{"x": {"y": 1, "y": 2}}', "y"),  # a nested object
+    (b'[[1], {"k": 1, "k": 1}]', "k"),  # an object in a list the quote count does not walk
+    (b'{"s": "a\\"b", "s": 1}', "s"),  # beside an escaped quote
+])
+def test_duplicate_keys_anywhere_are_malformed_json(body, key):
+    with pytest.raises(codecs.CodecError, match=f"duplicate key '{key}'"):
+        codecs.load_json(body)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**80, max_value=2**80) | st.floats(allow_nan=False,
+                                                                                            allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=20)
+
+
+@given(json_values)
+def test_load_json_reads_what_the_json_module_reads(doc):
+    # orjson parses first; whatever it would read differently (integers beyond 64 bits) goes to the json module.
+    body = json.dumps(doc).encode()
+    assert codecs.load_json(body) == json.loads(body)

@@ -122,3 +122,69 @@ def test_unreachable_backend_is_named_without_its_address():
         backend.close()
     assert reply.status == 502
     assert b"flask unreachable" in reply.body and str(port).encode() not in reply.body
+
+
+class ScriptedServer:
+    """Answers each request with the next canned answer, and keeps each request's head."""
+
+    def __init__(self, answers: list[bytes]):
+        self.answers, self.heads = list(answers), []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                while self.answers:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    self.heads.append(data.partition(b"\r\n\r\n")[0])
+                    answer = self.answers.pop(0)
+                    conn.sendall(answer)
+                    if b"Connection: close" in answer:
+                        break
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _backend(server) -> ModelServerBackend:
+    return ModelServerBackend(Settings(arch="flask", flask_port=server.port, backend_timeout_s=5))
+
+
+def test_chunked_close_delimited_and_head_answers_are_read_whole():
+    server = ScriptedServer([
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer-Timing: model;dur=1.000\r\n\r\n"
+        b"5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 18\r\n\r\n",  # a HEAD answer: the length, no body
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{}",
+    ])
+    backend = _backend(server)
+    try:
+        reply = backend.forward("POST", "/v1/predict", b"\0" * 3072, {"Content-Type": "application/octet-stream"})
+        assert (reply.status, reply.body) == (200, b'{"a":1}')
+        assert reply.timing.startswith("model;dur=1.000, forward;dur=")
+        reply = backend.forward("HEAD", "/v2/health/ready", b"", {})
+        assert (reply.status, reply.body) == (200, b"")
+        assert backend.forward("GET", "/v2/health/ready", b"", {}).status == 502  # a backend's 5xx
+    finally:
+        backend.close()
+        server.close()
+    assert server.heads[0].startswith(b"POST /v1/predict HTTP/1.1\r\n") and b"Content-Length: 3072" in server.heads[0]
+
+
+def test_a_decoded_path_is_quoted_again_so_it_cannot_split_the_request():
+    server = ScriptedServer([b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"])
+    backend = _backend(server)
+    try:
+        assert backend.forward("GET", "/v2/models/a b\r\nX-Injected: 1/ready", b"", {}).status == 404
+    finally:
+        backend.close()
+        server.close()
+    assert server.heads[0].split(b"\r\n")[0] == b"GET /v2/models/a%20b%0D%0AX-Injected:%201/ready HTTP/1.1"

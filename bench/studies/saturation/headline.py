@@ -16,6 +16,7 @@ from typing import Callable
 from bench.formats import number, significant
 from bench.report import archs
 from bench.report.runs import Run, dig
+from bench.studies.saturation import measured
 from bench.studies.saturation.measured import GOALS, is_python, limit_of
 
 STUDY = "saturation"
@@ -101,7 +102,7 @@ def headline_runs(runs: list[Run]) -> dict[tuple[str, str, int], list[Run]]:
 
 def curve_runs(runs: list[Run]) -> list[Run]:
     """The model curve's repeats: complete curves with the newest one's settings and commit."""
-    done = [r for r in runs if r.kind == "model-curve" and not r.interrupted]
+    done = [r for r in measured.on_study_machine(runs) if r.kind == "model-curve" and not r.interrupted]
     if not done:
         return []
     newest = max(done, key=lambda r: r.newest_key)

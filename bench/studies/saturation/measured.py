@@ -6,6 +6,7 @@ Used by the section (:mod:`bench.studies.saturation.report`) and its plots
 """
 from __future__ import annotations
 
+from bench import provenance
 from bench.formats import number
 from bench.report import archs
 from bench.report.runs import Run, dig
@@ -19,14 +20,32 @@ ROLES = ("nginx", "frontend", "backend")
 GOALS = {"batching_best": 1.3, "batching_python": 1.2, "efficiency_best": 0.50, "efficiency_python": 0.35,
          "p50_c1_ms": 0.5, "python_vs_triton": 1.0}
 MET, NOT_MET = "met", "not met"
+STUDY = "saturation"
 
 
 # --------------------------------------------------------------------------- which runs
 
+def machine_key(run: Run) -> tuple:
+    return provenance.same_machine_key(run.record.provenance.machine or {})
+
+
+def on_study_machine(runs: list[Run]) -> list[Run]:
+    """The runs of the machine the study's headline ran on (its newest headline run's; else the newest sweep's):
+    one section never puts two machines' figures side by side (a sweep made elsewhere, e.g. for the advisor,
+    stays out)."""
+    headline_runs = [r for r in runs if r.kind == "bench" and r.record.study == STUDY and not r.interrupted]
+    anchor = max(headline_runs or [r for r in runs if r.kind == "sweep" and not r.interrupted],
+                 key=lambda r: r.newest_key, default=None)
+    if anchor is None:
+        return runs
+    key = machine_key(anchor)
+    return [r for r in runs if machine_key(r) == key]
+
+
 def sweep_runs(runs: list[Run]) -> dict[str, Run]:
-    """arch -> its newest complete sweep run, in registry order."""
+    """arch -> its newest complete sweep run of the study's machine, in registry order."""
     newest: dict[str, Run] = {}
-    for run in runs:
+    for run in on_study_machine(runs):
         if run.kind == "sweep" and not run.interrupted and run.arch:
             if run.arch not in newest or run.newest_key > newest[run.arch].newest_key:
                 newest[run.arch] = run
@@ -34,7 +53,7 @@ def sweep_runs(runs: list[Run]) -> dict[str, Run]:
 
 
 def curve_run(runs: list[Run]) -> Run | None:
-    done = [r for r in runs if r.kind == "model-curve" and not r.interrupted]
+    done = [r for r in on_study_machine(runs) if r.kind == "model-curve" and not r.interrupted]
     return max(done, key=lambda r: r.newest_key) if done else None
 
 

@@ -5,7 +5,11 @@
 2. Loopback, CIFAR-10 CNN, raw frames, one ``stream`` stack (its nginx serves
    all three doors): stream-tcp, stream-ws, stream-grpc as fast as possible
    (window ``SB_STREAM_WINDOW``) and at 5, 15, 30 and 60 frames/s; then
-   stream-tcp with JPEG frames.
+   stream-tcp with JPEG frames. Then (group ``batched``) stream-tcp with
+   server-side batching on (``SB_STREAMING_BATCH_SIZE`` as
+   ``SB_BATCH_MAX_SIZE``, ``SB_STREAMING_BATCH_TIMEOUT_MS``, the same window):
+   its headline streams, as fast as possible and at 30 frames/s, beside
+   batching off, each pass recording the server's mean batch (its /v1/info).
 3. The per-request baselines on the FastAPI stack, the same frames and
    schedule: a keep-alive connection per frame in flight (``http``) and a
    new connection for every frame (``http-new``, the study's "without a
@@ -26,8 +30,8 @@
    before each, as fast as possible and at 30 frames/s.
    5 and 6 are skipped with the reason where namespaces cannot be made.
 
-The headline streams (1., stream-tcp and both baselines at full speed and at
-30 frames/s in 2.-3., and every cell of 6.) run ``SB_STREAMING_REPEATS`` passes
+The headline streams (1., stream-tcp batched or not and both baselines at
+full speed and at 30 frames/s in 2.-3., and every cell of 6.) run ``SB_STREAMING_REPEATS`` passes
 each, one row per pass (``repeat``); the HTTP baselines alternate which goes
 first in each round, so neither always meets the stack fresh, and their
 as-fast-as-possible passes get at least ``KEEPALIVE_ROUNDS`` rounds. The rest run
@@ -106,6 +110,8 @@ def _exp(arch, transport, group, *, rate=None, frames=100, model="cifar", encodi
         what += f", {repeats} passes"
     elif repeat:
         what += f", pass {repeat + 1}"
+    if settings.get("batch_max_size", 1) > 1:
+        what += f", batching {settings['batch_max_size']} ({settings.get('batch_timeout_ms', 0):g} ms)"
     if settings.get("stream_model_cpus"):
         what += f", model under {settings['stream_model_cpus']:g} CPU"
     if transport == "inprocess":
@@ -163,6 +169,10 @@ def experiments(options: StudyOptions, settings: Settings | None = None) -> list
         plan.append(_exp("stream-tcp", "tcp", "loopback", frames=fast, encoding="jpeg", where=where))
         plan.append(_exp("stream-tcp", "tcp", "loopback", rate=30, frames=int(30 * seconds), encoding="jpeg",
                          where=where))
+        batched = {"batch_max_size": k.batch_size, "batch_timeout_ms": k.batch_timeout_ms}
+        plan.append(_exp("stream-tcp", "tcp", "batched", frames=fast, settings=batched, where=where, repeats=reps))
+        plan.append(_exp("stream-tcp", "tcp", "batched", rate=HEADLINE_RATE, frames=at_headline, settings=batched,
+                         where=where, repeats=reps))
     if on("fastapi"):
         # Alternate which baseline goes first, so neither always meets the stack fresh; the saturated passes
         # (a few seconds each) get more rounds: keep-alive against a new connection is a close call.
@@ -242,6 +252,8 @@ def run(options: StudyOptions, settings: Settings, log: Callable = print) -> lis
                      "jpeg_quality": settings.stream_jpeg_quality, "link_mbit": LINK_MBIT,
                      "intra_op_threads": settings.intra_op_threads, "batch_max_size": settings.batch_max_size,
                      "repeats": study_knobs.repeats, "rtts_ms": list(study_knobs.rtts_ms),
+                     "batched": {"batch_max_size": study_knobs.batch_size,
+                                 "batch_timeout_ms": study_knobs.batch_timeout_ms},
                      "rtt_link_mbit": study_knobs.rtt_link_mbit, "rtt_frames": study_knobs.rtt_frames,
                      "rtt_seconds": study_knobs.rtt_seconds}})
     session.on_close(write_timeline)
@@ -341,7 +353,7 @@ def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | N
 
         sc.stream(make(), min(20, exp.frames) if exp.model == "cifar" else 2, None, window)  # warm-up
         for _ in range(exp.repeats):
-            before = cpu_by_process(st)
+            before, calls_before = cpu_by_process(st), model_counters(st, exp.transport)
             sampler = sample(lambda: {**(st.processes() if st else {}), "client": resources.client_process()},
                              hz=5.0, log=Unlogged())
             try:
@@ -350,6 +362,7 @@ def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | N
                 sampler.stop()
             summary = sc.summarize(rs, start, end, exp.rate, 1000.0 / exp.rate if exp.rate else 100.0, check)
             summary["deadline_ms"] = 100.0
+            summary["mean_batch"] = mean_batch(calls_before, model_counters(st, exp.transport))
             summary["missed_deadline"] = int(sum(1 for r in rs if r.kind == "answer" and r.latency_ms > 100.0))
             passes.append((summary, sc.frame_rows(rs, start), sampler.summary(summary["answered"]),
                            spread(before, cpu_by_process(st), st)))
@@ -366,11 +379,31 @@ def _measure(exp: StreamExperiment, camera: sc.Camera, st, serving: Settings | N
             "timing_only": exp.model == "yolo-tiny", "encoding": exp.encoding, "rate": exp.rate,
             "cpus": exp.settings.get("stream_model_cpus") or None, "link_mbit": exp.link_mbit,
             "rtt_ms": exp.rtt_ms, "repeat": repeat,
+            "batch_max_size": (serving or settings).batch_max_size if exp.transport != "inprocess" else 1,
+            "batch_timeout_ms": (serving or settings).batch_timeout_ms if exp.transport != "inprocess" else None,
             "time_per_image_s": (results.rounded(1.0 / summary["fps"], 5) if summary.get("fps") and not exp.rate
                                  else None),
             **summary, "p50_ms": lat["p50"], "p99_ms": lat["p99"], "resources": res, "cpu_by_process": cpu_spread,
         })
     return out
+
+
+def model_counters(st, transport: str) -> tuple[int, int] | None:
+    """The stream server's model calls and the frames they ran so far (its /v1/info counters), or None."""
+    if st is None or transport not in ("tcp", "ws", "grpc"):
+        return None
+    from bench import target
+
+    counters = target.server_info(st)[0].get("counters") or {}
+    calls, ran = counters.get("model_calls"), counters.get("model_frames")
+    return (calls, ran) if calls is not None and ran is not None else None
+
+
+def mean_batch(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Frames per model call between two readings of :func:`model_counters` (None without both)."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round((after[1] - before[1]) / (after[0] - before[0]), 2)
 
 
 def cpu_by_process(st) -> dict[str, dict[int, float]]:
@@ -437,4 +470,5 @@ def _measure_in_namespace(exp: StreamExperiment, link, serving: Settings, window
 def _print_row(row: dict, log) -> None:
     log(f"   {row['answered']}/{row['frames']} answered  p50 {row['p50_ms']} p99 {row['p99_ms']} ms  "
         f"{row['fps']} fps  dropped {row['dropped']} errors {row['errors']}  up {row['bytes_up_per_frame']} B/frame"
-        + (f"  wire {row.get('wire_bytes_per_frame')} B/frame" if row.get("wire_bytes_per_frame") else ""))
+        + (f"  wire {row.get('wire_bytes_per_frame')} B/frame" if row.get("wire_bytes_per_frame") else "")
+        + (f"  mean batch {row['mean_batch']}" if row.get("mean_batch") else ""))

@@ -15,7 +15,7 @@ from bench.report.docs import ONE_RUN
 from bench.report.runs import Run
 
 # What makes two rows passes of one stream.
-CELL_KEYS = ("group", "transport", "model", "encoding", "rate", "cpus", "link_mbit", "rtt_ms")
+CELL_KEYS = ("group", "transport", "model", "encoding", "rate", "cpus", "link_mbit", "rtt_ms", "batch_max_size")
 
 
 def rows_of(run: Run, **match) -> list[dict]:

@@ -319,6 +319,7 @@ def test_a_stream_is_sampled_by_the_session_s_sampler_and_no_resources_csv_is_wr
     monkeypatch.setattr(streaming.sc, "summarize", lambda *a: {
         "latency_ms": {"p50": 1.0, "p99": 2.0}, "answered": 3, "fps": 5.0})
     monkeypatch.setattr(streaming.sc, "frame_rows", lambda rs, start: [[0, 1]])
+    monkeypatch.setattr(streaming, "model_counters", lambda st, transport: None)  # the stand-in stack has no /v1/info
     stack = SimpleNamespace(processes=lambda: {})
     with RunSession(label="streaming", root=options.out, header={"kind": "streaming"}) as session:
         rows = streaming._measure(exp, sc.Camera, stack, Settings(), Settings(), session.sample)

@@ -1,0 +1,284 @@
+"""ARCH=rayserve: a two-node Ray cluster in its own network namespace, behind nginx and Django.
+
+One cluster (SB_RAY_NODES=2, SB_RAY_REPLICAS=2, batching on) is started for the module (Ray takes
+tens of seconds on a busy 2-core machine): the three protocols answer as the in-process core does,
+concurrent requests share model calls (``@serve.batch``) and get their own rows, a bad request
+gets the shared 4xx, the replicas sit on both nodes (the GCS's tables), no Ray port
+listens outside loopback or link-local (``ss``, on the host and in the namespace), ``make status``
+lists nodes and replicas, and ``down`` leaves no process, namespace or temp folder. The shared
+conformance tests (tests/conformance.py) run on rayserve too: it is in the registry; its cluster's own faults
+(a replica, a worker node) are measured in tests/services/test_faults.py. The unit tests at the end start nothing.
+"""
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from servebench import codecs, netns, registry, runtime, stack, tfserving
+from servebench.settings import Settings
+from services.rayserve import cluster as ray_cluster
+from tests.stacks import port_of, stack_settings
+
+ARCH = "rayserve"
+MODEL = "cifar10_cnn"
+QUIET = lambda *_: None  # noqa: E731
+START_TIMEOUT_S = 600  # two Ray nodes, the Serve controller and two TensorFlow replicas on 2 busy cores
+
+
+def _skip_unless_runnable():
+    unmet = registry.get(ARCH).unmet("native")
+    if unmet:
+        pytest.skip(" ".join(unmet))
+
+
+@pytest.fixture(scope="module")
+def ray_stack():
+    _skip_unless_runnable()
+    run = Path(tempfile.mkdtemp(prefix="sbray-"))
+    # Batching on (a wait long enough for concurrent requests to meet), so @serve.batch is checked too.
+    st = stack.up(ARCH, stack_settings(ray_nodes=2, ray_replicas=2, batch_max_size=8, batch_timeout_ms=50), run,
+                  log=QUIET, timeout_s=START_TIMEOUT_S)
+    yield st
+    stack.down(run, log=QUIET)
+    shutil.rmtree(run, ignore_errors=True)
+
+
+def call(st, method: str, path: str, body: bytes | None = None, headers: dict | None = None, port: int | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port or port_of(st, "nginx"), timeout=60)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def cluster_doc(st, what: str = "status") -> dict:
+    url = f"http://127.0.0.1:{port_of(st, ARCH)}/{what}"
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=150) as resp:
+        return json.load(resp)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(24).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_three_protocols_answer_as_the_in_process_core(ray_stack, images, core):
+    want = core.predict(images)
+    body, ctype = codecs.encode(images, "raw")
+    status, headers, data = call(ray_stack, "POST", "/v1/predict", body, {"Content-Type": ctype})
+    assert status == 200, data
+    assert [p["class_id"] for p in json.loads(data)["predictions"]] == want.classes.tolist()
+    # Every hop timed: the replica's model and its own time, the front end's forward over the veth, Django.
+    names = {part.split(";")[0].strip() for part in headers["server-timing"].split(",")}
+    assert {"decode", "model", "backend", "forward", "django"} <= names, headers["server-timing"]
+
+    v2 = json.dumps({"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "UINT8",
+                                 "data": images.reshape(-1).tolist()}]}).encode()
+    status, _, data = call(ray_stack, "POST", f"/v2/models/{MODEL}/infer", v2, {"Content-Type": codecs.JSON})
+    assert status == 200, data
+    outputs = {o["name"]: o for o in json.loads(data)["outputs"]}
+    assert outputs["classes"]["data"] == want.classes.tolist()
+
+    tfs = json.dumps({"instances": images.tolist()}).encode()
+    status, _, data = call(ray_stack, "POST", f"/v1/models/{MODEL}:predict", tfs, {"Content-Type": codecs.JSON})
+    assert status == 200, data
+    pred = tfserving.parse_rest_response(data)
+    np.testing.assert_array_equal(pred.classes, want.classes)
+    np.testing.assert_allclose(pred.probabilities, want.probabilities, atol=2e-6)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_concurrent_requests_share_batches_and_get_their_own_rows(ray_stack, images, core):
+    want = core.predict(images).classes
+
+    def one(i):
+        body, ctype = codecs.encode(images[i:i + 1], "raw")
+        return call(ray_stack, "POST", "/v1/predict", body, {"Content-Type": ctype})
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        answers = list(pool.map(one, list(range(len(images))) * 2))
+    sizes = []
+    for i, (status, headers, data) in enumerate(answers):
+        assert status == 200, data
+        assert json.loads(data)["predictions"][0]["class_id"] == want[i % len(images)]
+        entries = dict(e.strip().split(";", 1) for e in headers["server-timing"].split(","))
+        assert "queue" in entries
+        sizes.append(int(entries["batch"].split("=")[1]))
+    assert max(sizes) > 1, f"{len(answers)} concurrent requests never shared a model call: {sizes}"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.parametrize("path,body,ctype,status,phrase", [
+    ("/v1/predict", b'{"instances": [', codecs.JSON, 400, "malformed JSON"),
+    ("/v1/predict", b"\x00" * 1000, codecs.OCTET, 400, "multiple of 3072"),
+    (f"/v2/models/{MODEL}/infer", b'{"inputs": []}', codecs.JSON, 400, "inputs"),
+    (f"/v1/models/{MODEL}:predict", b'{"foo": 1}', codecs.JSON, 400, "instances"),
+    ("/v2/models/nope/infer", b"{}", codecs.JSON, 404, "not found"),
+], ids=["v1-json", "v1-raw", "v2", "tfserving", "unknown-model"])
+def test_bad_requests_get_the_shared_4xx(ray_stack, path, body, ctype, status, phrase):
+    got, _, data = call(ray_stack, "POST", path, body, {"Content-Type": ctype})
+    assert got == status, data
+    assert phrase in json.loads(data)["error"], data
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_replicas_land_on_both_nodes(ray_stack):
+    doc = cluster_doc(ray_stack)
+    nodes = {n["name"]: n for n in doc["nodes"]}
+    assert set(nodes) == {"sb_node_0", "sb_node_1"} and all(n["alive"] for n in nodes.values()), doc["nodes"]
+    assert nodes["sb_node_0"]["head"] and not nodes["sb_node_1"]["head"]
+    replicas = doc["replicas"]
+    assert len(replicas) == 2 and {r["state"] for r in replicas} == {"ALIVE"}, replicas
+    assert {r["node"] for r in replicas} == {"sb_node_0", "sb_node_1"}, replicas
+    assert doc["serve"]["status"] == "RUNNING"
+
+
+def _loopback_or_link_local(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr.strip("[]").removeprefix("::ffff:"))
+    return ip.is_loopback or ip.is_link_local
+
+
+def _listeners(argv: list[str]) -> list[tuple[str, int, str]]:
+    """(address, port, the rest) of each TCP listener ``ss`` shows."""
+    out = subprocess.run([*argv, "ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        local = line.split()[3]
+        addr, _, port = local.rpartition(":")
+        found.append((addr, int(port), line))
+    return found
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_no_ray_port_listens_outside_loopback_or_link_local(ray_stack):
+    where = cluster_doc(ray_stack, "cluster")
+    ns = where["namespace"]
+    inside = ray_cluster.ns_pids(ns)
+    assert inside, "nothing runs in the cluster's namespace"
+    # The namespace's only interfaces: its loopback and the veth, with loopback and link-local addresses only.
+    out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    addrs = [line.split()[3].split("/")[0] for line in out.splitlines()]
+    assert addrs and all(_loopback_or_link_local(a) for a in addrs), out
+    assert where["host"] in addrs
+    # Inside, a wildcard listener (Serve's replicas bind [::]) reaches no more than those.
+    for addr, port, line in _listeners(["ip", "netns", "exec", ns]):
+        assert addr in ("*", "0.0.0.0", "[::]") or _loopback_or_link_local(addr), line
+    # On the host: nothing of the cluster's, and the supervisor on loopback only.
+    ours = inside | {p.pid for p in psutil.Process(ray_stack.pids()[ARCH]).children(recursive=True)}
+    ours.add(ray_stack.pids()[ARCH])
+    for addr, port, line in _listeners([]):
+        pids = {int(x.split("=")[1]) for x in line.replace(")", ",").split(",") if x.startswith("pid=")}
+        if pids & ours:
+            assert _loopback_or_link_local(addr), line
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_status_lists_nodes_and_replicas(ray_stack, capsys, monkeypatch):
+    monkeypatch.setenv("SB_RUN_DIR", str(ray_stack.run_dir))
+    assert runtime.main(["status"]) == 0
+    out = capsys.readouterr().out
+    assert "Serve app RUNNING" in out, out
+    assert [line.split()[1] for line in out.splitlines() if line.split()[:1] == ["node"]] == ["sb_node_0", "sb_node_1"]
+    replicas = [line for line in out.splitlines() if line.split()[:1] == ["replica"]]
+    assert len(replicas) == 2 and all(" ALIVE " in line for line in replicas), out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_down_leaves_no_process_namespace_or_temp_folder(ray_stack):
+    where = cluster_doc(ray_stack, "cluster")
+    procs = [psutil.Process(pid) for pid in ray_cluster.ns_pids(where["namespace"])]
+    procs += [p for group in ray_stack.processes().values() for p in group]
+    assert Path(where["ray_dir"]).is_dir()
+    stack.down(ray_stack.run_dir, log=QUIET)
+    gone, alive = psutil.wait_procs(procs, timeout=10)
+    alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, alive
+    assert where["namespace"] not in netns.namespaces()
+    assert not Path(where["ray_dir"]).exists()
+    assert not stack.leftovers(ray_stack.run_dir)
+
+
+# ------------------------------------------------------------------ no cluster
+@pytest.mark.unit
+def test_each_node_has_ports_of_its_own_after_the_heads():
+    s = Settings.from_env({"SB_RAY_PORT": "9600", "SB_RAY_NODES": "2"})
+    ports = [set(range(p["min-worker"], p["max-worker"] + 1)) | {p[n] for n in ray_cluster.NODE_PORTS}
+             for p in (ray_cluster.node_ports(s, 0), ray_cluster.node_ports(s, 1))]
+    assert not ports[0] & ports[1]
+    assert min(min(p) for p in ports) > s.ray_port + 1  # the GCS and the Ray client server come first
+    assert max(max(p) for p in ports) < 9700
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("nodes,replicas,slots", [(1, 1, 1), (1, 3, 3), (2, 2, 1), (2, 3, 2), (2, 1, 1), (3, 4, 2)])
+def test_replica_slots_spread_the_replicas_and_the_head_can_hold_them_all(nodes, replicas, slots):
+    s = Settings.from_env({"SB_RAY_NODES": str(nodes), "SB_RAY_REPLICAS": str(replicas)})
+    assert ray_cluster.node_resources(s, 0) == {"sb_node_0": 1, ray_cluster.REPLICA_SLOT: replicas}
+    for node in range(1, nodes):
+        assert ray_cluster.node_resources(s, node) == {f"sb_node_{node}": 1, ray_cluster.REPLICA_SLOT: slots}
+
+
+@pytest.mark.unit
+def test_the_ray_folder_fits_rays_socket_paths():
+    short, long = Path("/tmp/run"), Path("/tmp") / ("x" * 60)
+    assert ray_cluster.ray_dir(short) == short / "ray"
+    assert len(str(ray_cluster.ray_dir(long))) <= ray_cluster.MAX_DIR_CHARS
+    assert ray_cluster.ray_dir(long) != ray_cluster.ray_dir(long.with_name("y" * 60))
+    c = ray_cluster.Cluster(Settings(), long / "ray", log=QUIET)
+    with pytest.raises(ray_cluster.ClusterError, match="socket paths"):
+        c.start(timeout_s=1)
+    assert ray_cluster.link_name(Path("/a/ray")) == ray_cluster.link_name(Path("/a/ray"))
+    assert ray_cluster.link_name(Path("/a/ray")) != ray_cluster.link_name(Path("/b/ray"))
+    assert os.path.basename(ray_cluster.link_name(Path("/a/ray"))).startswith("ray")
+
+
+@pytest.mark.unit
+def test_docker_runtime_is_refused_saying_why():
+    unmet = registry.get(ARCH).unmet("docker")
+    assert len(unmet) == 1 and "RUNTIME=native" in unmet[0] and "Ray" in unmet[0], unmet
+
+
+@pytest.mark.unit
+def test_fault_measurement_from_the_answers():
+    from services.rayserve import faults
+
+    seen = [(9.0, 200, True), (10.1, 502, None), (10.2, 200, True), (10.4, 0, None), (10.5, 200, False),
+            (10.9, 200, True)]
+    doc = faults.window(seen, killed_at=10.0)
+    assert doc["failed"] == 2 and doc["wrong_answers"] == 1
+    assert doc["first_failure_s"] == 0.1 and doc["last_failure_s"] == 0.4 and doc["error_window_s"] == 0.3
+    assert doc["recovered_s"] == 0.5
+    assert faults.window([(9.0, 200, True), (10.3, 200, True)], 10.0)["recovered_s"] == 0.3
+    nodes = [{"name": "sb_node_0", "alive": True, "head": True}, {"name": "sb_node_1", "alive": False, "head": False}]
+    doc = {"nodes": nodes, "serve": {"status": "RUNNING"},
+           "replicas": [{"replica": "a", "state": "ALIVE", "node": "sb_node_0", "pid": 1},
+                        {"replica": "c", "state": "ALIVE", "node": "sb_node_0", "pid": 3}]}
+    assert faults.back_to_target(doc, 2, killed=("b",), dead_node="sb_node_1")
+    assert not faults.back_to_target(doc, 2, killed=("a",))
+    nodes[1]["alive"] = True
+    assert not faults.back_to_target(doc, 2, dead_node="sb_node_1")
+    doc["replicas"].append({"replica": "b", "state": "ALIVE", "node": "sb_node_1", "pid": 2})
+    assert faults.replica_to_kill(doc)["node"] == "sb_node_0"
+    assert faults.worker_node(doc)["name"] == "sb_node_1"
