@@ -42,7 +42,7 @@ from bench.records import RunRecord
 from bench.session import RunSession
 from servebench import data, netns, processes
 from bench.knobs import LOCUST
-from servebench.runtime import StackError
+from servebench.runtime import StackError, part_classifiers
 from servebench.settings import Settings, from_environment, inherited_env
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -183,7 +183,7 @@ def run(args: opts.LoadOptions, st, run_dir: Path, card=None, hosts: WorkerHosts
     session = RunSession(run_dir, header=header, summary=summary, table=print_table, resources_csv=True)
     with session:
         session.sample(lambda: {**st.processes(), "client": _tree(procs)}, hz=args.sample_hz,
-                       origin=time.perf_counter())
+                       origin=time.perf_counter(), parts=part_classifiers(st))
         session.on_close(lambda: _stop(procs))  # the master has ended (or is told to); the workers follow it
         env = locust_env(args, run_dir)
         started = time.perf_counter()

@@ -17,6 +17,11 @@ own process, and writes one row per service per sample to ``resources.csv``:
   measured;
 - ``n_procs``: processes in the tree.
 
+A service may be split into parts (``parts``: service -> a function naming a
+process's part, e.g. a Ray cluster's GCS, raylets, proxy and replicas): each
+part gets the same figures in the summary, under the service's ``parts``; the
+service's own figures stay its whole tree's.
+
 The sampler's own CPU time is kept apart (:attr:`Sampler.cpu_seconds`): it
 runs in the client's process and is part of the client's figures.
 """
@@ -36,6 +41,7 @@ DEFAULT_PSS_HZ = 1.0
 MB = 1024 * 1024
 
 Sources = Callable[[], dict[str, list[psutil.Process]]]
+PartOf = Callable[[psutil.Process], str]  # a process -> the name of its part of a service
 
 
 def client_process() -> list[psutil.Process]:
@@ -54,6 +60,42 @@ class _Service:
         self.rss_mb: list[float] = []
         self.pss_mb: list[float] = []
         self.n_procs_max = 0
+        self.parts: dict[str, "_Service"] = {}
+
+    def account(self, reads: list[tuple], now: float, with_pss: bool) -> tuple[float | None, float, float, int]:
+        """One sample of this tree (``_read``'s tuples): its CPU % since the last (None on the first), RSS, PSS."""
+        seen: dict[tuple[int, float], float] = {}
+        rss = pss = delta = 0.0
+        for key, cpu, p_rss, p_pss in reads:
+            seen[key] = cpu
+            rss += p_rss
+            pss += p_pss or 0.0
+            # A process born since the last sample brings all its CPU time with it.
+            delta += cpu - self.cpu_by_proc.get(key, 0.0)
+        percent = None
+        if self.last_t is not None:
+            self.cpu_seconds += max(delta, 0.0)
+            percent = 100.0 * max(delta, 0.0) / max(now - self.last_t, 1e-6)
+            self.cpu_percent.append(percent)
+        self.cpu_by_proc, self.last_t = seen, now
+        self.n_procs_max = max(self.n_procs_max, len(seen))
+        self.rss_mb.append(rss / MB)
+        if with_pss:
+            self.pss_mb.append(pss / MB)
+        return percent, rss, pss, len(seen)
+
+    def summary(self, images: int) -> dict:
+        return {
+            "cpu_percent_mean": results.rounded(sum(self.cpu_percent) / len(self.cpu_percent), 1) if self.cpu_percent else None,
+            "cpu_seconds": results.rounded(self.cpu_seconds, 3),
+            "cpu_seconds_per_image": results.rounded(self.cpu_seconds / images, 6) if images else None,
+            "rss_mb_mean": results.rounded(sum(self.rss_mb) / len(self.rss_mb), 1) if self.rss_mb else None,
+            "rss_mb_max": results.rounded(max(self.rss_mb), 1) if self.rss_mb else None,
+            "pss_mb_mean": results.rounded(sum(self.pss_mb) / len(self.pss_mb), 1) if self.pss_mb else None,
+            "n_procs_max": self.n_procs_max,
+            **({"parts": {name: part.summary(images) for name, part in sorted(self.parts.items())}}
+               if self.parts else {}),
+        }
 
 
 def _read(proc: psutil.Process, with_pss: bool) -> tuple[tuple[int, float], float, float, float | None] | None:
@@ -77,8 +119,10 @@ class Sampler:
     """``with Sampler(sources, log, origin=t0):`` samples until the block ends (and once more then)."""
 
     def __init__(self, sources: Sources, log: results.CsvLog | None = None, hz: float = DEFAULT_HZ,
-                 origin: float | None = None, pss_hz: float = DEFAULT_PSS_HZ):
+                 origin: float | None = None, pss_hz: float = DEFAULT_PSS_HZ, parts: dict[str, PartOf] | None = None):
         self.sources = sources
+        self.parts = parts or {}
+        self._part_of: dict[tuple[int, float], str] = {}  # a process keeps its part (its command line is read once)
         self.log = log
         self.interval_s = 1.0 / hz
         self.pss_interval_s = 1.0 / pss_hz
@@ -125,46 +169,41 @@ class Sampler:
             self._last_pss = now
         for name, procs in trees.items():
             svc = self.services.setdefault(name, _Service())
-            seen: dict[tuple[int, float], float] = {}
-            rss = pss = delta = 0.0
-            for proc in procs:
-                read = _read(proc, with_pss)
-                if read is None:
-                    continue
-                key, cpu, p_rss, p_pss = read
-                seen[key] = cpu
-                rss += p_rss
-                pss += p_pss or 0.0
-                # A process born since the last sample brings all its CPU time with it.
-                delta += cpu - svc.cpu_by_proc.get(key, 0.0)
-            baseline = svc.last_t is None
-            percent = None
-            if not baseline:
-                svc.cpu_seconds += max(delta, 0.0)
-                percent = 100.0 * max(delta, 0.0) / max(now - svc.last_t, 1e-6)
-                svc.cpu_percent.append(percent)
-            svc.cpu_by_proc, svc.last_t = seen, now
-            svc.n_procs_max = max(svc.n_procs_max, len(seen))
-            svc.rss_mb.append(rss / MB)
-            if with_pss:
-                svc.pss_mb.append(pss / MB)
+            reads = [r for r in (_read(proc, with_pss) for proc in procs) if r is not None]
+            previous_t = svc.last_t
+            percent, rss, pss, n = svc.account(reads, now, with_pss)
+            if name in self.parts:
+                self._account_parts(svc, self.parts[name], procs, reads, previous_t, now, with_pss)
             if self.log is not None:
                 self.log.row([f"{now - self.origin:.3f}", name, "" if percent is None else f"{percent:.1f}",
-                              f"{svc.cpu_seconds:.3f}", f"{rss / MB:.1f}", f"{pss / MB:.1f}" if with_pss else "",
-                              len(seen)])
+                              f"{svc.cpu_seconds:.3f}", f"{rss / MB:.1f}", f"{pss / MB:.1f}" if with_pss else "", n])
         self.samples += 1
 
+    def _account_parts(self, svc: _Service, part_of: PartOf, procs: list[psutil.Process], reads: list[tuple],
+                       previous_t: float | None, now: float, with_pss: bool) -> None:
+        by_key = {}
+        for proc in procs:
+            try:
+                by_key[(proc.pid, proc.create_time())] = proc
+            except psutil.Error:
+                continue
+        grouped: dict[str, list[tuple]] = {name: [] for name in svc.parts}
+        for read in reads:
+            key = read[0]
+            if key not in self._part_of and key in by_key:
+                try:
+                    self._part_of[key] = part_of(by_key[key])
+                except psutil.Error:
+                    continue
+            if key in self._part_of:
+                grouped.setdefault(self._part_of[key], []).append(read)
+        for name, part_reads in grouped.items():
+            if name not in svc.parts:
+                # A part first seen after the baseline counts all its CPU, as a new process does.
+                svc.parts[name] = _Service()
+                svc.parts[name].last_t = previous_t
+            svc.parts[name].account(part_reads, now, with_pss)
+
     def summary(self, images: int) -> dict:
-        """Per service: mean CPU %, CPU-seconds per image, mean and max RSS, mean PSS."""
-        out = {}
-        for name, svc in self.services.items():
-            out[name] = {
-                "cpu_percent_mean": results.rounded(sum(svc.cpu_percent) / len(svc.cpu_percent), 1) if svc.cpu_percent else None,
-                "cpu_seconds": results.rounded(svc.cpu_seconds, 3),
-                "cpu_seconds_per_image": results.rounded(svc.cpu_seconds / images, 6) if images else None,
-                "rss_mb_mean": results.rounded(sum(svc.rss_mb) / len(svc.rss_mb), 1) if svc.rss_mb else None,
-                "rss_mb_max": results.rounded(max(svc.rss_mb), 1) if svc.rss_mb else None,
-                "pss_mb_mean": results.rounded(sum(svc.pss_mb) / len(svc.pss_mb), 1) if svc.pss_mb else None,
-                "n_procs_max": svc.n_procs_max,
-            }
-        return out
+        """Per service: mean CPU %, CPU-seconds per image, mean and max RSS, mean PSS (and the same per part)."""
+        return {name: svc.summary(images) for name, svc in self.services.items()}

@@ -116,7 +116,7 @@ class Bench:
             self.session = session
             session.recorder(origin, bar)
             session.sample(lambda: {**self.st.processes(), "client": resources.client_process()},
-                           hz=args.sample_hz, origin=origin)
+                           hz=args.sample_hz, origin=origin, parts=runtimes.part_classifiers(self.st))
             session.on_close(self.client.close)
             shapes.drive(pass_shape(args, len(self.requests)), self.run_pass)
         return session.record

@@ -224,13 +224,14 @@ class RunSession:
         return self.rec
 
     def sample(self, sources: resources.Sources, hz: float = resources.DEFAULT_HZ, origin: float | None = None,
-               log=None) -> resources.Sampler:
-        """Start sampling ``sources`` into ``resources.csv`` (or ``log``) until the close (or its ``stop()``)."""
+               log=None, parts: dict[str, resources.PartOf] | None = None) -> resources.Sampler:
+        """Start sampling ``sources`` into ``resources.csv`` (or ``log``) until the close (or its ``stop()``);
+        ``parts``: the services reported in parts too (:func:`servebench.runtime.part_classifiers`)."""
         if log is None:
             if self.resources_log is None:
                 self.resources_log = results.CsvLog(self.run_dir / RESOURCES_FILE, self.resource_columns)
             log = self.resources_log
-        sampler = resources.Sampler(sources, log, hz=hz, origin=origin)
+        sampler = resources.Sampler(sources, log, hz=hz, origin=origin, parts=parts)
         self.samplers.append(sampler)
         return sampler.__enter__()
 

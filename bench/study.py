@@ -35,7 +35,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from bench import options as opts
 from bench import reference, target
-from bench.options import BenchOptions, ReferenceOptions, StudyOptions
+from bench.options import BenchOptions, ModelCurveOptions, ReferenceOptions, StudyOptions
 from bench.records import RunRecord
 from servebench import interrupts, registry
 from servebench import runtime as runtimes
@@ -44,10 +44,10 @@ from servebench.settings import Settings, from_environment
 
 @dataclass(frozen=True)
 class Experiment:
-    """One planned run: a bench run in a stack of ``arch``, or an in-process reference before it."""
+    """One planned run: a bench run in a stack of ``arch``, or an in-process reference or model curve (no stack)."""
 
-    arch: str  # what it measures; a reference run: the architecture it is the baseline of
-    options: BenchOptions | ReferenceOptions
+    arch: str  # what it measures; a reference run or curve: the architecture it is the baseline of
+    options: BenchOptions | ReferenceOptions | ModelCurveOptions
     settings: dict[str, Any] = field(default_factory=dict)  # serving settings of its stack, over the caller's
     title: str = ""
 
@@ -61,6 +61,8 @@ class Experiment:
 
     @property
     def kind(self) -> str:
+        if isinstance(self.options, ModelCurveOptions):
+            return "curve"
         return "reference" if isinstance(self.options, ReferenceOptions) else "bench"
 
     def serving_settings(self, settings: Settings) -> Settings:
@@ -89,7 +91,7 @@ def execute(plan: list[Experiment], options: StudyOptions, settings: Settings,
     Consecutive bench runs of one architecture with the same serving settings
     share one stack, brought up here and down again when the next experiment
     needs another (or none: a reference runs with no stack up, in a process of
-    its own). An architecture that cannot run on ``options.runtime`` is skipped
+    its own, and so does a model curve). An architecture that cannot run on ``options.runtime`` is skipped
     with the reason. Stack errors propagate, after the stack is brought down.
     """
     from bench import run  # the plan alone needs no bench run
@@ -110,11 +112,12 @@ def execute(plan: list[Experiment], options: StudyOptions, settings: Settings,
                 continue
             serving = exp.serving_settings(settings)
             log(f"\n== {exp.title or exp.arch}")
-            if exp.kind == "reference":
+            if exp.kind in ("reference", "curve"):
                 if up is not None:
                     rt.down(run_dir=options.run_dir, log=log)
                     up = None
-                done = [reference.measure_isolated(exp.options, serving)]
+                done = [reference.measure_isolated(exp.options, serving) if exp.kind == "reference"
+                        else reference.measure_curve(exp.options, serving, log=log)]
             else:
                 key = (exp.arch, sorted(exp.settings.items()))
                 if up != key:

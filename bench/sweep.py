@@ -333,7 +333,7 @@ class Sweep:
         sources = lambda: {**st.processes(), CLIENT: resources.client_process()}  # noqa: E731
         # One sampler per stack (the session's takes no PSS rate), its rows in the session's resources.csv.
         sampler = resources.Sampler(sources, _ModeLog(res_log, mode), hz=o.sample_hz, origin=self.origin,
-                                    pss_hz=min(PSS_HZ, o.sample_hz))
+                                    pss_hz=min(PSS_HZ, o.sample_hz), parts=runtimes.part_classifiers(st))
         try:
             with sampler:
                 shapes.drive(stepped_shape(o), lambda level: self.level(mode, st, level))

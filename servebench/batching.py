@@ -111,7 +111,7 @@ class Batcher:
         if timeout_ms < 0:
             raise ValueError(f"timeout_ms must be >= 0, got {timeout_ms}")
         self.predict = predict
-        self.max_size = max_size
+        self.max_size, self.timeout_ms = max_size, timeout_ms
         self.timeout_s = timeout_ms / 1000.0
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
@@ -154,6 +154,11 @@ class Batcher:
         """No model call running and nobody waiting: a request now would run at once, alone."""
         with self._cond:
             return not (self._busy or self._queue)
+
+    def runs_inline(self) -> bool:
+        """Whether a request called now would run at once in the caller's thread (no wait, and the model idle):
+        an event loop then hands it to a thread rather than awaiting a batch of one."""
+        return self.timeout_s == 0 and self.idle()
 
     def close(self) -> None:
         with self._cond:

@@ -150,7 +150,6 @@ class LocalModel:
         self.card: ModelCard = self.core.card
         self.model_name = core.name
         self.max_batch = max_batch
-        self.batch_max_size, self.batch_timeout_ms = batch_max_size, batch_timeout_ms
         self.batcher = Batcher(self.core.run, batch_max_size, batch_timeout_ms) if batch_max_size > 1 else None
 
     @classmethod
@@ -162,6 +161,14 @@ class LocalModel:
 
     def model_version(self) -> int:
         return self.core.version
+
+    @property
+    def batch_max_size(self) -> int:
+        return self.batcher.max_size if self.batcher else 1
+
+    @property
+    def batch_timeout_ms(self) -> float:
+        return self.batcher.timeout_ms if self.batcher else 0.0
 
     def batching(self) -> tuple[int, float]:
         return self.batch_max_size, self.batch_timeout_ms

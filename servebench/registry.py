@@ -99,6 +99,9 @@ class Service:
     # "module:function"(its record in the stack's state, settings) -> more lines for `make status` (a cluster's
     # nodes); found by name, so the runtime imports no architecture.
     status: str = ""
+    # "module:function"(psutil.Process) -> the name of its part (a Ray cluster's GCS, raylets, proxy, replicas):
+    # the harness reports CPU and memory per part beside the service's total.
+    parts: str = ""
 
     def health_path_for(self, model_name: str) -> str | None:
         return None if self.health_path is None else self.health_path.format(model_name=model_name)
@@ -124,6 +127,9 @@ class Architecture:
     # "module:function" that benches it instead of the request client (frames, not requests):
     # function(options, arch, settings, log) -> RunRecord; found by name, so the harness imports no study.
     driver: str = ""
+    # Why a stack of it is slow to start (a cluster of nodes), or "": the tests then start it once per run for
+    # the shared suites and in its own module, not once per model or knob set (tests/conformance.py).
+    slow_start: str = ""
 
     def unmet(self, runtime: str) -> list[str]:
         """What stops it from running on ``runtime`` (empty when nothing does)."""

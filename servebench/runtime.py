@@ -324,6 +324,17 @@ def service_details(st: StackState, name: str) -> list[str]:
     return list(getattr(importlib.import_module(module), function)(st.doc["services"][name], st.knob_settings()))
 
 
+def part_classifiers(st: StackState) -> dict[str, Callable]:
+    """Per service that is reported in parts (its record's ``parts`` hook): the function naming a process's part."""
+    out = {}
+    for name in st.doc["services"]:
+        hook = registry.services()[name].parts if name in registry.services() else ""
+        if hook:
+            module, _, function = hook.partition(":")
+            out[name] = getattr(importlib.import_module(module), function)
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cmd", choices=("up", "down", "status"))

@@ -3,7 +3,10 @@
 The fault, fuzz, surface, protocol, architecture and compose tests take their
 architectures from here, so a new architecture (one more folder) gets all of
 them. One that cannot run here is not dropped: it is a skip whose reason is
-its unmet need (e.g. no TF Serving binary).
+its unmet need (e.g. no TF Serving binary). One whose record says it is slow to
+start (``slow_start``: a Ray cluster) joins the suites on the run's shared stack
+and its cluster's own faults, and skips, saying so, those that start a stack per
+module or model.
 
 What a test needs to know of an architecture's shape is derived from its
 services (start order: what the front end calls, then the front end, then nginx).
@@ -11,7 +14,6 @@ services (start order: what the front end calls, then the front end, then nginx)
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -48,27 +50,25 @@ def runnable_here(arch: registry.Architecture, runtime: str = "native") -> bool:
     return not arch.unmet(runtime)
 
 
-# Architectures that start a multi-node cluster (40-60 s on a busy 2-core machine per stack): the shared suites
-# run them only when SB_TEST_CLUSTERS=1, so that `make test` stays within CI's time; their own module
-# (tests/services/test_rayserve.py) always runs one cluster.
-CLUSTERS = {"rayserve"}
-
-
-def _cluster_skipped(arch) -> str | None:
-    if arch.name in CLUSTERS and os.environ.get("SB_TEST_CLUSTERS", "") not in ("1", "true", "yes"):
-        return ("a Ray cluster per stack is too slow for every shared suite in make test; SB_TEST_CLUSTERS=1 runs "
-                "it here, tests/services/test_rayserve.py always")
+def _slow_to_start(arch, once: bool) -> str | None:
+    """An architecture whose record says it is slow to start (a Ray cluster) runs where its stack is started once
+    per run: the shared stack (tests/conftest.py http_stack), which the fault, fuzz, surface, protocol and
+    architecture suites share, and a cluster's own faults; its own module covers the rest (batching...)."""
+    if arch.slow_start and not once:
+        return (f"{arch.slow_start}: it joins the suites on the run's shared stack, not those that start a "
+                "stack per module or model")
     return None
 
 
-def params(archs, runtime: str = "native", why_not=None) -> list:
+def params(archs, runtime: str = "native", why_not=None, once: bool = False) -> list:
     """One pytest param per architecture (its name, id'd by it); one that cannot run here is skipped with why.
 
-    ``why_not(arch)`` adds a reason of the test's own (a string, or None when it can run)."""
+    ``why_not(arch)`` adds a reason of the test's own (a string, or None when it can run). ``once``: the caller
+    starts one stack per architecture for the whole run, so an architecture slow to start takes part too."""
     out = []
     for arch in archs:
         reasons = arch.unmet(runtime) + ([r] if why_not and (r := why_not(arch)) else [])
-        reasons += [r] if (r := _cluster_skipped(arch)) else []
+        reasons += [r] if (r := _slow_to_start(arch, once)) else []
         marks = [pytest.mark.skip(reason=f"{arch.name}: {' '.join(reasons)}")] if reasons else []
         out.append(pytest.param(arch.name, id=arch.name, marks=marks))
     return out

@@ -63,7 +63,7 @@ def start_stack(tmp_path_factory):
         stack.down(run, log=lambda *_: None)
 
 
-@pytest.fixture(scope="session", params=conformance.params(conformance.http_architectures()))
+@pytest.fixture(scope="session", params=conformance.params(conformance.http_architectures(), once=True))
 def _shared_http_stack(request, tmp_path_factory):
     """One stack per HTTP architecture for the whole session, with conformance.HTTP_STACK_KNOBS.
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import provenance, records
+from bench.report import runs
 from bench.formats import number
 from servebench import registry
 from servebench import settings as settings_mod
@@ -285,14 +286,10 @@ def load(results: Path, archs: tuple[str, ...] = (), model: str | None = None, b
     configs: dict[tuple, Configuration] = {}
     bench_levels: dict[tuple, dict[tuple, list[Level]]] = {}
     curves, notes = [], []
-    for folder in sorted(p for p in results.iterdir() if p.is_dir() and not p.is_symlink()):
-        if not (folder / records.FILE).is_file():
-            continue
-        try:
-            record = records.read(folder)
-        except records.SchemaError as exc:
-            notes.append(f"skipped {folder.name}: {exc}")
-            continue
+    found, unreadable, _ = runs.scan(results)  # the report's reading of a results folder, notes and all
+    notes += unreadable
+    for run in found:
+        record, folder = run.record, run.path
         if record.kind == "model-curve":
             curves.append(record)
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import records
+from bench import provenance, records
 from bench.report import archs
 from bench.formats import number
 from servebench.types import MODEL_NAME
@@ -410,11 +410,16 @@ def request_latencies(run: Run) -> np.ndarray | None:
 
 def load_series(runs: list[Run], by: str, batch: int | None = 1) -> dict[tuple, dict]:
     """(arch, runtime, codec, batch) -> {x: newest complete run}; by is 'concurrency' or 'rate'; only runs of
-    ``batch`` images a request (None: any), so the x axis is the only thing that varies."""
+    ``batch`` images a request (None: any), so the x axis is the only thing that varies, and only runs of the
+    machine the newest of them ran on."""
     series: dict[tuple, dict] = {}
-    for run in runs:
-        if not run.complete_bench or not run.stands_for_arch or (batch is not None and run.batch != batch):
-            continue
+    found = [r for r in runs if r.complete_bench and r.stands_for_arch and (batch is None or r.batch == batch)]
+    # One machine per plot: the newest run's (a point measured elsewhere is another machine's latency).
+    newest = max(found, key=lambda r: r.newest_key, default=None)
+    if newest is not None:
+        key = provenance.same_machine_key(newest.record.provenance.machine or {})
+        found = [r for r in found if provenance.same_machine_key(r.record.provenance.machine or {}) == key]
+    for run in found:
         if by == "concurrency" and run.rate is None:
             x = run.concurrency
         elif by == "rate" and run.rate is not None:

@@ -48,7 +48,7 @@ def add_protocol_routes(app: FastAPI, state: dict, target_key: str, max_body_byt
         # A batcher that waits for no batch-mates (timeout 0) and has nothing running or waiting runs the
         # request at once in the thread that asks (servebench.batching): as cheap as batching off. Otherwise
         # the request joins the forming batch on the loop.
-        if endpoint.waits_for_batches(target) and not (target.batch_timeout_ms == 0 and target.batcher.idle()):
+        if endpoint.waits_for_batches(target) and not target.batcher.runs_inline():
             reply = await endpoint.handle_async(target, request.method, request.url.path, body, request.headers)
         else:
             reply = await anyio.to_thread.run_sync(endpoint.handle, target, request.method, request.url.path,

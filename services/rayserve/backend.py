@@ -2,8 +2,10 @@
 
 Serve listens inside the cluster's network namespace, on the link-local address its veth got
 when the cluster started; the supervisor says which (``GET /cluster`` on the host's loopback).
-A cluster started again (its supervisor restarted) may have another address: an unreachable
-backend is asked again once before the failure is answered.
+A cluster started again (its supervisor restarted) may have another address, or the same one:
+then its proxy listens there before the application is deployed, and answers 404 for every
+path. So once the cluster failed to answer (a 502), nothing is forwarded until the supervisor
+says a cluster is ready again (``GET /cluster``: 200); until then clients get a 503.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ class RayServeBackend(ModelServerBackend):
         self._where = self._ask(settings)
         self.http = self._upstream_to(self._where)
         self.address = f"{self._where[0]}:{self._where[1]}"
+        self._lost = False  # the cluster failed to answer: forward again once the supervisor says it is ready
 
     def _ask(self, settings) -> tuple[str, int]:
         supervisor = f"http://{settings.backend_host}:{settings.rayserve_port}/cluster"
@@ -38,20 +41,29 @@ class RayServeBackend(ModelServerBackend):
         return Upstream(self.name, where[0], where[1], self._settings)
 
     def forward(self, method, path, body, headers) -> endpoint.Reply:
+        if self._lost and self._found() is None:
+            return endpoint.error_reply(endpoint.protocol_of(path), 503, f"backend {self.name}: the Ray cluster is "
+                                        "not ready (its supervisor is down or starting it)", backend=self.name)
         reply = self.http.forward(method, path, body, headers)
-        if reply.status == 502 and self._moved():
-            reply = self.http.forward(method, path, body, headers)
+        if reply.status == 502:
+            moved = self._found()
+            if moved is None:
+                self._lost = True
+            elif moved:
+                reply = self.http.forward(method, path, body, headers)
         return reply
 
-    def _moved(self) -> bool:
-        """Whether the cluster now listens elsewhere (then the pool points there)."""
+    def _found(self) -> bool | None:
+        """None while the supervisor says no cluster is ready; else whether Serve now listens elsewhere (then the
+        pool points there), and requests are forwarded again."""
         try:
             where = self._ask(self._settings)
         except RuntimeError:
-            return False
-        if where == self._where:
-            return False
-        self.http.close()
-        self._where, self.http = where, self._upstream_to(where)
-        self.address = f"{where[0]}:{where[1]}"
-        return True
+            return None
+        moved = where != self._where
+        if moved:
+            self.http.close()
+            self._where, self.http = where, self._upstream_to(where)
+            self.address = f"{where[0]}:{where[1]}"
+        self._lost = False
+        return moved

@@ -351,10 +351,12 @@ def main(argv=None) -> int:
     server = ThreadingHTTPServer((a.host, a.port), type("Handler", (_Handler,), {"cluster": cluster}))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _raise_stop)
+    # Answering while the cluster starts: 503 on /ready and /cluster, so a front end that lost the cluster learns
+    # at once that it is not back yet (a socket that listens unserved would hold its question until a timeout).
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         doc = cluster.start(a.timeout_s)
         print(f"ready: {json.dumps(doc)}", flush=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         while True:
             time.sleep(1.0)
     except _Stop:
@@ -365,6 +367,7 @@ def main(argv=None) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)  # the teardown runs to its end
+        server.shutdown()
         server.server_close()
         cluster.stop()
         print("stopped: namespace and Ray temp folder removed", flush=True)

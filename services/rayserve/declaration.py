@@ -20,6 +20,7 @@ register_service(python_service(
                                              docker=lambda s: "/tmp/servebench-ray")},
     health_path="/ready",  # every node and replica running, and Serve's proxy answering
     status="services.rayserve.cluster:status_lines",  # make status: nodes and replicas with their state
+    parts="services.rayserve.parts:part_of",  # CPU and memory per Ray process group
 ), order=ORDER)
 
 _NATIVE = ("native",)
@@ -38,5 +39,6 @@ NEEDS = (
 register(Architecture(
     name="rayserve", title="Ray Serve", color="tab:olive", services=(RAY, *FRONT), profile="rayserve",
     backend="services.rayserve.backend:RayServeBackend", protocol="rest", needs=NEEDS,
+    slow_start="a Ray cluster takes 20-60 s to start (its nodes, the Serve controller, the replicas' TensorFlow)",
     description="Django forwards to Ray Serve (SB_RAY_REPLICAS replicas on SB_RAY_NODES nodes, @serve.batch) "
                 "in a network namespace of its own, over a link-local veth"), order=ORDER)

@@ -122,11 +122,17 @@ class StreamCore:
         self.max_payload = max_payload
         self.window = window
         self.drop = drop
-        self.batch_max_size = batch_max_size
-        self.batch_timeout_ms = batch_timeout_ms
         self.depth = model_depth(window, batch_max_size, drop)
         self.counters = Counters()
         self.batcher = Batcher(self._predict, batch_max_size, batch_timeout_ms, name="stream-model")
+
+    @property
+    def batch_max_size(self) -> int:
+        return self.batcher.max_size
+
+    @property
+    def batch_timeout_ms(self) -> float:
+        return self.batcher.timeout_ms
 
     def _predict(self, images: np.ndarray):
         """One model call (on the batcher's thread), counted: model_frames / model_calls is the mean batch."""

@@ -24,6 +24,7 @@ import logging
 import signal
 import sys
 import threading
+import traceback
 
 import numpy as np
 
@@ -39,6 +40,8 @@ log = logging.getLogger("servebench.triton")
 # the studies read Triton's own queue and compute times from them.
 RESTRICTED_ENDPOINTS = ["shared-memory", "model-repository", "trace", "logging"]
 EXIT_TIMEOUT_S = 5  # in-flight requests' grace at stop; the native runtime SIGKILLs after 10 s
+START_ATTEMPTS = 2
+HANDSHAKE = "get_config_from_handshake_server"  # where PyTriton's start-up race shows in a traceback
 
 
 def pytriton_config(doc: dict):
@@ -144,6 +147,25 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     return p
 
 
+def start(make_triton, settings: Settings, cores: list[InferenceCore]):
+    """A running Triton with the model bound (``make_triton()`` makes it). PyTriton gives its model stub 1 s to
+    open its handshake socket; a busy machine can miss that (its start-up race), so such a start is tried once
+    more with a fresh Triton, saying so. Any other failure is raised."""
+    for attempt in range(1, START_ATTEMPTS + 1):
+        triton = make_triton()
+        try:
+            bind(triton, settings, cores)
+            triton.run()  # starts tritonserver, loads the model, returns once it is ready
+            return triton
+        except Exception as exc:
+            triton.stop()
+            if attempt == START_ATTEMPTS or HANDSHAKE not in "".join(traceback.format_exception(exc)):
+                raise
+            log.warning("triton: PyTriton's model stub missed its handshake (%s: %s); starting once more",
+                        type(exc).__name__, exc)
+    raise RuntimeError(f"START_ATTEMPTS is {START_ATTEMPTS}: no start was tried")
+
+
 def serve(settings: Settings, host: str, port: int) -> int:
     import secrets
 
@@ -160,10 +182,9 @@ def serve(settings: Settings, host: str, port: int) -> int:
     # Our own token, never written anywhere: nothing outside this process needs the restricted endpoints.
     security = TritonSecurityConfig(access_token=secrets.token_urlsafe(32),
                                     restricted_endpoints=list(RESTRICTED_ENDPOINTS))
-    triton = Triton(config=triton_config(settings, host, port), security_config=security)
+    triton = start(lambda: Triton(config=triton_config(settings, host, port), security_config=security),
+                   settings, cores)
     try:
-        bind(triton, settings, cores)
-        triton.run()  # starts tritonserver, loads the model, returns once it is ready
         log.info("triton: model %s (%s, engine %s) on http://%s:%d (gRPC %d), %d instance(s), batching %s",
                  settings.model_name, describe(cores[0].card.inputs), cores[0].info().get("engine", "tensorflow"),
                  host, port, settings.triton_grpc_port, settings.triton_instances,

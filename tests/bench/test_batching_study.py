@@ -87,12 +87,12 @@ def test_quick_shrinks_what_was_not_set_and_arch_narrows(tmp_path):
 @pytest.mark.unit
 def test_each_stack_starts_from_the_defaults_of_what_is_compared():
     caller = Settings(frontend_threads=16, batch_max_size=8, port=9599, frontend_workers=1)
+    base = plan_mod.base_settings(caller)
     exp = studies.Experiment("embedded", opts.BenchOptions(arch="embedded"), {"batch_max_size": 32})
-    serving = plan_mod.serving_for(exp, caller)
+    serving = exp.serving_settings(base)  # as bench.study.execute brings the stack up
     assert (serving.batch_max_size, serving.frontend_threads, serving.port, serving.frontend_workers) == \
         (32, Settings.given(batch_max_size=32, frontend_workers=1).frontend_threads, 9599, 1)  # follows, not 16
-    base = plan_mod.serving_for(studies.Experiment("embedded", opts.BenchOptions(arch="embedded"), {}), caller)
-    assert base.batch_max_size == 1
+    assert base.batch_max_size == 1 and base.frontend_threads == Settings.given(frontend_workers=1).frontend_threads
 
 
 class FakeRuntime:

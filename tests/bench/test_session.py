@@ -154,3 +154,29 @@ def test_a_given_run_dir_is_used(tmp_path):
     with RunSession(tmp_path / "run-1", header={"kind": "load"}) as s:
         pass
     assert records.read(tmp_path / "run-1").run_id == "run-1" and s.record.kind == "load"
+
+
+def test_a_service_in_parts_gets_each_part_s_cpu_and_memory_beside_its_total(tmp_path):
+    import subprocess
+    import sys
+
+    import psutil
+
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.6)"])
+    procs = [psutil.Process(busy.pid), psutil.Process(idle.pid)]
+    try:
+        with _session(tmp_path, latest=False, summary=lambda interrupted: {"resources": s.sampler.summary(10)}) as s:
+            s.sample(lambda: {"svc": procs}, hz=50.0, parts={"svc": lambda p: "busy" if p.pid == busy.pid else "idle"})
+            threading.Event().wait(0.4)
+    finally:
+        busy.wait()
+        idle.wait()
+    svc = s.record.get("resources", "svc")
+    parts = svc["parts"]
+    assert set(parts) == {"busy", "idle"} and parts["busy"]["n_procs_max"] == 1
+    assert parts["busy"]["cpu_seconds"] > 0.1 > parts["idle"]["cpu_seconds"]
+    assert parts["busy"]["cpu_seconds"] + parts["idle"]["cpu_seconds"] == pytest.approx(svc["cpu_seconds"], abs=0.01)
+    assert parts["busy"]["rss_mb_mean"] > 0 and "parts" not in parts["busy"]
+    # resources.csv keeps one row per service per sample: the parts are in the summary only
+    assert {r["service"] for r in _rows(s.run_dir / "resources.csv")} == {"svc"}

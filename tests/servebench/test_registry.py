@@ -121,7 +121,7 @@ def test_every_folder_is_discovered_once_in_its_declared_order():
     registry.discover()
     assert registry.names()[:3] == ("embedded", "flask", "fastapi")
     assert list(registry.services())[:2] == ["nginx", "frontend"]
-    assert [s.name for s in registry.studies()] == ["docker-serving", "saturation", "serverless", "batching", "ensemble",
+    assert [s.name for s in registry.studies()] == ["docker-serving", "saturation", "serverless", "batching", "scale-out", "ensemble",
                                                     "streaming", "offloading", "engines"]
     assert "objectstore" in registry.services() and registry.profiles_of("objectstore") == ("serverless",)
 

@@ -233,7 +233,7 @@ def cluster_faults(arch: str):
 CLUSTERS = [a for a in http_architectures() if cluster_faults(a.name)]
 
 
-@pytest.fixture(scope="module", params=params(CLUSTERS))
+@pytest.fixture(scope="module", params=params(CLUSTERS, once=True))  # these faults need a cluster of two nodes
 def cluster_stack(request):
     """Two nodes, two replicas (one on each), so that both faults can be made; started once for the module."""
     run = Path(tempfile.mkdtemp(prefix="sbfault-"))

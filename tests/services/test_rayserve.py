@@ -6,7 +6,8 @@ concurrent requests share model calls (``@serve.batch``) and get their own rows,
 gets the shared 4xx, the replicas sit on both nodes (the GCS's tables), no Ray port
 listens outside loopback or link-local (``ss``, on the host and in the namespace), ``make status``
 lists nodes and replicas, and ``down`` leaves no process, namespace or temp folder. The shared
-conformance tests (tests/conformance.py) run on rayserve too: it is in the registry; its cluster's own faults
+conformance tests (tests/conformance.py) run on rayserve too, on the run's shared stack (its record's
+``slow_start`` keeps it out of those that start a stack per module or model); its cluster's own faults
 (a replica, a worker node) are measured in tests/services/test_faults.py. The unit tests at the end start nothing.
 """
 from __future__ import annotations
@@ -282,3 +283,17 @@ def test_fault_measurement_from_the_answers():
     doc["replicas"].append({"replica": "b", "state": "ALIVE", "node": "sb_node_1", "pid": 2})
     assert faults.replica_to_kill(doc)["node"] == "sb_node_0"
     assert faults.worker_node(doc)["name"] == "sb_node_1"
+
+
+@pytest.mark.unit
+def test_slow_to_start_it_joins_the_shared_suites_and_skips_the_per_module_stacks_saying_why():
+    from tests import conformance
+
+    assert registry.get(ARCH).slow_start
+    shared = {p.id: p for p in conformance.params(conformance.http_architectures(), once=True)}
+    own = {p.id: p for p in conformance.params(conformance.http_architectures())}
+    skips = lambda p: [m.kwargs["reason"] for m in p.marks]  # noqa: E731
+    why = registry.get(ARCH).slow_start
+    assert not any(why in r for r in skips(shared[ARCH])) and any(why in r for r in skips(own[ARCH])), skips(own[ARCH])
+    fast = [a.name for a in conformance.http_architectures() if not a.slow_start]
+    assert fast and all(skips(shared[n]) == skips(own[n]) for n in fast)

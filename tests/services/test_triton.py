@@ -19,7 +19,6 @@ import pytest
 
 from servebench import registry, stack
 from servebench.registry import Architecture
-from servebench.runtime import StackError
 from servebench.settings import REPO_ROOT
 from services.triton.declaration import TRITON_VENV
 from services.triton.server import model_calls
@@ -71,16 +70,7 @@ def triton(request, tmp_path_factory):
         needs=triton_arch.needs, description="a test double: Triton without the front end"))
     run = tmp_path_factory.mktemp(f"run-triton-{request.param}")
     try:
-        try:
-            st = stack.up(ALONE, stack_settings(**CONFIGS[request.param]), run, log=QUIET)
-        except StackError as exc:
-            # PyTriton's model stub sometimes finds its handshake socket not yet listening on a busy machine
-            # ("get_config_from_handshake_server ... Connection refused"): PyTriton's start-up race, once more.
-            if "handshake" not in str(exc):
-                raise
-            stack.down(run, log=QUIET)
-            st = stack.up(ALONE, stack_settings(**CONFIGS[request.param]), run, log=QUIET)
-        yield st
+        yield stack.up(ALONE, stack_settings(**CONFIGS[request.param]), run, log=QUIET)
     finally:
         stack.down(run, log=QUIET)
         registry.unregister(ALONE)

@@ -110,61 +110,18 @@ def experiments(options: StudyOptions, settings: Settings | None = None) -> list
     return plan
 
 
-def serving_for(exp: study.Experiment, settings: Settings) -> Settings:
-    """The caller's settings without the compared ones, then the experiment's, validated afresh: a default
-    that follows another setting (threads that follow the batch size) follows it here too."""
-    given = {name: getattr(settings, name) for name in settings.model_fields_set if name not in COMPARED}
-    return Settings.given(**{**given, **exp.settings})
+def base_settings(settings: Settings) -> Settings:
+    """The caller's settings without the compared ones, validated afresh: a default that follows another
+    setting (threads that follow the batch size) follows each stack's own here."""
+    return Settings.given(**{name: getattr(settings, name) for name in settings.model_fields_set
+                             if name not in COMPARED})
 
 
 def run(options: StudyOptions, settings: Settings, log: Callable = print) -> list[RunRecord]:
-    """The plan in order: the curve and the references with no stack up, then each stack brought up once for
-    its runs and down again; stops after an interrupted run."""
-    from bench import reference, target
-    from bench import run as bench_run
-    from servebench import interrupts
-    from servebench import runtime as runtimes
-
-    rt = runtimes.get(options.runtime)
-    other = target.running(options.runtime, options.run_dir)
-    if other is not None:
-        raise runtimes.StackError(f"a {other.arch} stack is running; the study brings each stack up itself: "
-                                  f"`make down RUNTIME={options.runtime}` first")
+    """The plan in order (:func:`bench.study.execute`): the curve and the references with no stack up, then
+    each stack brought up once for its runs and down again; stops after an interrupted run."""
     ignored = sorted(n for n in settings.model_fields_set if n in COMPARED)
     if ignored:
         log(f"ignoring {', '.join('SB_' + n.upper() for n in ignored)} from the environment: the study sets "
             f"what it compares")
-    plan = experiments(options, settings)
-    _, skipped = target.runnable_arches(options.runtime, list(dict.fromkeys(
-        e.arch for e in plan if isinstance(e.options, BenchOptions))))
-    for arch, why in skipped.items():
-        log(f"skipping {arch}: {why}")
-    done: list[RunRecord] = []
-    up = None  # (arch, settings) of the stack brought up here
-    try:
-        for exp in plan:
-            if isinstance(exp.options, BenchOptions) and exp.arch in skipped:
-                continue
-            log(f"\n== {exp.title}")
-            serving = serving_for(exp, settings)
-            if isinstance(exp.options, ModelCurveOptions):
-                records = [reference.measure_curve(exp.options, serving, log=log)]
-            elif isinstance(exp.options, ReferenceOptions):
-                records = [reference.measure_isolated(exp.options, serving)]
-            else:
-                key = (exp.arch, sorted(exp.settings.items()))
-                if up != key:
-                    if up is not None:
-                        rt.down(run_dir=options.run_dir, log=log)
-                        up = None
-                    rt.up(exp.arch, serving, run_dir=options.run_dir, log=log)
-                    up = key
-                records = bench_run.bench(exp.options, serving, log=log)
-            done += records
-            if any(r.interrupted for r in records):
-                break
-    finally:
-        if up is not None:
-            with interrupts.shielded():
-                rt.down(run_dir=options.run_dir, log=log)
-    return done
+    return study.execute(experiments(options, settings), options, base_settings(settings), log)

@@ -8,7 +8,7 @@ knobs (``SB_SATURATION_*``, :mod:`bench.studies.saturation.knobs`).
    the machine's limit. Measured with no stack up. ``--no-reference`` leaves
    it out (a sweep still measures one when none matches its threads).
 2. The headline comparison: for each architecture among embedded, Flask,
-   FastAPI and Triton, one stack per batching mode (the sweep's settings),
+   FastAPI, Triton and Ray Serve, one stack per batching mode (the sweep's settings),
    and in it ``repeats`` bench runs (:mod:`bench.run`, raw bodies, one image
    per request) at concurrency 1 and at the saturated concurrency,
    alternating. Each is a run of its own (its latency.hdr, its CPU per
@@ -35,7 +35,7 @@ from servebench.knobs import SectionValues
 from servebench.settings import Settings
 
 STUDY = "saturation"
-ARCHES = ("embedded", "flask", "fastapi", "triton")  # ours, then what many users pick instead
+ARCHES = ("embedded", "flask", "fastapi", "triton", "rayserve")  # ours, then what many users pick instead
 SIGNATURE = {"call_path": "signature"}  # the fast path, whatever the caller set
 MODES = ("off", "on")
 QUICK_SWEEP = {"concurrency": (1, 4, 16), "rate_fractions": (0.5, 1.0), "window_s": 1.0, "windows_limit": 4,
