@@ -178,3 +178,26 @@ def test_a_stack_below_ray_serve_is_flagged_and_the_texts_state_their_sample(tmp
     assert headings[0].startswith("Goals, judged on") and any("projection" in h for h in headings)
     empty = Context(tmp_path / "none", [], [])
     assert answer.answer(empty) is None and "not measured" in report.section(empty).blocks[-1].text
+
+
+@pytest.mark.unit
+def test_a_missed_goal_gets_its_why_from_the_same_runs(tmp_path):
+    parts = {"replicas": 3.0, "proxy": 2.0}
+    i = 0
+    for k in range(3):
+        for c, off, on in ((1, 100, 95), (8, 300 + k, 330), (64, 40, 320)):
+            for mode, rate, cpu in (("off", off, 5.0), ("on", on, 4.0)):
+                i += 1
+                _bench(tmp_path, i, "rayserve", mode, c, rate, 900.0 if c == 64 else 3.0, cpu, parts=parts)
+    ctx = Context.read(tmp_path)
+    t = measured.cells(ctx.runs)
+    split = measured.cpu_split(t[("rayserve", "off", (1, 1), 8)])
+    assert (split.replicas, split.rest_of_ray, split.front, split.total) == pytest.approx((3.0, 2.0, 1.0, 6.0))
+    on = measured.cpu_split(t[("rayserve", "on", (1, 1), 8)])
+    assert measured.batching_ceiling(split, on) == pytest.approx(6.0 / 2.0)
+    whys = report.whys(t)
+    assert any("1.10x, not 1.3x" in w and "3.00x at most" in w for w in whys), whys
+    assert any("falls from 301 images/s at c=8 to 40 at c=64" in w and "Unexplained" in w for w in whys), whys
+    assert all(w in report.readme(ctx)["scale-out-goals"] for w in whys)
+    (tmp_path / "met").mkdir()
+    assert report.whys(measured.cells(_fixture(tmp_path / "met").runs)) == []  # every goal met: nothing to explain

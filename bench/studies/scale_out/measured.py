@@ -164,6 +164,33 @@ def services(cell: Cell) -> dict[str, tuple[Spread | None, Spread | None]]:
                 spread(r.get("resources", s, "pss_mb_mean") for r in cell.runs)) for s in names}
 
 
+@dataclass
+class CpuSplit:
+    """Where a cell's server CPU per image went (medians of its repeats, ms per image)."""
+
+    replicas: float  # the Serve replicas (the model and @serve.batch)
+    rest_of_ray: float  # GCS, raylets, proxy, controller, agents, supervisor
+    front: float  # nginx and the Django front end
+    total: float
+
+
+def cpu_split(cell: Cell) -> CpuSplit | None:
+    """A Ray Serve cell's CPU per image split into what batching can shrink (the replicas) and what it cannot."""
+    found = parts(cell)
+    ray = services(cell).get(RAY, (None, None))[0]
+    if not found or not ray or not cell.server_cpu or "replicas" not in found or not found["replicas"][0]:
+        return None
+    replicas = found["replicas"][0].median
+    return CpuSplit(replicas, ray.median - replicas, cell.server_cpu.median - ray.median, cell.server_cpu.median)
+
+
+def batching_ceiling(off: CpuSplit, on: CpuSplit) -> float | None:
+    """The gain batching on would give were the replicas' CPU free and CPU the only limit: off's total ÷ on's
+    total without its replicas. What batching cannot shrink bounds it."""
+    rest = on.total - on.replicas
+    return off.total / rest if rest > 0 else None
+
+
 # --------------------------------------------------------------------------- faults and load
 
 def faults(runs: list[Run]) -> dict[str, list[Run]]:

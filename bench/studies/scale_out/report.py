@@ -43,7 +43,7 @@ def section(ctx: Context) -> Section:
     if not t and not m.faults(ctx.runs) and not m.loads(ctx.runs):
         return Section("Scale-out: Ray Serve across nodes", [Text(intro), Text(f"{NOT_MEASURED}: no run yet ({MAKE}).")])
     blocks = [Text(intro), Heading(f"Goals, judged on {medians_of(c.throughput for c in t.values())}"),
-              goals_table(ctx.runs, t),
+              goals_table(ctx.runs, t), *[Text(w) for w in whys(t)],
               Heading("Each stack at its best level (raw bodies; median of repeats, min–max)"), stacks_table(t),
               Heading("Our best Python stack ÷ Ray Serve, images/s at each concurrency, same batching mode"),
               peers_table(t),
@@ -55,10 +55,14 @@ def section(ctx: Context) -> Section:
               Heading("Nodes a target rate would need: a projection, not a measurement"), projection(t),
               Figure("scale_out_ladder", PLOTS["ladder"],
                      "Images/s and p50 against closed-loop concurrency; batching off dashed, on solid; each point "
-                     "the median of its repeats with min–max bars. Runs: "
-                     + ", ".join(r.run_id for c in t.values() if c.shape == (1, 1) for r in c.runs) + ".",
+                     "the median of its repeats with min–max bars. " + runs_span(t),
                      lambda path: plot_ladder(t, path))]
     return Section("Scale-out: Ray Serve across nodes, its faults, load from another host", blocks)
+
+
+def runs_span(t: dict) -> str:
+    ids = sorted(r.run_id for c in t.values() if c.shape == (1, 1) for r in c.runs)
+    return f"Runs: the {len(ids)} ladder runs {ids[0]} to {ids[-1]} in results/." if ids else ""
 
 
 # --------------------------------------------------------------------------- goals
@@ -98,6 +102,44 @@ def goal_rows(runs: list[Run], t: dict) -> list[dict]:
                              f"replicas back after {back.text(unit=' s') if back else 'not measured'}" if nodes else None,
                  "ok": wrong == 0 if nodes else None})
     return rows
+
+
+def whys(t: dict) -> list[str]:
+    """Why a goal on the ladder was missed, from the same runs: where the CPU went, and where a stack falls."""
+    out = []
+    gain, off, on = m.batching_gain(t), m.saturated(t, m.RAY, "off"), m.saturated(t, m.RAY, "on")
+    if gain and gain.value < m.BATCHING_GOAL and off and on:
+        a, b = m.cpu_split(off), m.cpu_split(on)
+        if a and b:
+            ceiling = m.batching_ceiling(a, b)
+            out.append(
+                f"Why batching gains Ray Serve {gain.value:.2f}x, not {m.BATCHING_GOAL}x: server CPU per image at each "
+                f"mode's best level (c={off.concurrency} off, c={on.concurrency} on; medians, ms) went to the replicas "
+                f"{a.replicas:.2f} → {b.replicas:.2f}, the rest of Ray (proxy, raylets, GCS, controller, agents) "
+                f"{a.rest_of_ray:.2f} → {b.rest_of_ray:.2f}, and nginx with the Django front end {a.front:.2f} → "
+                f"{b.front:.2f}" + (f"; mean batch {on.batch.median:.1f}" if on.batch else "") + ". Batching shrinks "
+                f"only the replicas' share; the per-request hops stay. Were the replicas' CPU free, on ÷ off could "
+                f"reach {ceiling:.2f}x at most on these 2 cores (CPU the only limit)."
+                if ceiling else "")
+    for mode in m.MODES:
+        low = {c: (best, r) for c, (best, r) in m.peer_ratios(t, mode).items() if r.value < m.PEER_GOAL}
+        for c, (best, r) in low.items():
+            ray = m.ladder(t, m.RAY, mode)[c]
+            out.append(f"Batching {mode}, c={c}: Ray Serve serves {ray.throughput.median:.0f} images/s, "
+                       f"{archs.title(best.arch)} {best.throughput.median:.0f} ({r.value:.2f}x); server CPU per image "
+                       f"{ray.server_cpu.median:.2f} against {best.server_cpu.median:.2f} ms. Why Ray Serve is ahead "
+                       "here is not isolated: unexplained." if ray.server_cpu and best.server_cpu else "")
+    for arch in m.arches_of(t):
+        for mode in m.MODES:
+            lad, best = m.ladder(t, arch, mode), m.saturated(t, arch, mode)
+            top = lad.get(max(lad)) if lad else None
+            if best and top and top.throughput and top.concurrency > best.concurrency \
+                    and top.throughput.median < 0.5 * best.throughput.median:
+                out.append(f"{archs.title(arch)}, batching {mode}, falls from {best.throughput.median:.0f} images/s "
+                           f"at c={best.concurrency} to {top.throughput.median:.0f} at c={top.concurrency} (p50 "
+                           f"{top.p50.median:.0f} ms there): more clients lose throughput instead of queueing at "
+                           "the same rate. Unexplained: the cause is not isolated by these runs.")
+    return [w for w in out if w]
 
 
 def goals_table(runs: list[Run], t: dict) -> Table:
@@ -249,7 +291,8 @@ def readme(ctx: Context) -> dict[str, str]:
              {True: m.MET, False: m.NOT_MET, None: NOT_MEASURED}[g["ok"]]] for g in goal_rows(ctx.runs, t)]
     basis = medians_of(c.throughput for c in t.values())
     goals = (f"The issue's goals (`{MAKE}`, runs `results/*` of study {STUDY}; judged on {basis}):\n\n"
-             + md_table(["goal", "target", "measured", "verdict"], rows))
+             + md_table(["goal", "target", "measured", "verdict"], rows)
+             + "".join(f"\n\n{w}" for w in whys(t)))
     best = []
     for arch in m.arches_of(t):
         for mode in m.MODES:
