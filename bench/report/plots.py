@@ -52,6 +52,18 @@ def save(fig, path: Path, dpi: int = DPI, tight: bool = False) -> Path:
     return path
 
 
+def median_line(ax, cells: list, x: str, y: str, color: str, ls: str) -> list:
+    """One line of medians with min-max error bars: each cell's ``x`` against its Spread ``y`` (cells without it are
+    left out); returns the x values drawn."""
+    pts = sorted(((getattr(c, x), getattr(c, y)) for c in cells if getattr(c, y) is not None), key=lambda p: p[0])
+    if not pts:
+        return []
+    ax.errorbar([p[0] for p in pts], [s.median for _, s in pts],
+                yerr=[[s.median - s.lo for _, s in pts], [s.hi - s.median for _, s in pts]],
+                color=color, ls=ls, marker="o", ms=4, lw=1.6, capsize=3)
+    return [p[0] for p in pts]
+
+
 def plain_log(axis) -> None:
     """Log-scale ticks as plain numbers (2, 5, 10, not 2x10^0), denser when the range is narrow."""
     lo, hi = sorted(axis.get_view_interval())

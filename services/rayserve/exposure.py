@@ -15,6 +15,8 @@ WILDCARDS = ("*", "0.0.0.0", "[::]")
 
 
 def loopback_or_link_local(addr: str) -> bool:
+    if addr in WILDCARDS:  # every interface
+        return False
     ip = ipaddress.ip_address(addr.strip("[]").split("%")[0].removeprefix("::ffff:"))
     return ip.is_loopback or ip.is_link_local
 
@@ -44,9 +46,14 @@ def check(namespace: str, supervisor_pid: int) -> dict:
     except psutil.NoSuchProcess:
         pass
     on_host = [x for x in listeners([]) if x[2] & ours]
-    outside = ([f"namespace address {a}" for a in addrs if not loopback_or_link_local(a)]
-               + [f"namespace: {line}" for addr, _, _, line in inside
-                  if addr not in WILDCARDS and not loopback_or_link_local(addr)]
-               + [f"host: {line}" for addr, _, _, line in on_host if not loopback_or_link_local(addr)])
     return {"namespace": namespace, "namespace_addresses": addrs, "namespace_listeners": len(inside),
-            "host_listeners_of_cluster": len(on_host), "outside": outside}
+            "host_listeners_of_cluster": len(on_host), "outside": outside(addrs, inside, on_host)}
+
+
+def outside(addrs: list[str], inside: list, on_host: list) -> list[str]:
+    """What breaks the rule: a namespace address, a namespace listener (but a wildcard) or a host listener of the
+    cluster's that is neither loopback nor link-local."""
+    return ([f"namespace address {a}" for a in addrs if not loopback_or_link_local(a)]
+            + [f"namespace: {line}" for addr, _, _, line in inside
+               if addr not in WILDCARDS and not loopback_or_link_local(addr)]
+            + [f"host: {line}" for addr, _, _, line in on_host if not loopback_or_link_local(addr)])

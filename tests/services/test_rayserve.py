@@ -13,11 +13,9 @@ conformance tests (tests/conformance.py) run on rayserve too, on the run's share
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ import pytest
 from servebench import codecs, netns, registry, runtime, stack, tfserving
 from servebench.settings import Settings
 from services.rayserve import cluster as ray_cluster
+from services.rayserve import exposure
 from tests.stacks import port_of, stack_settings
 
 ARCH = "rayserve"
@@ -153,44 +152,28 @@ def test_replicas_land_on_both_nodes(ray_stack):
     assert doc["serve"]["status"] == "RUNNING"
 
 
-def _loopback_or_link_local(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr.strip("[]").removeprefix("::ffff:"))
-    return ip.is_loopback or ip.is_link_local
-
-
-def _listeners(argv: list[str]) -> list[tuple[str, int, str]]:
-    """(address, port, the rest) of each TCP listener ``ss`` shows."""
-    out = subprocess.run([*argv, "ss", "-Hltnp"], capture_output=True, text=True, check=True).stdout
-    found = []
-    for line in out.splitlines():
-        local = line.split()[3]
-        addr, _, port = local.rpartition(":")
-        found.append((addr, int(port), line))
-    return found
-
-
 @pytest.mark.integration
 @pytest.mark.slow
 def test_no_ray_port_listens_outside_loopback_or_link_local(ray_stack):
     where = cluster_doc(ray_stack, "cluster")
-    ns = where["namespace"]
-    inside = ray_cluster.ns_pids(ns)
-    assert inside, "nothing runs in the cluster's namespace"
-    # The namespace's only interfaces: its loopback and the veth, with loopback and link-local addresses only.
-    out = subprocess.run(["ip", "-n", ns, "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
-    addrs = [line.split()[3].split("/")[0] for line in out.splitlines()]
-    assert addrs and all(_loopback_or_link_local(a) for a in addrs), out
-    assert where["host"] in addrs
-    # Inside, a wildcard listener (Serve's replicas bind [::]) reaches no more than those.
-    for addr, port, line in _listeners(["ip", "netns", "exec", ns]):
-        assert addr in ("*", "0.0.0.0", "[::]") or _loopback_or_link_local(addr), line
-    # On the host: nothing of the cluster's, and the supervisor on loopback only.
-    ours = inside | {p.pid for p in psutil.Process(ray_stack.pids()[ARCH]).children(recursive=True)}
-    ours.add(ray_stack.pids()[ARCH])
-    for addr, port, line in _listeners([]):
-        pids = {int(x.split("=")[1]) for x in line.replace(")", ",").split(",") if x.startswith("pid=")}
-        if pids & ours:
-            assert _loopback_or_link_local(addr), line
+    assert ray_cluster.ns_pids(where["namespace"]), "nothing runs in the cluster's namespace"
+    doc = exposure.check(where["namespace"], ray_stack.pids()[ARCH])  # ss in the namespace and on the host
+    assert doc["outside"] == [], doc
+    assert where["host"] in doc["namespace_addresses"]
+    # It saw the cluster: Ray's listeners inside, and at least the supervisor on the host's loopback.
+    assert doc["namespace_listeners"] >= 3 and doc["host_listeners_of_cluster"] >= 1, doc
+
+
+@pytest.mark.unit
+def test_the_exposure_rule_flags_only_what_is_reachable_beyond_loopback_and_link_local():
+    inside = [("[::]", 40001, set(), "replica grpc"), ("169.254.7.2", 8000, set(), "proxy"),
+              ("127.0.0.1", 6379, set(), "gcs")]
+    on_host = [("127.0.0.1", 8101, {1}, "supervisor")]
+    assert exposure.outside(["127.0.0.1", "169.254.7.2"], inside, on_host) == []
+    bad = exposure.outside(["127.0.0.1", "198.51.100.7"], inside + [("198.51.100.7", 6380, set(), "raylet")],
+                           on_host + [("0.0.0.0", 10001, {2}, "client server"), ("*", 6400, {2}, "raylet"),
+                                     ("[::1]", 1, {3}, "ok")])
+    assert bad == ["namespace address 198.51.100.7", "namespace: raylet", "host: client server", "host: raylet"]
 
 
 @pytest.mark.integration

@@ -15,18 +15,6 @@ PLOTS = {"concurrency": "batching_one_knob.png"}
 STACK_LINES = {"defaults": "--", "one-knob": "-"}  # defaults dashed, the one knob solid
 
 
-def _draw(ax, cells: list, attr: str, color: str, ls: str) -> list[int]:
-    pts = [(c.concurrency, getattr(c, attr)) for c in sorted(cells, key=lambda c: c.concurrency)]
-    pts = [(x, s) for x, s in pts if s is not None]
-    if not pts:
-        return []
-    xs = [x for x, _ in pts]
-    ys = [s.median for _, s in pts]
-    err = [[s.median - s.lo for _, s in pts], [s.hi - s.median for _, s in pts]]
-    ax.errorbar(xs, ys, yerr=err, color=color, ls=ls, marker="o", ms=4, lw=1.6, capsize=3)
-    return xs
-
-
 def plot_one_knob(table: dict, path: Path) -> Path:
     fig, (thr, lat) = plt.subplots(1, 2, figsize=(14, 5.4), layout="constrained")
     raw = {key: c for key, c in table.items() if key[2] == "raw"}
@@ -39,7 +27,7 @@ def plot_one_knob(table: dict, path: Path) -> Path:
         for stack in STACKS:
             mine = [c for c in raw.values() if c.arch == arch and c.stack == stack]
             for ax, attr in ((thr, "throughput"), (lat, "p50")):
-                xs |= set(_draw(ax, mine, attr, archs.color(arch), STACK_LINES[stack]))
+                xs |= set(plots.median_line(ax, mine, "concurrency", attr, archs.color(arch), STACK_LINES[stack]))
     for ax in (thr, lat):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(xs), [f"{x:g}" for x in sorted(xs)])

@@ -23,15 +23,9 @@ def plot_ladder(table: dict, path: Path) -> Path:
     xs: set = set()
     for arch in arches_of(table):
         for mode in MODES:
-            cells = sorted(ladder(table, arch, mode).values(), key=lambda c: c.concurrency)
+            cells = list(ladder(table, arch, mode).values())
             for ax, attr in ((thr, "throughput"), (lat, "p50")):
-                pts = [(c.concurrency, getattr(c, attr)) for c in cells if getattr(c, attr)]
-                if not pts:
-                    continue
-                xs |= {x for x, _ in pts}
-                ax.errorbar([x for x, _ in pts], [s.median for _, s in pts],
-                            yerr=[[s.median - s.lo for _, s in pts], [s.hi - s.median for _, s in pts]],
-                            color=archs.color(arch), ls=MODE_LINES[mode], marker="o", ms=4, lw=1.6, capsize=3)
+                xs |= set(plots.median_line(ax, cells, "concurrency", attr, archs.color(arch), MODE_LINES[mode]))
     for ax, label in ((thr, "images/s (median of repeats)"), (lat, "p50 latency, ms (median of repeats)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(xs), [str(x) for x in sorted(xs)])
