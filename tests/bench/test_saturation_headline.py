@@ -121,6 +121,8 @@ def test_the_readme_blocks_and_the_answer_quote_medians_with_n(results):
     frags = answer.readme(ctx)
     assert "every cell the median of 3 repeats (min–max)" in frags["saturation-table"]
     assert "| Embedded | off | 3.10 (3.00–3.20) | 510 (500–520) |" in frags["saturation-table"]
+    # The plan's architectures these runs lack are named, not dropped in silence.
+    assert frags["saturation-table"].endswith("not in these runs: Flask, FastAPI, Ray Serve.")
     assert "2,100 images/s (median of 3 repeats, 2,000–2,200)" in frags["saturation-model"]
     assert "judged on the medians of 3 repeats each" in frags["saturation-goals"]
     card = answer.answer(ctx).text

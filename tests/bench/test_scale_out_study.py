@@ -198,6 +198,7 @@ def test_a_missed_goal_gets_its_why_from_the_same_runs(tmp_path):
     whys = report.whys(t)
     assert any("1.10x, not 1.3x" in w and "3.00x at most" in w for w in whys), whys
     assert any("falls from 301 images/s at c=8 to 40 at c=64" in w and "Unexplained" in w for w in whys), whys
+    assert measured.busy_cores(t[("rayserve", "off", (1, 1), 64)]) == pytest.approx(6.0 * 40 / 1000)
     assert all(w in report.readme(ctx)["scale-out-goals"] for w in whys)
     (tmp_path / "met").mkdir()
     assert report.whys(measured.cells(_fixture(tmp_path / "met").runs)) == []  # every goal met: nothing to explain

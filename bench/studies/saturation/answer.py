@@ -166,7 +166,15 @@ def headline_md(table: dict) -> str:
             f"SB_SATURATION_PARTS=curve,headline`):\n\n" + md_table(
                 ["architecture", "batching", "p50 at concurrency 1 (ms)", f"images/s at {top} in flight",
                  f"server CPU ms per image at {top}", f"server efficiency at {top}", "repeats (c=1 / c=" + str(top) + ")"],
-                rows))
+                rows) + unmeasured(table))
+
+
+def unmeasured(table: dict) -> str:
+    """The architectures of the study's plan that these runs lack (added since, or not runnable where they ran)."""
+    from bench.studies.saturation.experiments import ARCHES
+
+    missing = [archs.title(a) for a in ARCHES if a not in headline.arches_of(table)]
+    return f"\n\nIn the study's plan, not in these runs: {', '.join(missing)}." if missing else ""
 
 
 def _cell(spread, show=significant):

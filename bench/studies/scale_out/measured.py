@@ -241,6 +241,13 @@ def cores_of(cell: Cell) -> int | None:
     return int(found[0]) if found else None
 
 
+def busy_cores(cell: Cell) -> float | None:
+    """Cores the server processes kept busy: CPU per image times images/s (medians)."""
+    if not cell.server_cpu or not cell.throughput:
+        return None
+    return cell.server_cpu.median * cell.throughput.median / 1000.0
+
+
 def nodes_needed(rate: float, cpu_ms: float, cores: int, utilisation: float) -> int:
     """Nodes of ``cores`` each at ``utilisation``, for ``rate`` images/s at ``cpu_ms`` CPU per image."""
     import math

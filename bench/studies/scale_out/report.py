@@ -135,10 +135,14 @@ def whys(t: dict) -> list[str]:
             top = lad.get(max(lad)) if lad else None
             if best and top and top.throughput and top.concurrency > best.concurrency \
                     and top.throughput.median < 0.5 * best.throughput.median:
+                cores, busy = m.cores_of(top), m.busy_cores(top)
+                idle = (f"; its server processes kept {busy:.2f} of the machine's {cores} cores busy there (CPU per "
+                        f"image × images/s): requests waited rather than computed" if cores and busy is not None
+                        else "")
                 out.append(f"{archs.title(arch)}, batching {mode}, falls from {best.throughput.median:.0f} images/s "
                            f"at c={best.concurrency} to {top.throughput.median:.0f} at c={top.concurrency} (p50 "
-                           f"{top.p50.median:.0f} ms there): more clients lose throughput instead of queueing at "
-                           "the same rate. Unexplained: the cause is not isolated by these runs.")
+                           f"{top.p50.median:.0f} ms there){idle}. More clients lose throughput instead of queueing "
+                           "at the same rate. Unexplained: the cause is not isolated by these runs.")
     return [w for w in out if w]
 
 
