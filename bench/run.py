@@ -44,7 +44,6 @@ sending; the rows are kept and the summary says ``"interrupted": true``.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from pathlib import Path
@@ -309,8 +308,7 @@ def _driver(arch: str) -> Callable | None:
     name = registry.get(arch).driver
     if not name:
         return None
-    module, _, function = name.partition(":")
-    return getattr(importlib.import_module(module), function)
+    return registry.found(name)
 
 
 def bench_arch(options: opts.BenchOptions, arch: str, requests: list[client.Request], settings: Settings,

@@ -261,6 +261,13 @@ def _lookup(table: dict, name: str, what: str):
         raise ValueError(f"unknown {what} {name!r}: choose one of {', '.join(table)}") from None
 
 
+def found(reference: str):
+    """What a "module:name" reference of a record names (a backend class, a hook), imported on first use: records
+    name code by string so that the harness and the runtime import no architecture."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def get(name: str) -> Architecture:
     discover()
     return _lookup(_ARCHITECTURES, name, "ARCH")

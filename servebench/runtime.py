@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import argparse
 import datetime as dt
-import importlib
 import json
 import os
 import socket
@@ -311,8 +310,7 @@ def get(name: str, harness: HarnessSettings | None = None) -> Runtime:
     """The runtime called ``name`` (native or docker), with the harness settings (default: ``HarnessSettings()``)."""
     if name not in RUNTIMES:
         raise ValueError(f"unknown RUNTIME {name!r}: choose {' or '.join(RUNTIMES)}")
-    module, _, cls = IMPLEMENTATIONS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)(harness)
+    return registry.found(IMPLEMENTATIONS[name])(harness)
 
 
 def service_details(st: StackState, name: str) -> list[str]:
@@ -320,8 +318,7 @@ def service_details(st: StackState, name: str) -> list[str]:
     hook = registry.services()[name].status if name in registry.services() else ""
     if not hook:
         return []
-    module, _, function = hook.partition(":")
-    return list(getattr(importlib.import_module(module), function)(st.doc["services"][name], st.knob_settings()))
+    return list(registry.found(hook)(st.doc["services"][name], st.knob_settings()))
 
 
 def part_classifiers(st: StackState) -> dict[str, Callable]:
@@ -330,8 +327,7 @@ def part_classifiers(st: StackState) -> dict[str, Callable]:
     for name in st.doc["services"]:
         hook = registry.services()[name].parts if name in registry.services() else ""
         if hook:
-            module, _, function = hook.partition(":")
-            out[name] = getattr(importlib.import_module(module), function)
+            out[name] = registry.found(hook)
     return out
 
 

@@ -24,7 +24,6 @@ ensemble           v1, v2, tfserving           (never needed; services/ensemble/
 from __future__ import annotations
 
 import http.client
-import importlib
 import json
 import socket
 import time
@@ -373,5 +372,4 @@ class ModelServerBackend(RemoteBackend):
 
 def build(settings: Settings):
     """The backend class the registry names for ``settings.arch``."""
-    module, _, cls = registry.get(settings.arch).backend.partition(":")
-    return getattr(importlib.import_module(module), cls)(settings)
+    return registry.found(registry.get(settings.arch).backend)(settings)
