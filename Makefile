@@ -62,7 +62,7 @@ endif
 help:
 	@echo "make setup                    venv + pinned dependencies (+ nginx from Debian when root)"
 	@echo "make setup-triton             .venv-triton for ARCH=triton (PyTriton + TensorFlow, about 2 GB)"
-	@echo "make test                     all tests (unit, integration; docker ones when an engine runs)"
+	@echo "make test                     all tests: the unit ones on both cores, then integration and docker ones"
 	@echo "make test-unit                the unit tests alone, on both cores (about a minute)"
 	@echo "make lint                     the import layers (.importlinter) and pyflakes"
 	@echo "make bench ARCH=fastapi       send the CIFAR-10 test set through a stack; results/<run-id>/"
@@ -154,8 +154,12 @@ setup-perf: .venv-perf/.installed
 setup-triton: .venv-triton/.installed
 	@echo "setup-triton done: .venv-triton/bin/python (nvidia-pytriton, TensorFlow): ARCH=triton runs natively"
 
+# The unit tests (no server) on both cores, then the rest one at a time (real servers, timing, namespaces);
+# both run whatever the first gives, and either failing fails the target.
 test: $(VENV)/.installed
-	$(PY) -m pytest tests
+	@$(PY) -m pytest -n 2 -m unit tests; unit=$$?; \
+	  $(PY) -m pytest -m "not unit" tests; rest=$$?; \
+	  echo "make test: unit tests exit $$unit, the rest exit $$rest"; [ $$unit = 0 ] && [ $$rest = 0 ]
 
 # The import layers (.importlinter) and pyflakes; tests/test_codebase.py runs the first under `make test` too.
 .PHONY: lint

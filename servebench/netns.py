@@ -176,6 +176,7 @@ class ShapedLink:
         self.element: subprocess.Popen | None = None  # the delay element, when delay_ms or jitter_ms is set
         self.pidfile = PIDFILES / f"{name}.pid"
         self.measured_rtt: dict | None = None
+        self.rtt_samples_ms: list[float] = []  # the last measurement's connect times, in order
         self.client_ns = f"{PREFIX}{name}-c"
         self.server_ns = f"{PREFIX}{name}-s" if server_ns else None
         self.server_dev, self.client_dev = _devices(name)
@@ -263,7 +264,7 @@ class ShapedLink:
         if answer != "ok":
             raise LinkError(f"the delay element refused {delay_ms:g} ms ± {jitter_ms:g}: {answer}")
         self.delay_ms, self.jitter_ms = float(delay_ms), float(jitter_ms)
-        self.measured_rtt = None
+        self.measured_rtt, self.rtt_samples_ms = None, []
 
     def tbf_args(self) -> list[str]:
         rate_bytes = self.rate_mbit * 1e6 / 8
@@ -334,6 +335,7 @@ class ShapedLink:
         times = [float(x) for x in out.stdout.split()]
         if len(times) != connects:
             raise LinkError(f"round-trip measurement: {len(times)} of {connects} connects timed")
+        self.rtt_samples_ms = times
         self.measured_rtt = {"median": round(statistics.median(times), 3), "min": round(min(times), 3),
                              "max": round(max(times), 3), "stdev": round(statistics.pstdev(times), 3),
                              "n": connects, "how": "TCP connect time (SYN to SYN-ACK), client to server"}

@@ -46,9 +46,15 @@ def test_jitter_spreads_the_round_trip_within_its_bounds():
     with ShapedLink("test-jitter", None, delay_ms=delay, jitter_ms=jitter) as link:
         pid = link.element.pid
         rtt = link.measure_rtt_ms(40)
-        # each way ±jitter/2 uniform: a round trip within delay ± jitter, standard deviation jitter/sqrt(6)
-        assert delay - jitter - 0.5 <= rtt["min"] and rtt["max"] <= delay + jitter + 3, rtt
-        assert 0.2 * jitter <= rtt["stdev"] <= 0.7 * jitter, rtt
+        times = link.rtt_samples_ms
+        # Each way waits ±jitter/2 uniform: a round trip within delay ± jitter (a triangle, interquartile range
+        # 0.59 jitter). Never early; late only by scheduling, which a busy 2-core machine adds to a few connects,
+        # so the upper bound holds for most connects and the spread is judged on the quartiles, not the stdev.
+        assert rtt["min"] >= delay - jitter - 0.5, rtt
+        late = [t for t in times if t > delay + jitter + 3]
+        assert len(late) <= len(times) // 10, (late, rtt)
+        q1, _, q3 = statistics.quantiles(times, n=4)
+        assert 0.3 * jitter <= q3 - q1 <= 0.9 * jitter, (q1, q3, rtt)
         assert abs(rtt["median"] - delay) <= 0.1 * delay, rtt
     assert _gone(link, pid)
 

@@ -107,8 +107,8 @@ def test_the_next_call_starts_the_member_and_says_what_it_cost():
 
 @pytest.mark.parametrize("mode", ["serial", "parallel"])
 def test_a_request_after_the_idle_time_answers_the_same_and_shows_the_starts(mode):
-    life = RecordingLifecycle(start_s=0.1)
-    c = coordinator(life, mode=mode, idle_s=0.2)
+    life = RecordingLifecycle(start_s=0.3)  # long enough that a busy machine's scheduling cannot blur the two
+    c = coordinator(life, mode=mode, idle_s=1.0)  # longer than the serial starts: none is reaped mid-request
     try:
         warm = predict(c)
         deadline = time.monotonic() + 5
@@ -125,13 +125,13 @@ def test_a_request_after_the_idle_time_answers_the_same_and_shows_the_starts(mod
     np.testing.assert_array_equal(codecs.decode_predictions(cold.body).probabilities,
                                   codecs.decode_predictions(warm.body).probabilities)
     members = json.loads(cold.body)["ensemble"]["members"]
-    assert all(m["start_ms"] >= 100 and m["ms"] >= m["start_ms"] for m in members.values())
+    assert all(m["start_ms"] >= 300 and m["ms"] >= m["start_ms"] for m in members.values())
     assert "start_ms" not in json.loads(warm.body)["ensemble"]["members"]["cnn"]
     names = [e.split(";")[0].strip() for e in cold.timing.split(",")]
     assert {"start-cnn", "start-resnet20", "start-mobilenetv2"} <= set(names)
     assert "start-cnn" not in warm.timing
     # Serially the starts add up; in parallel the three start at once.
-    assert (took_s >= 0.3) if mode == "serial" else (took_s < 0.28)
+    assert (took_s >= 0.9) if mode == "serial" else (took_s < 0.8), took_s
 
 
 def test_a_member_that_fails_to_start_is_left_out_and_tried_again():

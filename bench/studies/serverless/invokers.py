@@ -31,11 +31,14 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from bench.studies.serverless.cost import PriceTable
 from servebench import cgroups, processes
 from servebench.settings import REPO_ROOT
+
+# One count for the process: two invokers in it never name a cgroup or container the same.
+_WORKER_IDS = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -139,12 +142,19 @@ class _Worker:
 
     def stop(self) -> None:
         """Close its stdin (a worker then exits), SIGKILL after 5 s; its cgroup removed."""
+        stop_workers([self])
+
+
+def stop_workers(workers: list[_Worker]) -> None:
+    """Close their stdins (a worker then exits), SIGKILL what is left after 5 s, all at once: a worker with a
+    small CPU share takes seconds to exit, and one after another that adds up."""
+    for w in workers:
         try:
-            if self.proc.stdin:
-                self.proc.stdin.close()
+            if w.proc.stdin:
+                w.proc.stdin.close()
         except OSError:
             pass
-        self.proc.stop(grace_s=5.0, first=None)
+    processes.stop_all([w.proc for w in workers], [(None, 5.0)])
 
 
 def _readline(proc: processes.Process, deadline: float) -> bytes | None:
@@ -168,14 +178,15 @@ class LocalInvoker:
     runtime = "local"
 
     def __init__(self, prices: PriceTable, *, max_idle: int = 8, log_dir: Path | None = None,
-                 python: str | None = None):
+                 python: str | None = None,
+                 limits: Callable[[int], cgroups.Limits] = cgroups.Limits.lambda_like):
         self.prices = prices
+        self.limits = limits  # a function's memory (MB) -> its cgroup's limits: Lambda's CPU share by default
         self.max_idle = max_idle  # idle workers kept warm, all functions together (oldest go first)
         self.log_dir = log_dir
         self.python = python or sys.executable
         self._idle: list[tuple[tuple[str, int], _Worker]] = []
         self._lock = threading.Lock()
-        self._ids = itertools.count()
         self._closed = False
 
     def unavailable(self) -> str | None:
@@ -195,11 +206,12 @@ class LocalInvoker:
         why = cgroups.unavailable()
         if why:
             raise RuntimeError(f"local functions need cgroups for their memory limits: {why}")
-        limits = cgroups.Limits.lambda_like(spec.memory_mb)
-        proc = processes.launch([self.python, "-m", "bench.studies.serverless.worker", "--cpus", f"{limits.cpus:.4f}"],
+        limits = self.limits(spec.memory_mb)
+        cpus = f"{limits.cpus or 0:.4f}"  # 0: no quota, TensorFlow's own thread count
+        proc = processes.launch([self.python, "-m", "bench.studies.serverless.worker", "--cpus", cpus],
                                 env=self._env(), cwd=REPO_ROOT, log_path=self._log_path(spec),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, limits=limits,
-                                cgroup=f"serverless-{os.getpid()}-{next(self._ids)}")
+                                cgroup=f"serverless-{os.getpid()}-{next(_WORKER_IDS)}")
         return _Worker(proc)
 
     def _take(self, spec: FunctionSpec) -> tuple[_Worker, bool]:
@@ -220,8 +232,7 @@ class LocalInvoker:
                 self._idle.append(((spec.name, spec.memory_mb), worker))
                 while len(self._idle) > self.max_idle:
                     evicted.append(self._idle.pop(0)[1])
-        for w in evicted:
-            w.stop()
+        stop_workers(evicted)
 
     # -------------------------------------------------------------- the interface
     def invoke(self, spec: FunctionSpec, event: dict) -> Invocation:
@@ -273,8 +284,7 @@ class LocalInvoker:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for _, w in idle:
-            w.stop()
+        stop_workers([w for _, w in idle])
 
     def __enter__(self):
         return self
@@ -317,7 +327,7 @@ class DockerInvoker(LocalInvoker):
                 "python", "-m", "bench.studies.serverless.worker", "--cpus", f"{limits.cpus:.4f}"]
 
     def _spawn(self, spec: FunctionSpec) -> _Worker:
-        name = f"servebench-fn-{os.getpid()}-{next(self._ids)}"
+        name = f"servebench-fn-{os.getpid()}-{next(_WORKER_IDS)}"
         proc = processes.launch(self.argv(spec, name), env=dict(os.environ), log_path=self._log_path(spec),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return _Worker(proc, container=name)
