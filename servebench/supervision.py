@@ -18,16 +18,19 @@ import sys
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> bool:
     """Deliver ``sig`` to this process when its parent exits; False where unsupported.
 
-    Call it in the worker, right after the fork or spawn. A parent that dies
-    between the prctl call and the check below is caught by the check. (In a
+    ``parent`` is the master's pid as the caller knows it. Give it wherever the
+    call can come late (a spawned worker arms this only after its imports): a
+    master killed before the call is then caught too, by the check below;
+    without it only one that dies after ``os.getppid()`` here is. (In a
     container the master may itself be PID 1, so a parent of 1 proves nothing.)
     """
     if not sys.platform.startswith("linux"):
         return False
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:

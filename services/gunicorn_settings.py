@@ -17,7 +17,7 @@ def post_fork(server, worker):
     # A worker whose master was SIGKILLed would keep serving, unsupervised.
     from servebench.supervision import die_with_parent
 
-    die_with_parent()
+    die_with_parent(parent=server.pid)
 
 
 def build_in_worker(module: str, builder: str):

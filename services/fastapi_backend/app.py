@@ -32,8 +32,10 @@ async def lifespan(app: FastAPI):
     # Only in a worker spawned by uvicorn's --workers N master. With one worker
     # uvicorn serves from its main process, whose parent is whatever started it
     # (the runner, which exits after `make up`): never tie that one to its parent.
-    if multiprocessing.parent_process() is not None:
-        die_with_parent()
+    # Armed only after this worker's imports: a master killed meanwhile (a replacement worker
+    # importing TensorFlow on a busy machine) is caught by naming the master's pid.
+    if (master := multiprocessing.parent_process()) is not None:
+        die_with_parent(parent=master.pid)
     state["limiter"] = anyio.CapacityLimiter(settings.backend_threads)
     state["model"] = await anyio.to_thread.run_sync(LocalModel.from_settings, settings)
     yield

@@ -63,3 +63,25 @@ def test_a_worker_dies_with_its_parent():
     while psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the worker outlived its parent"
         time.sleep(0.05)
+
+
+def test_a_worker_armed_after_its_parent_died_dies_at_once():
+    # A spawned worker arms itself only after its imports; its master may be gone by then (found in CI:
+    # a replacement worker still importing TensorFlow outlived a SIGKILLed uvicorn master).
+    code = ("import os, subprocess, sys\n"
+            "child = subprocess.Popen([sys.executable, '-c', "
+            "'import os, sys, time\\n"
+            "from servebench import supervision\\n"
+            "master = int(sys.argv[1])\\n"
+            "while os.getppid() == master: time.sleep(0.01)\\n"
+            "supervision.die_with_parent(parent=master)\\n"
+            "time.sleep(120)', str(os.getpid())])\n"
+            "print(child.pid, flush=True)\n"
+            "os._exit(0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=stack.REPO_ROOT, env={"PYTHONPATH": str(stack.REPO_ROOT), "PATH": "/usr/bin:/bin"})
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 20
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)

@@ -321,10 +321,10 @@ class DockerInvoker(LocalInvoker):
         return None if compose.engine_answers() else "no Docker engine answers (RUNTIME=docker needs one)"
 
     def argv(self, spec: FunctionSpec, name: str) -> list[str]:
-        limits = cgroups.Limits.lambda_like(spec.memory_mb)
+        limits = self.limits(spec.memory_mb)
         return ["docker", "run", "-i", "--rm", "--name", name, "--network", "host", *limits.docker_args(),
                 "-e", "TF_CPP_MIN_LOG_LEVEL=2", self.image,
-                "python", "-m", "bench.studies.serverless.worker", "--cpus", f"{limits.cpus:.4f}"]
+                "python", "-m", "bench.studies.serverless.worker", "--cpus", f"{limits.cpus or 0:.4f}"]
 
     def _spawn(self, spec: FunctionSpec) -> _Worker:
         name = f"servebench-fn-{os.getpid()}-{next(_WORKER_IDS)}"
