@@ -218,7 +218,9 @@ def test_an_official_image_that_is_missing_is_refused_clearly(arch, tmp_path):
     image = official_image(registry.get(arch))
     if _have(image):
         pytest.skip(f"{image} is present here")
+    # A project of its own: a stack of this module may still be up (a module-scoped fixture goes down at its end).
+    runtime = compose.DockerRuntime(HarnessSettings(compose_project=f"{PROJECT}x", docker_build=False))
     with pytest.raises(compose.StackError, match="official image .* cannot be pulled"):
-        docker().up(arch, stack_settings(), tmp_path, log=QUIET)
-    assert docker().state(tmp_path) is None
-    assert compose.project_containers(PROJECT) == {}
+        runtime.up(arch, stack_settings(), tmp_path, log=QUIET)
+    assert runtime.state(tmp_path) is None
+    assert compose.project_containers(f"{PROJECT}x") == {}
