@@ -1,4 +1,4 @@
-"""The Triton service's start: PyTriton's handshake race is tried once more, anything else is raised
+"""The Triton service's start: PyTriton's handshake race is tried again (START_ATTEMPTS in all), anything else is raised
 (``services.triton.server.start`` with a test double of PyTriton's ``Triton``; no server runs)."""
 from __future__ import annotations
 
@@ -43,15 +43,15 @@ def bound(monkeypatch):
 
 
 @pytest.mark.unit
-def test_a_missed_handshake_is_started_once_more(bound):
+def test_missed_handshakes_are_started_again(bound):
     log: list = []
-    failures = iter([_handshake_failure(), None])
+    failures = iter([_handshake_failure(), _handshake_failure(), None])
     triton = server.start(lambda: FakeTriton(next(failures), log), None, [])
-    assert triton.failure is None and log == ["bind", "run", "stop", "bind", "run"]
+    assert triton.failure is None and log == ["bind", "run", "stop"] * 2 + ["bind", "run"]
 
 
 @pytest.mark.unit
-def test_two_missed_handshakes_or_any_other_failure_are_raised(bound):
+def test_a_handshake_missed_on_every_attempt_or_any_other_failure_is_raised(bound):
     log: list = []
     with pytest.raises(ConnectionRefusedError):
         server.start(lambda: FakeTriton(_handshake_failure(), log), None, [])
