@@ -48,6 +48,20 @@ def test_a_service_whose_master_died_is_degraded_and_down_stops_its_workers(tmp_
         stack.down(tmp_path, log=lambda *_: None)
 
 
+def _run_parent(code: str) -> str:
+    """Run ``code`` as a parent that starts a worker and exits; its output (the worker's pid first)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=stack.REPO_ROOT,
+                          env={"PYTHONPATH": str(stack.REPO_ROOT), "PATH": "/usr/bin:/bin"}).stdout
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the worker outlived its parent"
+        time.sleep(0.05)
+
+
 def test_a_worker_dies_with_its_parent():
     code = ("import os, subprocess, sys, time\n"
             "child = subprocess.Popen([sys.executable, '-c', "
@@ -55,14 +69,9 @@ def test_a_worker_dies_with_its_parent():
             "print(\"armed\", flush=True); time.sleep(120)'], stdout=subprocess.PIPE)\n"
             "print(child.pid, child.stdout.readline().decode().strip(), flush=True)\n"
             "os._exit(0)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=stack.REPO_ROOT, env={"PYTHONPATH": str(stack.REPO_ROOT), "PATH": "/usr/bin:/bin"})
-    pid, armed = out.stdout.split()
+    pid, armed = _run_parent(code).split()
     assert armed == "armed"
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(int(pid)) and psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the worker outlived its parent"
-        time.sleep(0.05)
+    _wait_gone(int(pid), 10)
 
 
 def test_a_worker_armed_after_its_parent_died_dies_at_once():
@@ -78,10 +87,4 @@ def test_a_worker_armed_after_its_parent_died_dies_at_once():
             "time.sleep(120)', str(os.getpid())])\n"
             "print(child.pid, flush=True)\n"
             "os._exit(0)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=stack.REPO_ROOT, env={"PYTHONPATH": str(stack.REPO_ROOT), "PATH": "/usr/bin:/bin"})
-    pid = int(out.stdout.split()[0])
-    deadline = time.monotonic() + 20
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, "the worker outlived its parent"
-        time.sleep(0.05)
+    _wait_gone(int(_run_parent(code).split()[0]), 20)
